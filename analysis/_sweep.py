@@ -1,0 +1,323 @@
+"""The sweep engine: a grid of settings → compiled-once, vmapped solves → one tidy DataFrame.
+
+`sweep(systems, solvers, dt0=[...])` runs a fixed-step sweep; `sweep(..., controller="PI34",
+rtol=[...])` an adaptive one. For each (system, solver, controller kind) the solve is traced and
+compiled once, then the numeric grid (dt0, rtol, atol) is vmapped over in chunks of
+`chunk_size`, so memory is bounded by the chunk, not the grid. Every solve is a row; a solve that
+fails (max_steps, non-finite state, dt below dtmin, Newton failure) is a row with that status.
+
+Example:
+    >>> import analysis
+    >>> df = analysis.sweep("linear", ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025])
+    >>> df[["solver", "dt0", "status", "error"]].shape
+    (6, 4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from . import controllers as _controllers
+from . import reference as _reference
+from . import solvers as _solvers
+from . import systems as _systems
+from .errors import InvalidArgument, warn_if_float32
+from .stepdep import StepAware, StepTerm
+
+__all__ = ["sweep", "compile_count", "STATUS", "status_of"]
+
+#: Row status for each diffrax result (by its name in diffrax.RESULTS); a successful solve whose
+#: state is not finite gets "nonfinite", and an unlisted result "failed(<code>)".
+STATUS = {
+    "successful": "ok",
+    "max_steps_reached": "max_steps",
+    "dt_min_reached": "dt_below_min",
+    "nonlinear_divergence": "implicit_nonconvergence",
+    "nonlinear_max_steps_reached": "implicit_nonconvergence",
+    "singular": "implicit_nonconvergence",
+    "event_occurred": "event",
+}
+_STATUS_BY_CODE = {int(getattr(diffrax.RESULTS, k)._value): v for k, v in STATUS.items()}
+
+DEFAULT_CHUNK = 128
+DEFAULT_ADAPTIVE_MAX_STEPS = 2**14
+_COMPILES = {"count": 0}
+
+
+def compile_count() -> int:
+    """How many sweep solve functions have been compiled in this process so far."""
+    return _COMPILES["count"]
+
+
+def status_of(code: int, y_final: np.ndarray) -> str:
+    """Row status from a diffrax result code and the final state."""
+    status = _STATUS_BY_CODE.get(int(code), f"failed({int(code)})")
+    if status == "ok" and not np.all(np.isfinite(y_final)):
+        return "nonfinite"
+    return status
+
+
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    if isinstance(x, (str, bytes)) or not isinstance(x, Sequence | np.ndarray):
+        return [x]
+    return list(np.asarray(x).ravel()) if isinstance(x, np.ndarray) else list(x)
+
+
+def _check_positive_finite(name: str, values) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if bad.any():
+        raise InvalidArgument(
+            f"{name}={arr[bad][0]!r} is invalid; every {name} must be finite and > 0"
+        )
+    return arr
+
+
+@dataclasses.dataclass(frozen=True)
+class _Group:
+    """One compiled unit: a system, a solver, and the controller kind."""
+
+    system: _systems.System
+    solver: diffrax.AbstractSolver
+    controller: str  # "fixed" or a preset name
+    has_dt0: bool
+    max_steps: int
+    chunk_size: int
+    signed_h: bool
+    controller_options: tuple
+
+
+_COMPILED: dict = {}
+
+
+def _solve_fn(group: _Group):
+    """The per-setting solve for a group: (dt0, rtol, atol, y0, args) -> outputs."""
+    system = group.system
+    fixed = group.controller == _controllers.FIXED
+    if system.h_dependent:
+        term = StepTerm(system.vector_field)
+        solver = StepAware(group.solver, signed=group.signed_h)
+    else:
+        term = diffrax.ODETerm(system.limit_field)
+        solver = group.solver
+    if fixed:
+        solver = _solvers.for_fixed_steps(solver)
+
+    def solve(dt0, rtol, atol, y0, args):
+        if fixed:
+            ctrl = diffrax.ConstantStepSize()
+        else:
+            ctrl = _controllers.make(group.controller, rtol, atol, **dict(group.controller_options))
+        sol = diffrax.diffeqsolve(
+            term, solver, system.t0, system.t1, dt0 if group.has_dt0 else None, y0, args,
+            stepsize_controller=ctrl, saveat=diffrax.SaveAt(t1=True),
+            max_steps=group.max_steps, throw=False,
+        )
+        return {
+            "y_final": sol.ys[-1],
+            "result": sol.result._value,
+            "num_steps": sol.stats["num_steps"],
+            "num_accepted": sol.stats["num_accepted_steps"],
+            "num_rejected": sol.stats["num_rejected_steps"],
+        }
+
+    return solve
+
+
+def _compiled(group: _Group, example):
+    # Systems hash by identity and solvers (equinox Modules) by structure: a _Group is the key.
+    if group not in _COMPILED:
+        batched = jax.vmap(_solve_fn(group), in_axes=(0, 0, 0, None, None))
+        start = time.perf_counter()
+        compiled = jax.jit(batched).lower(*example).compile()
+        _COMPILES["count"] += 1
+        _COMPILED[group] = (compiled, time.perf_counter() - start)
+    return _COMPILED[group]
+
+
+def _grid(fixed: bool, dt0, rtol, atol, span: float) -> pd.DataFrame:
+    dts = _as_list(dt0)
+    if fixed:
+        if not dts:
+            raise InvalidArgument("dt0 is required for a fixed-step sweep (controller=None); "
+                                  "give a list of step sizes, e.g. dt0=[0.1, 0.05]")
+        _check_positive_finite("dt0", dts)
+        return pd.DataFrame({"dt0": np.asarray(dts, float), "rtol": np.nan, "atol": np.nan})
+    rtols = _as_list(rtol)
+    if not rtols:
+        raise InvalidArgument("rtol is required for an adaptive sweep; e.g. rtol=[1e-3, 1e-6]")
+    atols = _as_list(atol) or rtols
+    if len(atols) == 1 and len(rtols) > 1:
+        atols = atols * len(rtols)
+    if len(rtols) == 1 and len(atols) > 1:
+        rtols = rtols * len(atols)
+    if len(atols) != len(rtols):
+        raise InvalidArgument(
+            f"atol has {len(atols)} values and rtol {len(rtols)}; they are paired, so give "
+            "equal lengths, one value to broadcast, or atol=None to use atol = rtol"
+        )
+    _check_positive_finite("rtol", rtols)
+    _check_positive_finite("atol", atols)
+    if dts:
+        _check_positive_finite("dt0", dts)
+    tols = pd.DataFrame({"rtol": np.asarray(rtols, float), "atol": np.asarray(atols, float)})
+    dts_col = pd.DataFrame({"dt0": np.asarray(dts, float) if dts else [np.nan]})
+    return dts_col.merge(tols, how="cross")
+
+
+def _check_span(system, grid: pd.DataFrame):
+    span = abs(system.t1 - system.t0)
+    too_big = grid["dt0"] > span
+    if too_big.any():
+        raise InvalidArgument(
+            f"dt0={grid['dt0'][too_big].iloc[0]!r} is larger than the time span {span} of "
+            f"system {system.name!r}; use dt0 ≤ (t1 - t0)"
+        )
+
+
+def _run_group(group: _Group, grid: pd.DataFrame) -> pd.DataFrame:
+    system = group.system
+    # Sort by expected cost so each vmapped chunk holds solves of similar length.
+    order = np.lexsort((-grid["rtol"].fillna(0).to_numpy(), -grid["dt0"].fillna(0).to_numpy()))
+    n, size = len(grid), group.chunk_size
+    cols = {c: grid[c].to_numpy()[order] for c in ("dt0", "rtol", "atol")}
+    filled = {c: np.nan_to_num(v, nan=1.0) for c, v in cols.items()}
+    y0, args = system.y0, system.args
+    example = tuple(jnp.zeros(size) for _ in range(3)) + (y0, args)
+    compiled, compile_s = _compiled(group, example)
+    pieces = []
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        idx = np.arange(start, start + size).clip(max=n - 1)  # pad by repeating the last point
+        inputs = tuple(jnp.asarray(filled[c][idx]) for c in ("dt0", "rtol", "atol"))
+        t = time.perf_counter()
+        out = jax.block_until_ready(compiled(*inputs, y0, args))
+        wall = (time.perf_counter() - t) / (stop - start)
+        out = {k: np.asarray(v)[: stop - start] for k, v in out.items()}
+        pieces.append((out, wall))
+    out = {k: np.concatenate([p[0][k] for p in pieces]) for k in pieces[0][0]}
+    walls = np.concatenate([np.full(len(p[0]["num_steps"]), p[1]) for p in pieces])
+    y_final = out["y_final"].reshape(n, -1)
+    rows = pd.DataFrame(cols)
+    rows["status"] = [status_of(c, y) for c, y in zip(out["result"], y_final, strict=True)]
+    for k in ("num_steps", "num_accepted", "num_rejected"):
+        rows[k] = out[k].astype(np.int64)
+    rows["nfev"] = _solvers.nfev(
+        group.solver, rows["num_steps"].to_numpy(), step_dependent=system.h_dependent,
+        initial_step_selection=(group.controller != _controllers.FIXED and not group.has_dt0),
+    )
+    ref = _reference.final_state(system)
+    if ref.y is None:
+        rows["error"] = np.nan
+    else:
+        err = np.max(np.abs(y_final - ref.y.reshape(1, -1)), axis=1)
+        rows["error"] = np.where(rows["status"] == "ok", err, np.nan)
+    rows["error_source"] = ref.source if ref.y is not None else f"none ({ref.reason})"
+    rows["wall_s"] = walls
+    for i in range(y_final.shape[1]):
+        rows[f"y_final_{i}"] = y_final[:, i]
+    rows.insert(0, "system", system.name)
+    rows.insert(1, "solver", _solvers.name_of(group.solver))
+    rows.insert(2, "controller", group.controller)
+    rows.insert(6, "t1", float(system.t1))
+    rows.attrs["compile_s"] = compile_s
+    inverse = np.empty(n, dtype=int)
+    inverse[order] = np.arange(n)
+    return rows.iloc[inverse].reset_index(drop=True)
+
+
+def sweep(
+    systems,
+    solvers,
+    *,
+    dt0=None,
+    controller=None,
+    rtol=None,
+    atol=None,
+    chunk_size: int | None = None,
+    max_steps: int | None = None,
+    signed_h: bool = False,
+    controller_options: dict | None = None,
+) -> pd.DataFrame:
+    """Solve every (system, solver, setting) combination and return one row per solve.
+
+    Args:
+        systems: a System, a catalog name, or a list of them.
+        solvers: a diffrax solver, a registry name (e.g. "Tsit5"), or a list of them.
+        dt0: step sizes. With controller=None (or "fixed") a fixed-step sweep, one row per dt0;
+            with an adaptive controller, initial step sizes (default: diffrax chooses).
+        controller: None/"fixed" for constant steps, or a preset name from
+            `analysis.controllers.PRESETS` (e.g. "PI34").
+        rtol, atol: tolerances for adaptive sweeps, paired element by element (a single value
+            broadcasts; atol=None means atol = rtol).
+        chunk_size: solves per vmapped batch (default min(grid size, 128)); bounds memory.
+        max_steps: step bound per solve (default: enough for the smallest fixed dt0, or 2**14).
+        signed_h: pass h = t1 - t0 with its sign (negative in reverse time) to the field.
+        controller_options: extra controller arguments (dtmin, dtmax, factormax, ...).
+
+    Returns:
+        A DataFrame with columns system, solver, controller, dt0, rtol, atol, t1, status,
+        num_steps, num_accepted, num_rejected, nfev, error, error_source, wall_s, y_final_i.
+        `error` is the max-norm of y(t1) minus the exact (or reference) h → 0 solution; wall_s is
+        the run time of the row's chunk divided by its solves (compilation excluded).
+        `df.attrs["compilations"]` counts compilations made by this call.
+    """
+    warn_if_float32("a sweep's errors")
+    system_objs = [_systems.get(s) for s in _as_list(systems)]
+    solver_objs = [_solvers.get(s) for s in _as_list(solvers)]
+    if not system_objs or not solver_objs:
+        raise InvalidArgument("sweep needs at least one system and one solver")
+    kind = _controllers.FIXED if controller in (None, _controllers.FIXED) else controller
+    fixed = kind == _controllers.FIXED
+    if not fixed:
+        if not isinstance(kind, str):
+            raise InvalidArgument(
+                f"controller={controller!r} must be None, 'fixed' or a preset name from "
+                f"{sorted(_controllers.PRESETS)}"
+            )
+        _controllers.preset(kind)
+        for s in solver_objs:
+            if not _solvers.info(s).adaptive:
+                raise InvalidArgument(
+                    f"solver={_solvers.name_of(s)!r} has no error estimate, so it cannot be used "
+                    f"with controller={kind!r}; wrap it as diffrax.HalfSolver or use dt0 only"
+                )
+    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
+        raise InvalidArgument(f"chunk_size={chunk_size!r} is invalid; it must be an integer ≥ 1")
+    if max_steps is not None and (int(max_steps) != max_steps or max_steps < 1):
+        raise InvalidArgument(f"max_steps={max_steps!r} is invalid; it must be an integer ≥ 1")
+    before = compile_count()
+    frames = []
+    for system in system_objs:
+        grid = _grid(fixed, dt0, rtol, atol, abs(system.t1 - system.t0))
+        _check_span(system, grid)
+        if max_steps is not None:
+            steps = int(max_steps)
+        elif fixed:
+            needed = math.ceil(abs(system.t1 - system.t0) / grid["dt0"].min()) + 1
+            steps = 2 ** math.ceil(math.log2(needed))  # rounded up so nearby grids share code
+        else:
+            steps = DEFAULT_ADAPTIVE_MAX_STEPS
+        for solver in solver_objs:
+            group = _Group(
+                system=system, solver=solver, controller=kind,
+                has_dt0=bool(grid["dt0"].notna().all()), max_steps=steps,
+                chunk_size=int(chunk_size or min(len(grid), DEFAULT_CHUNK)), signed_h=signed_h,
+                controller_options=tuple(sorted((controller_options or {}).items())),
+            )
+            frames.append(_run_group(group, grid))
+    df = pd.concat(frames, ignore_index=True)
+    df.attrs["compilations"] = compile_count() - before
+    return df
+

@@ -1,0 +1,140 @@
+"""diffrax ODE solvers by name, with their nominal orders, stage counts and tableaus.
+
+`get("Tsit5")` returns the diffrax solver; `info(solver)` tells its order, stage count, FSAL and
+implicitness; `nfev(...)` counts vector-field evaluations from diffrax's step statistics.
+
+Example:
+    >>> from analysis import solvers
+    >>> solvers.info("Tsit5").order, solvers.info("Tsit5").stages
+    (5, 7)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+import diffrax
+import optimistix as optx
+
+from .errors import InvalidArgument
+from .stepdep import StepAware
+
+__all__ = ["NAMES", "SolverInfo", "get", "info", "name_of", "for_fixed_steps", "nfev"]
+
+_FACTORIES = {
+    "Euler": diffrax.Euler,
+    "Heun": diffrax.Heun,
+    "Midpoint": diffrax.Midpoint,
+    "Ralston": diffrax.Ralston,
+    "Bosh3": diffrax.Bosh3,
+    "Tsit5": diffrax.Tsit5,
+    "Dopri5": diffrax.Dopri5,
+    "Dopri8": diffrax.Dopri8,
+    "ImplicitEuler": diffrax.ImplicitEuler,
+    "Kvaerno3": diffrax.Kvaerno3,
+    "Kvaerno4": diffrax.Kvaerno4,
+    "Kvaerno5": diffrax.Kvaerno5,
+    "HalfSolver(Euler)": lambda: diffrax.HalfSolver(diffrax.Euler()),
+}
+NAMES: tuple[str, ...] = tuple(_FACTORIES)
+EXPLICIT_RK: tuple[str, ...] = ("Euler", "Heun", "Midpoint", "Ralston", "Bosh3", "Tsit5",
+                                "Dopri5", "Dopri8")
+
+#: Root-finder tolerance used for implicit solvers at fixed steps (diffrax otherwise borrows the
+#: adaptive controller's tolerances, which a fixed-step solve does not have).
+FIXED_STEP_ROOT_TOL = 1e-12
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverInfo:
+    """What a solver is: order, stages per step, FSAL, implicit, adaptive, its tableau if any."""
+
+    name: str
+    order: int
+    stages: int
+    fsal: bool
+    implicit: bool
+    adaptive: bool
+    tableau: diffrax.ButcherTableau | None
+
+
+def get(name: str | diffrax.AbstractSolver) -> diffrax.AbstractSolver:
+    """The diffrax solver called `name` (a solver object is returned unchanged).
+
+    Raises InvalidArgument listing the valid names (with the closest ones first).
+    """
+    if isinstance(name, diffrax.AbstractSolver):
+        return name
+    if name not in _FACTORIES:
+        close = difflib.get_close_matches(str(name), NAMES, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise InvalidArgument(f"solver={name!r} is unknown.{hint} Valid solvers: {', '.join(NAMES)}")
+    return _FACTORIES[name]()
+
+
+def _unwrap(solver):
+    return _unwrap(solver.solver) if isinstance(solver, StepAware) else solver
+
+
+def name_of(solver: str | diffrax.AbstractSolver) -> str:
+    """The registry name of a solver object, e.g. 'Tsit5' or 'HalfSolver(Euler)'."""
+    if isinstance(solver, str):
+        get(solver)  # validates the name
+        return solver
+    solver = _unwrap(solver)
+    if isinstance(solver, diffrax.HalfSolver):
+        return f"HalfSolver({name_of(solver.solver)})"
+    return type(solver).__name__
+
+
+def info(solver: str | diffrax.AbstractSolver) -> SolverInfo:
+    """Order, stage count and kind of a solver (by name or object, StepAware-wrapped or not)."""
+    obj = _unwrap(get(solver))
+    if isinstance(obj, diffrax.HalfSolver):
+        inner = info(obj.solver)
+        return dataclasses.replace(inner, name=name_of(obj), stages=3 * inner.stages,
+                                   fsal=False, adaptive=True)
+    tableau = getattr(obj, "tableau", None)
+    stages = len(tableau.c) + 1 if tableau is not None else 1
+    return SolverInfo(
+        name=name_of(obj),
+        order=obj.order(None),
+        stages=stages,
+        fsal=bool(tableau is not None and tableau.fsal),
+        implicit=isinstance(obj, diffrax.AbstractImplicitSolver),
+        adaptive=isinstance(obj, diffrax.AbstractAdaptiveSolver),
+        tableau=tableau,
+    )
+
+
+def for_fixed_steps(solver: diffrax.AbstractSolver) -> diffrax.AbstractSolver:
+    """Give an implicit solver explicit root-finder tolerances so it runs at constant steps.
+
+    diffrax's implicit solvers take their Newton tolerances from an adaptive controller; at fixed
+    steps there is none, so we set VeryChord(rtol=atol=FIXED_STEP_ROOT_TOL). Other solvers pass.
+    """
+    if isinstance(solver, StepAware):
+        return StepAware(for_fixed_steps(solver.solver), signed=solver.signed)
+    if not isinstance(solver, diffrax.AbstractImplicitSolver):
+        return solver
+    root = diffrax.VeryChord(rtol=FIXED_STEP_ROOT_TOL, atol=FIXED_STEP_ROOT_TOL,
+                             norm=optx.rms_norm)
+    return type(solver)(root_finder=root)
+
+
+def nfev(solver, num_steps, *, step_dependent: bool, initial_step_selection: bool):
+    """Vector-field evaluations of a solve, from its number of attempted steps.
+
+    Explicit Runge–Kutta: `stages` per step, except that an FSAL method reuses its last stage as
+    the next first stage (stages - 1 per step after the first) unless the field is step-dependent,
+    where StepAware re-evaluates it. diffrax's initial step-size selection costs 2 evaluations.
+    Implicit methods: the stage count only, a lower bound, since Newton iterations are not exposed
+    by diffrax's statistics.
+    """
+    meta = info(solver)
+    if meta.fsal and not step_dependent:
+        count = num_steps * (meta.stages - 1) + (num_steps > 0)
+    else:
+        count = num_steps * meta.stages
+    return count + (2 if initial_step_selection else 0)

@@ -1,0 +1,208 @@
+"""Step-dependent vector fields f(t, y, args, h) and the solver wrapper that feeds them h.
+
+A *step-dependent system* is a vector field that takes the step size as an input::
+
+    dy/dt = f(t, y, args, h)
+
+(a neural field that sees h, a hypersolver correction, a modifying integrator f + h/2·f'f, a map
+written as (Φ(y) - y)/h). Its numerical solution depends on the discretization itself. Two pieces
+make diffrax solve such systems:
+
+- `StepTerm(f)`: a diffrax term holding f. Outside a step (initial step-size selection,
+  `solver.func`, `SaveAt(fn=...)`) it is evaluated at h = 0, the h → 0 limit ODE.
+- `StepAware(solver)`: wraps any diffrax ODE solver so that every vector-field evaluation *inside*
+  a step (every stage, rejected trial steps, the clipped final step) sees h = t1 - t0 of that
+  very step. First-same-as-last (FSAL) solvers reuse the previous step's last stage as the next
+  step's first stage; that stage was evaluated at the previous h, so StepAware makes them
+  re-evaluate it whenever the terms contain a StepTerm.
+
+Example:
+    >>> import diffrax, jax.numpy as jnp
+    >>> from analysis import StepTerm, StepAware
+    >>> term = StepTerm(lambda t, y, args, h: -y + h * y)   # Euler on this is exact-ish nonsense
+    >>> sol = diffrax.diffeqsolve(term, StepAware(diffrax.Euler()), 0.0, 1.0, 0.5, jnp.array(1.0))
+    >>> # two Euler steps of size h = 0.5 on y' = (-1 + 0.5) y: (1 - 0.25)^2 = 0.5625
+    >>> float(sol.ys[-1])
+    0.5625
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from diffrax import AbstractTerm
+from diffrax._term import WrapTerm  # diffrax marks reverse-time terms with it; not re-exported
+
+__all__ = ["StepTerm", "FrozenStepTerm", "StepAware", "bind_step"]
+
+
+def _scale(tree, control):
+    return jtu.tree_map(lambda v: v * control, tree)
+
+
+class _ODELikeTerm(AbstractTerm):
+    """Shared ODE plumbing: the control is dt = t1 - t0 and prod is a scalar multiply."""
+
+    def contr(self, t0, t1, **kwargs):
+        return t1 - t0
+
+    def prod(self, vf, control):
+        return _scale(vf, control)
+
+
+class StepTerm(_ODELikeTerm):
+    """A diffrax term whose vector field is f(t, y, args, h).
+
+    Outside a step the term evaluates f at h = 0 (the limit ODE). Inside a step of `StepAware`
+    it is bound to that step's h. Use `freeze(h0)` for "h as a parameter".
+
+    Example:
+        >>> term = StepTerm(lambda t, y, args, h: -y + h * y)
+        >>> float(term.vf(0.0, jnp.array(2.0), None))     # h = 0
+        -2.0
+        >>> float(term.freeze(0.5).vf(0.0, jnp.array(2.0), None))
+        -1.0
+    """
+
+    vector_field: Callable
+
+    def vf(self, t, y, args):
+        return self.vector_field(t, y, args, jnp.zeros((), jnp.result_type(t, float)))
+
+    def freeze(self, h0) -> FrozenStepTerm:
+        """The same field with h held at h0: an ordinary ODE with h as a parameter."""
+        return FrozenStepTerm(self.vector_field, jnp.asarray(h0, dtype=float))
+
+
+class FrozenStepTerm(_ODELikeTerm):
+    """f(t, y, args, h0) with h0 fixed: h as a parameter rather than an input.
+
+    Built by `StepTerm.freeze(h0)`. h0 is an array, so it can be vmapped or differentiated.
+    """
+
+    vector_field: Callable
+    h: jnp.ndarray
+
+    def vf(self, t, y, args):
+        return self.vector_field(t, y, args, self.h)
+
+
+class _BoundStepTerm(_ODELikeTerm):
+    """A StepTerm evaluated at the step size of the step in progress (internal to StepAware)."""
+
+    vector_field: Callable
+    h: jnp.ndarray
+
+    def vf(self, t, y, args):
+        return self.vector_field(t, y, args, self.h)
+
+
+def _contains_step_term(terms) -> bool:
+    leaves = jtu.tree_leaves(terms, is_leaf=lambda x: isinstance(x, StepTerm))
+    return any(isinstance(x, StepTerm) for x in leaves)
+
+
+def bind_step(terms, h, *, signed: bool = False):
+    """Replace every StepTerm in `terms` by the same field evaluated at step size h.
+
+    diffrax solves reverse-time problems in negated time and marks that by wrapping each term in
+    a `WrapTerm` whose `direction` is -1. With `signed=True` that direction multiplies h, so the
+    field sees h < 0 when time runs backwards; otherwise it sees h as given.
+    """
+
+    def _bind(term, h):
+        if isinstance(term, StepTerm):
+            return _BoundStepTerm(term.vector_field, h)
+        if isinstance(term, WrapTerm):
+            inner_h = h * term.direction if signed else h
+            return WrapTerm(_bind_all(term.term, inner_h), term.direction)
+        return term
+
+    def _bind_all(tree, h):
+        return jtu.tree_map(
+            lambda x: _bind(x, h), tree, is_leaf=lambda x: isinstance(x, (StepTerm, WrapTerm))
+        )
+
+    return _bind_all(terms, h)
+
+
+class StepAware(diffrax.AbstractWrappedSolver):
+    """Wrap a diffrax ODE solver so every evaluation inside a step sees that step's h.
+
+    h = |t1 - t0| of the step being attempted (rejected trial steps and the clipped last step
+    included). With `signed=True`, h = t1 - t0 in the user's time direction, so h < 0 when
+    integrating backwards. Terms that are not StepTerms (e.g. `diffrax.ODETerm`) pass through
+    unchanged, and then StepAware(solver) computes exactly what `solver` computes.
+
+    FSAL solvers (Tsit5, Dopri5, Dopri8, Bosh3, Kvaerno3/4/5) re-evaluate their first stage at
+    the current h when a StepTerm is present: one extra evaluation per step, the price of
+    correctness (the reused stage would carry the previous step's h).
+
+    `isinstance` checks (adaptive, implicit, ...) forward to the wrapped solver, as for diffrax's
+    `HalfSolver`, and so do orders, interpolation, root finder and term structure.
+
+    Example:
+        >>> solver = StepAware(diffrax.Tsit5())
+        >>> term = StepTerm(lambda t, y, args, h: -y + h * jnp.sin(y))
+        >>> sol = diffrax.diffeqsolve(term, solver, 0.0, 10.0, 0.1, jnp.array(1.0),
+        ...     stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
+    """
+
+    solver: diffrax.AbstractSolver
+    signed: bool = eqx.field(static=True, default=False)
+
+    @property
+    def term_structure(self):
+        return self.solver.term_structure
+
+    @property
+    def interpolation_cls(self):
+        return self.solver.interpolation_cls
+
+    @property
+    def term_compatible_contr_kwargs(self):
+        return self.solver.term_compatible_contr_kwargs
+
+    @property
+    def root_finder(self):
+        return self.solver.root_finder
+
+    @property
+    def root_find_max_steps(self):
+        return self.solver.root_find_max_steps
+
+    @property
+    def scan_kind(self):
+        return self.solver.scan_kind
+
+    @property
+    def tableau(self):
+        return self.solver.tableau
+
+    def order(self, terms):
+        return self.solver.order(terms)
+
+    def strong_order(self, terms):
+        return self.solver.strong_order(terms)
+
+    def error_order(self, terms):
+        return self.solver.error_order(terms)
+
+    def init(self, terms, t0, t1, y0, args):
+        return self.solver.init(terms, t0, t1, y0, args)
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        if not _contains_step_term(terms):
+            return self.solver.step(terms, t0, t1, y0, args, solver_state, made_jump)
+        h = t1 - t0  # diffrax steps forward in (possibly negated) time, so h > 0 here
+        bound = bind_step(terms, h, signed=self.signed)
+        # made_jump=True makes FSAL solvers re-evaluate their first stage at this step's h.
+        return self.solver.step(bound, t0, t1, y0, args, solver_state, True)
+
+    def func(self, terms, t0, y0, args):
+        return self.solver.func(terms, t0, y0, args)
+

@@ -1,0 +1,472 @@
+"""The system catalog: classic ODEs, step-dependent families, and maps lifted to fields.
+
+Every entry is a `System` whose vector field has the step-dependent signature
+f(t, y, args, h); h-free systems simply ignore h. `get(name, **params)` builds one, `names()`
+lists them.
+
+Classic (h-free): ``linear`` (scalar decay, exact), ``linear10`` (10-dimensional linear system,
+exact by the matrix exponential), ``logistic`` (exact), ``harmonic`` (exact), ``lotka_volterra``,
+``van_der_pol`` (stiff for large mu), ``prothero_robinson`` (exact; stiffness parameter),
+``kepler`` (exact via Kepler's equation; energy and angular momentum as invariants).
+
+Step-dependent families:
+
+- ``perturbed``: f(t, y) + c·h^q·g(y) on any base; converges to the base ODE as h → 0.
+- ``modified_euler``: the modifying-integrator field f + (h/2)·Df [+ (h²/6)·D²f], where
+  D g = ∂g/∂t + (∂g/∂y)·f is the derivative along the flow (for autonomous f:
+  Df = f'f, D²f = f''(f, f) + f'f'f). Euler on it is second order (terms=1) or third (terms=2).
+- ``lifted_map``: a map Φ read as the field (Φ(y) - y)/h, so Euler at step h iterates Φ exactly.
+  Ships ``logistic`` (Φ(y) = μy(1 - y)), ``henon`` and ``residual`` (x + tanh(Wx + b)).
+
+Example:
+    >>> from analysis import systems
+    >>> sys = systems.get("perturbed", base="linear", c=1.0, q=2)
+    >>> sys.name, sys.h_dependent
+    ('perturbed(linear, c=1.0, q=2, g=sin)', True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import InvalidArgument
+
+__all__ = ["System", "get", "names", "register"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class System:
+    """A (possibly step-dependent) initial value problem.
+
+    Attributes:
+        name: readable identifier, including the non-default parameters.
+        vector_field: f(t, y, args, h) -> dy/dt, jax-traceable; h = 0 is the limit ODE.
+        y0: initial state (float64 array when x64 is on).
+        t0, t1: the time span.
+        args: pytree passed to the field (parameters that may be vmapped).
+        exact: optional exact solution t -> y(t) of the h = 0 ODE (jax-traceable).
+        equilibria: optional known equilibria of the h = 0 ODE, as a list of arrays.
+        stiff: whether explicit solvers need tiny steps here.
+        h_dependent: whether the field depends on h at all.
+        invariants: optional named conserved quantities y -> scalar.
+        params: the parameters the catalog built it from (for provenance).
+    """
+
+    name: str
+    vector_field: Callable
+    y0: Any
+    t0: float = 0.0
+    t1: float = 1.0
+    args: Any = None
+    exact: Callable | None = None
+    equilibria: tuple | None = None
+    stiff: bool = False
+    h_dependent: bool = False
+    invariants: dict = dataclasses.field(default_factory=dict)
+    params: dict = dataclasses.field(default_factory=dict)
+
+    def limit_field(self, t, y, args):
+        """The h → 0 limit ODE, f(t, y, args, 0)."""
+        return self.vector_field(t, y, args, jnp.zeros((), jnp.result_type(float)))
+
+    def with_(self, **changes) -> System:
+        """A copy with some attributes replaced, e.g. `sys.with_(t1=20.0)`."""
+        return dataclasses.replace(self, **changes)
+
+
+_CATALOG: dict[str, Callable[..., System]] = {}
+
+
+def register(name: str):
+    """Decorator adding a builder `fn(**params) -> System` to the catalog under `name`."""
+
+    def deco(fn):
+        _CATALOG[name] = fn
+        return fn
+
+    return deco
+
+
+def names() -> list[str]:
+    """The catalog's system names, sorted."""
+    return sorted(_CATALOG)
+
+
+def _suggest(value: str, valid) -> str:
+    close = difflib.get_close_matches(value, list(valid), n=3)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def get(name: str | System, **params) -> System:
+    """Build the catalog system `name` with the given parameters.
+
+    A `System` passed as `name` is returned unchanged (parameters are not allowed then).
+    Raises InvalidArgument (a ValueError) naming the valid systems or parameters.
+
+    Example:
+        >>> get("logistic", r=1.0).exact(0.0)
+        Array(0.1, dtype=float64)
+    """
+    if isinstance(name, System):
+        if params:
+            raise InvalidArgument(
+                f"get(): parameters {sorted(params)} given with a System object; "
+                "build it with them instead"
+            )
+        return name
+    if name not in _CATALOG:
+        raise InvalidArgument(
+            f"system={name!r} is not in the catalog.{_suggest(str(name), _CATALOG)} "
+            f"Valid systems: {', '.join(names())}"
+        )
+    builder = _CATALOG[name]
+    valid = [p for p in inspect.signature(builder).parameters]
+    unknown = [p for p in params if p not in valid]
+    if unknown:
+        raise InvalidArgument(
+            f"system {name!r} has no parameter {unknown[0]!r}.{_suggest(unknown[0], valid)} "
+            f"Valid parameters: {', '.join(valid) or '(none)'}"
+        )
+    return builder(**params)
+
+
+def _f64(x):
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+def _label(base: str, **shown) -> str:
+    inner = ", ".join(f"{k}={v}" for k, v in shown.items())
+    return f"{base}({inner})" if inner else base
+
+
+def _check_positive(name: str, value, what="> 0"):
+    if not np.isfinite(value) or value <= 0:
+        raise InvalidArgument(f"{name}={value!r} is invalid; it must be finite and {what}")
+
+
+# ----------------------------------------------------------------------------- classic systems
+
+
+@register("linear")
+def _linear(lam: float = 1.0, y0: float = 1.0, t1: float = 1.0) -> System:
+    """y' = -lam·y, exact y0·exp(-lam·t)."""
+
+    def f(t, y, args, h):
+        return -args * y
+
+    def exact(t):
+        return _f64(y0) * jnp.exp(-lam * t)
+
+    return System(
+        name=_label("linear", **({"lam": lam} if lam != 1.0 else {})),
+        vector_field=f, y0=_f64(y0), t1=t1, args=_f64(lam), exact=exact,
+        equilibria=(_f64(0.0),), params=dict(lam=lam, y0=y0, t1=t1),
+    )
+
+
+def _linear10_matrix(dim: int, seed: int) -> np.ndarray:
+    """A stable, non-normal matrix: -(M Mᵀ/dim + I/2) + (S - Sᵀ)/2 from a seeded generator."""
+    rng = np.random.default_rng(seed)
+    m = rng.standard_normal((dim, dim))
+    s = rng.standard_normal((dim, dim))
+    return -(m @ m.T / dim + 0.5 * np.eye(dim)) + 0.5 * (s - s.T)
+
+
+@register("linear10")
+def _linear10(dim: int = 10, seed: int = 0, t1: float = 1.0) -> System:
+    """y' = A·y with a seeded stable 10×10 A; exact expm(A t)·y0."""
+    a = _f64(_linear10_matrix(dim, seed))
+    y0 = _f64(np.linspace(1.0, -1.0, dim))
+
+    def f(t, y, args, h):
+        return args @ y
+
+    def exact(t):
+        return jax.scipy.linalg.expm(a * t) @ y0
+
+    return System(
+        name=_label("linear10", **({"seed": seed} if seed else {})),
+        vector_field=f, y0=y0, t1=t1, args=a, exact=exact,
+        equilibria=(jnp.zeros(dim),), params=dict(dim=dim, seed=seed, t1=t1),
+    )
+
+
+@register("logistic")
+def _logistic(r: float = 1.0, y0: float = 0.1, t1: float = 5.0) -> System:
+    """y' = r·y(1 - y), exact y0·e^{rt} / (1 - y0 + y0·e^{rt}); equilibria 0 and 1."""
+
+    def f(t, y, args, h):
+        return args * y * (1 - y)
+
+    def exact(t):
+        e = jnp.exp(r * t)
+        return _f64(y0) * e / (1 - y0 + y0 * e)
+
+    return System(
+        name=_label("logistic", **({"r": r} if r != 1.0 else {})),
+        vector_field=f, y0=_f64(y0), t1=t1, args=_f64(r), exact=exact,
+        equilibria=(_f64(0.0), _f64(1.0)), params=dict(r=r, y0=y0, t1=t1),
+    )
+
+
+@register("harmonic")
+def _harmonic(omega: float = 1.0, t1: float = 2 * np.pi) -> System:
+    """q' = p, p' = -ω²q from (1, 0); exact (cos ωt, -ω sin ωt); energy conserved."""
+
+    def f(t, y, args, h):
+        return jnp.stack([y[1], -(args**2) * y[0]])
+
+    def exact(t):
+        return jnp.stack([jnp.cos(omega * t), -omega * jnp.sin(omega * t)])
+
+    return System(
+        name=_label("harmonic", **({"omega": omega} if omega != 1.0 else {})),
+        vector_field=f, y0=_f64([1.0, 0.0]), t1=t1, args=_f64(omega), exact=exact,
+        equilibria=(jnp.zeros(2),),
+        invariants={"energy": lambda y: 0.5 * (y[1] ** 2 + omega**2 * y[0] ** 2)},
+        params=dict(omega=omega, t1=t1),
+    )
+
+
+@register("lotka_volterra")
+def _lotka_volterra(alpha: float = 1.5, beta: float = 1.0, delta: float = 1.0,
+                    gamma: float = 3.0, t1: float = 10.0) -> System:
+    """x' = αx - βxy, y' = δxy - γy from (1, 1); no closed form (a reference solve is used)."""
+
+    def f(t, y, args, h):
+        a, b, d, g = args
+        return jnp.stack([a * y[0] - b * y[0] * y[1], d * y[0] * y[1] - g * y[1]])
+
+    def conserved(y):
+        return delta * y[0] - gamma * jnp.log(y[0]) + beta * y[1] - alpha * jnp.log(y[1])
+
+    return System(
+        name="lotka_volterra", vector_field=f, y0=_f64([1.0, 1.0]), t1=t1,
+        args=_f64([alpha, beta, delta, gamma]),
+        equilibria=(jnp.zeros(2), _f64([gamma / delta, alpha / beta])),
+        invariants={"first_integral": conserved},
+        params=dict(alpha=alpha, beta=beta, delta=delta, gamma=gamma, t1=t1),
+    )
+
+
+@register("van_der_pol")
+def _van_der_pol(mu: float = 1.0, t1: float | None = None) -> System:
+    """x' = y, y' = mu·(1 - x²)·y - x from (2, 0); stiff for mu ≥ 100. Default t1 = 2·(mu + 1)."""
+    _check_positive("mu", mu)
+    t1 = 2.0 * (mu + 1.0) if t1 is None else t1
+
+    def f(t, y, args, h):
+        return jnp.stack([y[1], args * (1 - y[0] ** 2) * y[1] - y[0]])
+
+    return System(
+        name=_label("van_der_pol", mu=mu), vector_field=f, y0=_f64([2.0, 0.0]), t1=t1,
+        args=_f64(mu), equilibria=(jnp.zeros(2),), stiff=mu >= 100,
+        params=dict(mu=mu, t1=t1),
+    )
+
+
+@register("prothero_robinson")
+def _prothero_robinson(stiffness: float = 1e3, t1: float = 2.0) -> System:
+    """y' = -stiffness·(y - sin t) + cos t from y(0) = 0; exact y = sin t for any stiffness."""
+    _check_positive("stiffness", stiffness)
+
+    def f(t, y, args, h):
+        return -args * (y - jnp.sin(t)) + jnp.cos(t)
+
+    return System(
+        name=_label("prothero_robinson", stiffness=stiffness), vector_field=f, y0=_f64(0.0),
+        t1=t1, args=_f64(stiffness), exact=lambda t: jnp.sin(_f64(t)), stiff=stiffness >= 100,
+        params=dict(stiffness=stiffness, t1=t1),
+    )
+
+
+def _kepler_anomaly(t, e, iterations: int = 40):
+    """Solve Kepler's equation E - e·sin E = t by Newton's method (converges for e < 0.9)."""
+    mean = jnp.asarray(t, dtype=jnp.result_type(float))
+
+    def newton(_, big_e):
+        return big_e - (big_e - e * jnp.sin(big_e) - mean) / (1 - e * jnp.cos(big_e))
+
+    return jax.lax.fori_loop(0, iterations, newton, mean + e * jnp.sin(mean))
+
+
+@register("kepler")
+def _kepler(eccentricity: float = 0.5, t1: float = 2 * np.pi) -> System:
+    """Two-body problem y = (q1, q2, p1, p2), q'' = -q/|q|³, period 2π, semi-major axis 1.
+
+    Exact solution from Kepler's equation; invariants energy = -1/2 and angular momentum
+    sqrt(1 - e²).
+    """
+    e = eccentricity
+    if not 0 <= e < 0.9:
+        raise InvalidArgument(f"eccentricity={e!r} is invalid; it must be in [0, 0.9)")
+    root = np.sqrt(1 - e**2)
+
+    def f(t, y, args, h):
+        q, p = y[:2], y[2:]
+        return jnp.concatenate([p, -q / jnp.sum(q**2) ** 1.5])
+
+    def exact(t):
+        big_e = _kepler_anomaly(t, e)
+        c, s = jnp.cos(big_e), jnp.sin(big_e)
+        return jnp.stack([c - e, root * s, -s / (1 - e * c), root * c / (1 - e * c)])
+
+    def energy(y):
+        return 0.5 * jnp.sum(y[2:] ** 2) - 1 / jnp.sqrt(jnp.sum(y[:2] ** 2))
+
+    def angular_momentum(y):
+        return y[0] * y[3] - y[1] * y[2]
+
+    return System(
+        name=_label("kepler", **({"e": e} if e != 0.5 else {})), vector_field=f,
+        y0=_f64([1 - e, 0.0, 0.0, np.sqrt((1 + e) / (1 - e))]), t1=t1, exact=exact,
+        invariants={"energy": energy, "angular_momentum": angular_momentum},
+        params=dict(eccentricity=e, t1=t1),
+    )
+
+
+# ------------------------------------------------------------------ step-dependent families
+
+_PERTURBATIONS = {"sin": jnp.sin, "identity": lambda y: y, "square": lambda y: y**2}
+
+
+def _resolve_base(base, base_params) -> System:
+    if isinstance(base, System):
+        if base_params:
+            raise InvalidArgument("base_params given with a System object as base; pass one")
+        return base
+    return get(base, **(base_params or {}))
+
+
+@register("perturbed")
+def _perturbed(base: str | System = "linear", c: float = 1.0, q: float = 1,
+               g: str | Callable = "sin", base_params: dict | None = None) -> System:
+    """f(t, y, args, h) + c·h^q·g(y): an O(h^q) perturbation of `base`, same limit as h → 0.
+
+    g is a callable y -> array of y's shape, or one of 'sin', 'identity', 'square'.
+    """
+    sys = _resolve_base(base, base_params)
+    _check_positive("q", q)
+    if isinstance(g, str):
+        if g not in _PERTURBATIONS:
+            raise InvalidArgument(
+                f"g={g!r} is not a known perturbation; use a callable or one of "
+                f"{sorted(_PERTURBATIONS)}"
+            )
+        g_name, g_fn = g, _PERTURBATIONS[g]
+    else:
+        g_name, g_fn = getattr(g, "__name__", "g"), g
+    base_f = sys.vector_field
+
+    def f(t, y, args, h):
+        return base_f(t, y, args, h) + c * h**q * g_fn(y)
+
+    return sys.with_(
+        name=f"perturbed({sys.name}, c={c}, q={q}, g={g_name})", vector_field=f,
+        h_dependent=True,
+        params=dict(base=sys.name, base_params=sys.params, c=c, q=q, g=g_name),
+    )
+
+
+def flow_derivative(field: Callable, g: Callable) -> Callable:
+    """D g(t, y, args) = ∂g/∂t + (∂g/∂y)·field(t, y, args): the derivative of g along the flow."""
+
+    def dg(t, y, args):
+        t = jnp.asarray(t, dtype=jnp.result_type(float))
+        tangent = (jnp.ones_like(t), field(t, y, args))
+        return jax.jvp(lambda tt, yy: g(tt, yy, args), (t, y), tangent)[1]
+
+    return dg
+
+
+@register("modified_euler")
+def _modified_euler(base: str | System = "logistic", terms: int = 1,
+                    base_params: dict | None = None) -> System:
+    """The modifying integrator for Euler: f + (h/2)·Df (+ (h²/6)·D²f with terms=2).
+
+    Euler on this field agrees with the exact flow of `base` to order 1 + terms, because
+    y(t + h) = y + h·f + (h²/2)·Df + (h³/6)·D²f + O(h⁴) along the exact flow.
+    """
+    sys = _resolve_base(base, base_params)
+    if terms not in (1, 2):
+        raise InvalidArgument(f"terms={terms!r} is invalid; it must be 1 or 2")
+    if sys.h_dependent:
+        raise InvalidArgument(f"base={sys.name!r} depends on h; modified_euler needs an h-free base")
+    f = sys.limit_field
+    df = flow_derivative(f, f)
+    d2f = flow_derivative(f, df)
+
+    def field(t, y, args, h):
+        out = f(t, y, args) + (h / 2) * df(t, y, args)
+        if terms == 2:
+            out = out + (h**2 / 6) * d2f(t, y, args)
+        return out
+
+    return sys.with_(
+        name=f"modified_euler({sys.name}, terms={terms})", vector_field=field, h_dependent=True,
+        params=dict(base=sys.name, base_params=sys.params, terms=terms),
+    )
+
+
+def _residual_weights(dim: int, seed: int, scale: float):
+    rng = np.random.default_rng(seed)
+    rotation = np.zeros((dim, dim))
+    for i in range(0, dim - 1, 2):
+        rotation[i, i + 1], rotation[i + 1, i] = -1.0, 1.0
+    w = scale * (rng.standard_normal((dim, dim)) / np.sqrt(dim) + rotation) - 0.5 * np.eye(dim)
+    return _f64(w), _f64(0.1 * rng.standard_normal(dim))
+
+
+def _map_catalog(name: str, mu: float, a: float, b: float, dim: int, seed: int, scale: float):
+    if name == "logistic":
+        return (lambda y: mu * y * (1 - y)), _f64(0.2), f"logistic, mu={mu}"
+    if name == "henon":
+        return (lambda y: jnp.stack([1 - a * y[0] ** 2 + y[1], b * y[0]])), _f64([0.1, 0.1]), \
+            f"henon, a={a}, b={b}"
+    if name == "residual":
+        w, bias = _residual_weights(dim, seed, scale)
+        return (lambda y: y + jnp.tanh(w @ y + bias)), _f64(np.full(dim, 0.5)), \
+            f"residual, dim={dim}, seed={seed}"
+    raise InvalidArgument(
+        f"map={name!r} is not a shipped map.{_suggest(name, ['logistic', 'henon', 'residual'])} "
+        "Valid maps: 'logistic', 'henon', 'residual', or pass a callable"
+    )
+
+
+@register("lifted_map")
+def _lifted_map(map: str | Callable = "logistic", h_train: float = 1.0, steps: int = 100,
+                y0=None, mu: float = 3.2, a: float = 1.4, b: float = 0.3, dim: int = 2,
+                seed: int = 0, scale: float = 1.0) -> System:
+    """A map Φ read as the step-dependent field f(y, h) = (Φ(y) - y)/h.
+
+    Euler with step h gives y + h·(Φ(y) - y)/h = Φ(y): it iterates Φ exactly, whatever h. Other
+    solvers (and Euler's error estimate) evaluate the field at intermediate points and do not.
+    At h = 0 (outside a step) the field falls back to (Φ(y) - y)/h_train, the map's "frozen"
+    reading; a general map has no h → 0 limit. The time span is [0, steps·h_train].
+    Shipped maps: 'logistic' (μ·y(1-y)), 'henon' (a, b), 'residual' (x + tanh(Wx + b), seeded).
+    """
+    _check_positive("h_train", h_train)
+    if callable(map):
+        if y0 is None:
+            raise InvalidArgument("lifted_map with a callable map needs y0")
+        phi, default_y0, label = map, None, getattr(map, "__name__", "phi")
+    else:
+        phi, default_y0, label = _map_catalog(map, mu, a, b, dim, seed, scale)
+    start = _f64(y0) if y0 is not None else default_y0
+
+    def f(t, y, args, h):
+        safe_h = jnp.where(h == 0, h_train, h)
+        return (phi(y) - y) / safe_h
+
+    return System(
+        name=f"lifted_map({label})", vector_field=f, y0=start, t1=steps * h_train,
+        h_dependent=True, params=dict(map=label, h_train=h_train, steps=steps),
+    )
