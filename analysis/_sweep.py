@@ -146,7 +146,7 @@ def _compiled(group: _Group, example):
     return _COMPILED[group]
 
 
-def _grid(fixed: bool, dt0, rtol, atol, span: float) -> pd.DataFrame:
+def _grid(fixed: bool, dt0, rtol, atol) -> pd.DataFrame:
     dts = _as_list(dt0)
     if fixed:
         if not dts:
@@ -189,9 +189,9 @@ def _check_span(system, grid: pd.DataFrame):
 def _run_group(group: _Group, grid: pd.DataFrame) -> pd.DataFrame:
     system = group.system
     # Sort by expected cost so each vmapped chunk holds solves of similar length.
-    order = np.lexsort((-grid["rtol"].fillna(0).to_numpy(), -grid["dt0"].fillna(0).to_numpy()))
+    order = np.lexsort((-grid["rtol"].fillna(0).to_numpy(), -grid["h"].fillna(0).to_numpy()))
     n, size = len(grid), group.chunk_size
-    cols = {c: grid[c].to_numpy()[order] for c in ("dt0", "rtol", "atol")}
+    cols = {c: grid[c].to_numpy()[order] for c in ("dt0", "h", "rtol", "atol")}
     filled = {c: np.nan_to_num(v, nan=1.0) for c, v in cols.items()}
     y0, args = system.y0, system.args
     example = tuple(jnp.zeros(size) for _ in range(3)) + (y0, args)
@@ -200,7 +200,7 @@ def _run_group(group: _Group, grid: pd.DataFrame) -> pd.DataFrame:
     for start in range(0, n, size):
         stop = min(start + size, n)
         idx = np.arange(start, start + size).clip(max=n - 1)  # pad by repeating the last point
-        inputs = tuple(jnp.asarray(filled[c][idx]) for c in ("dt0", "rtol", "atol"))
+        inputs = tuple(jnp.asarray(filled[c][idx]) for c in ("h", "rtol", "atol"))
         t = time.perf_counter()
         out = jax.block_until_ready(compiled(*inputs, y0, args))
         wall = (time.perf_counter() - t) / (stop - start)
@@ -213,10 +213,8 @@ def _run_group(group: _Group, grid: pd.DataFrame) -> pd.DataFrame:
     rows["status"] = [status_of(c, y) for c, y in zip(out["result"], y_final, strict=True)]
     for k in ("num_steps", "num_accepted", "num_rejected"):
         rows[k] = out[k].astype(np.int64)
-    rows["nfev"] = _solvers.nfev(
-        group.solver, rows["num_steps"].to_numpy(), step_dependent=system.h_dependent,
-        initial_step_selection=(group.controller != _controllers.FIXED and not group.has_dt0),
-    )
+    rows["nfev"] = _solvers.nfev(group.solver, rows["num_steps"].to_numpy(),
+                                 step_dependent=system.h_dependent)
     ref = _reference.final_state(system)
     if ref.y is None:
         rows["error"] = np.nan
@@ -230,7 +228,7 @@ def _run_group(group: _Group, grid: pd.DataFrame) -> pd.DataFrame:
     rows.insert(0, "system", system.name)
     rows.insert(1, "solver", _solvers.name_of(group.solver))
     rows.insert(2, "controller", group.controller)
-    rows.insert(6, "t1", float(system.t1))
+    rows.insert(7, "t1", float(system.t1))
     rows.attrs["compile_s"] = compile_s
     inverse = np.empty(n, dtype=int)
     inverse[order] = np.arange(n)
@@ -255,8 +253,10 @@ def sweep(
     Args:
         systems: a System, a catalog name, or a list of them.
         solvers: a diffrax solver, a registry name (e.g. "Tsit5"), or a list of them.
-        dt0: step sizes. With controller=None (or "fixed") a fixed-step sweep, one row per dt0;
-            with an adaptive controller, initial step sizes (default: diffrax chooses).
+        dt0: step sizes. With controller=None (or "fixed") a fixed-step sweep, one row per dt0,
+            solved with the uniform step h = (t1 - t0)/⌈(t1 - t0)/dt0⌉ (equal to dt0 when it
+            divides the span; column `h`). With an adaptive controller, initial step sizes
+            (default: diffrax's, which is 0.01 in diffrax 0.7).
         controller: None/"fixed" for constant steps, or a preset name from
             `analysis.controllers.PRESETS` (e.g. "PI34").
         rtol, atol: tolerances for adaptive sweeps, paired element by element (a single value
@@ -267,7 +267,7 @@ def sweep(
         controller_options: extra controller arguments (dtmin, dtmax, factormax, ...).
 
     Returns:
-        A DataFrame with columns system, solver, controller, dt0, rtol, atol, t1, status,
+        A DataFrame with columns system, solver, controller, dt0, h, rtol, atol, t1, status,
         num_steps, num_accepted, num_rejected, nfev, error, error_source, wall_s, y_final_i.
         `error` is the max-norm of y(t1) minus the exact (or reference) h → 0 solution; wall_s is
         the run time of the row's chunk divided by its solves (compilation excluded).
@@ -300,12 +300,16 @@ def sweep(
     before = compile_count()
     frames = []
     for system in system_objs:
-        grid = _grid(fixed, dt0, rtol, atol, abs(system.t1 - system.t0))
+        grid = _grid(fixed, dt0, rtol, atol)
         _check_span(system, grid)
+        span = abs(system.t1 - system.t0)
+        # diffrax's ConstantStepSize takes dt0 as the first step and spreads the rest evenly, so
+        # a dt0 that does not divide the span gives uneven steps: snap to span/N, N = ⌈span/dt0⌉.
+        grid["h"] = span / np.ceil(span / grid["dt0"] * (1 - 1e-12)) if fixed else grid["dt0"]
         if max_steps is not None:
             steps = int(max_steps)
         elif fixed:
-            needed = math.ceil(abs(system.t1 - system.t0) / grid["dt0"].min()) + 1
+            needed = math.ceil(span / grid["h"].min()) + 1
             steps = 2 ** math.ceil(math.log2(needed))  # rounded up so nearby grids share code
         else:
             steps = DEFAULT_ADAPTIVE_MAX_STEPS

@@ -32,12 +32,14 @@ from collections.abc import Callable
 
 import diffrax
 import equinox as eqx
+import jax
+import jax.extend.core as jcore
 import jax.numpy as jnp
 import jax.tree_util as jtu
 from diffrax import AbstractTerm
 from diffrax._term import WrapTerm  # diffrax marks reverse-time terms with it; not re-exported
 
-__all__ = ["StepTerm", "FrozenStepTerm", "StepAware", "bind_step"]
+__all__ = ["StepTerm", "FrozenStepTerm", "StepAware", "bind_step", "uses_h"]
 
 
 def _scale(tree, control):
@@ -101,9 +103,25 @@ class _BoundStepTerm(_ODELikeTerm):
         return self.vector_field(t, y, args, self.h)
 
 
-def _contains_step_term(terms) -> bool:
+def uses_h(vector_field: Callable, t, y, args) -> bool:
+    """Whether f(t, y, args, h)'s output depends on h, decided from its jaxpr at trace time.
+
+    Dependence is propagated forward through the traced equations (conservatively: an equation
+    with any h-dependent input makes all its outputs h-dependent), so a field that merely
+    mentions h, like f + 0·h, counts as dependent; one that never touches h does not.
+    """
+    h = jnp.zeros((), jnp.result_type(t, float))
+    closed = jax.make_jaxpr(lambda hh: vector_field(t, y, args, hh))(h)
+    tainted = set(closed.jaxpr.invars)
+    for eqn in closed.jaxpr.eqns:
+        if any(isinstance(v, jcore.Var) and v in tainted for v in eqn.invars):
+            tainted.update(eqn.outvars)
+    return any(isinstance(v, jcore.Var) and v in tainted for v in closed.jaxpr.outvars)
+
+
+def _step_terms(terms) -> list[StepTerm]:
     leaves = jtu.tree_leaves(terms, is_leaf=lambda x: isinstance(x, StepTerm))
-    return any(isinstance(x, StepTerm) for x in leaves)
+    return [x for x in leaves if isinstance(x, StepTerm)]
 
 
 def bind_step(terms, h, *, signed: bool = False):
@@ -136,10 +154,11 @@ class StepAware(diffrax.AbstractWrappedSolver):
     h = |t1 - t0| of the step being attempted (rejected trial steps and the clipped last step
     included). With `signed=True`, h = t1 - t0 in the user's time direction, so h < 0 when
     integrating backwards. Terms that are not StepTerms (e.g. `diffrax.ODETerm`) pass through
-    unchanged, and then StepAware(solver) computes exactly what `solver` computes.
+    unchanged, and so does a StepTerm whose field never touches h (checked on its jaxpr at trace
+    time, see `uses_h`): then StepAware(solver) computes exactly what `solver` computes.
 
     FSAL solvers (Tsit5, Dopri5, Dopri8, Bosh3, Kvaerno3/4/5) re-evaluate their first stage at
-    the current h when a StepTerm is present: one extra evaluation per step, the price of
+    the current h when a field depends on h: one extra evaluation per step, the price of
     correctness (the reused stage would carry the previous step's h).
 
     `isinstance` checks (adaptive, implicit, ...) forward to the wrapped solver, as for diffrax's
@@ -196,7 +215,8 @@ class StepAware(diffrax.AbstractWrappedSolver):
         return self.solver.init(terms, t0, t1, y0, args)
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        if not _contains_step_term(terms):
+        if not any(uses_h(term.vector_field, t0, y0, args) for term in _step_terms(terms)):
+            # Nothing sees h: the inner solver's own step, FSAL reuse included, is exact.
             return self.solver.step(terms, t0, t1, y0, args, solver_state, made_jump)
         h = t1 - t0  # diffrax steps forward in (possibly negated) time, so h > 0 here
         bound = bind_step(terms, h, signed=self.signed)

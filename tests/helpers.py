@@ -1,0 +1,40 @@
+"""Shared registries and small utilities for the tests."""
+
+import diffrax
+import jax
+import numpy as np
+
+from analysis import solvers, systems
+
+#: Every solver the foundation supports, by registry name.
+ALL_SOLVERS = solvers.NAMES
+ADAPTIVE_SOLVERS = tuple(n for n in ALL_SOLVERS if solvers.info(n).adaptive)
+EXPLICIT_RK = solvers.EXPLICIT_RK
+ALL_SYSTEMS = tuple(systems.names())
+
+
+def fit_slope(h, err):
+    """Least-squares slope of log(err) against log(h) (never assumes the steps halve)."""
+    slope, _ = np.polyfit(np.log(np.asarray(h)), np.log(np.asarray(err)), 1)
+    return slope
+
+
+class EvaluationLog:
+    """Records, through jax.debug.callback, the h of every evaluation of a step-dependent field."""
+
+    def __init__(self, field):
+        self.hs = []
+        self._field = field
+
+    def field(self, t, y, args, h):
+        jax.debug.callback(lambda hh: self.hs.append(float(hh)), h, ordered=True)
+        return self._field(t, y, args, h)
+
+
+def fixed_solver(name):
+    """A solver by name, ready for constant steps (implicit ones get root-finder tolerances)."""
+    return solvers.for_fixed_steps(solvers.get(name))
+
+
+__all__ = ["ALL_SOLVERS", "ADAPTIVE_SOLVERS", "EXPLICIT_RK", "ALL_SYSTEMS", "fit_slope",
+           "EvaluationLog", "fixed_solver", "diffrax"]

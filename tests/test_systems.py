@@ -1,0 +1,131 @@
+"""The catalog: exact solutions solve their ODEs, families are what they claim to be."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+from helpers import ALL_SYSTEMS, fit_slope
+
+from analysis import InvalidArgument, StepAware, StepTerm, systems
+
+WITH_EXACT = [n for n in ALL_SYSTEMS if systems.get(n).exact is not None]
+
+
+@pytest.mark.parametrize("name", ALL_SYSTEMS)
+def test_every_system_builds_and_its_field_keeps_the_state_shape(name):
+    sys = systems.get(name)
+    for h in (0.0, 0.1):
+        out = sys.vector_field(sys.t0, sys.y0, sys.args, jnp.asarray(h))
+        assert out.shape == sys.y0.shape and out.dtype == jnp.float64
+        assert bool(jnp.all(jnp.isfinite(out)))
+    assert sys.t1 > sys.t0
+
+
+@pytest.mark.parametrize("name", WITH_EXACT)
+def test_exact_solution_starts_at_y0_and_solves_the_limit_ode(name):
+    sys = systems.get(name)
+    np.testing.assert_allclose(sys.exact(sys.t0), sys.y0, atol=1e-14)
+    for t in np.linspace(sys.t0, sys.t1, 5)[1:]:
+        y, dy = jax.jvp(sys.exact, (jnp.asarray(t),), (jnp.asarray(1.0),))
+        np.testing.assert_allclose(dy, sys.limit_field(t, y, sys.args), rtol=1e-9, atol=1e-10)
+
+
+def test_linear10_exact_is_the_matrix_exponential():
+    sys = systems.get("linear10")
+    a = np.asarray(sys.args)
+    assert np.all(np.linalg.eigvals(a).real < 0)
+    np.testing.assert_allclose(sys.exact(0.7), scipy.linalg.expm(0.7 * a) @ np.asarray(sys.y0),
+                               rtol=1e-12)
+
+
+def test_kepler_exact_solution_keeps_energy_and_angular_momentum():
+    e = 0.6
+    sys = systems.get("kepler", eccentricity=e)
+    for t in (0.3, 1.7, 4.0, 2 * np.pi):
+        y = sys.exact(t)
+        np.testing.assert_allclose(sys.invariants["energy"](y), -0.5, atol=1e-13)
+        np.testing.assert_allclose(sys.invariants["angular_momentum"](y), np.sqrt(1 - e**2),
+                                   atol=1e-13)
+    np.testing.assert_allclose(sys.exact(2 * np.pi), sys.y0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_SYSTEMS if systems.get(n).equilibria])
+def test_known_equilibria_are_zeros_of_the_field(name):
+    sys = systems.get(name)
+    for eq in sys.equilibria:
+        np.testing.assert_allclose(sys.limit_field(0.0, eq, sys.args), 0.0, atol=1e-14)
+
+
+def test_unknown_names_and_parameters_are_clear_errors():
+    with pytest.raises(InvalidArgument, match="Did you mean 'logistic'.*Valid systems"):
+        systems.get("logistc")
+    with pytest.raises(InvalidArgument, match="no parameter 'rr'.*Valid parameters: r, y0, t1"):
+        systems.get("logistic", rr=2.0)
+    with pytest.raises(InvalidArgument, match="terms=3"):
+        systems.get("modified_euler", base="logistic", terms=3)
+    with pytest.raises(InvalidArgument, match="map='henonn'"):
+        systems.get("lifted_map", map="henonn")
+
+
+def test_perturbed_adds_c_h_to_the_q_times_g_and_has_the_base_limit():
+    base = systems.get("logistic")
+    sys = systems.get("perturbed", base=base, c=2.0, q=3, g="square")
+    y = jnp.asarray(0.3)
+    np.testing.assert_allclose(sys.vector_field(0.0, y, sys.args, 0.0), 0.3 * 0.7)
+    np.testing.assert_allclose(sys.vector_field(0.0, y, sys.args, 0.1),
+                               0.3 * 0.7 + 2.0 * 0.1**3 * 0.09, rtol=1e-14)
+    assert sys.exact is base.exact and sys.h_dependent
+    by_name = systems.get("perturbed", base="linear", c=1.0, q=2)
+    assert by_name.name == "perturbed(linear, c=1.0, q=2, g=sin)"
+
+
+def test_modified_euler_terms_are_the_flow_derivatives():
+    # Logistic f = y - y²: Df = f'f, D²f = f''(f, f) + f'f'f with f' = 1 - 2y, f'' = -2.
+    y, h = 0.3, 0.2
+    f, fp, fpp = y - y**2, 1 - 2 * y, -2.0
+    one = systems.get("modified_euler", base="logistic", terms=1)
+    two = systems.get("modified_euler", base="logistic", terms=2)
+    np.testing.assert_allclose(one.vector_field(0.0, jnp.asarray(y), one.args, h),
+                               f + h / 2 * fp * f, rtol=1e-14)
+    np.testing.assert_allclose(two.vector_field(0.0, jnp.asarray(y), two.args, h),
+                               f + h / 2 * fp * f + h**2 / 6 * (fpp * f * f + fp * fp * f),
+                               rtol=1e-14)
+
+
+def _euler_max_error(system, n):
+    """Max over the grid of |Euler(system) - exact|: final-time errors can cross zero."""
+    sol = diffrax.diffeqsolve(StepTerm(system.vector_field), StepAware(diffrax.Euler()),
+                              system.t0, system.t1, (system.t1 - system.t0) / n, system.y0,
+                              system.args, max_steps=int(n) + 1, saveat=diffrax.SaveAt(steps=True))
+    ts = jnp.linspace(system.t0, system.t1, int(n) + 1)[1:]
+    return float(jnp.max(jnp.abs(sol.ys[:n] - jax.vmap(system.exact)(ts))))
+
+
+@pytest.mark.parametrize("base", ["logistic", "prothero_robinson", "harmonic"])
+@pytest.mark.parametrize("terms, order", [(1, 2), (2, 3)])
+def test_euler_on_modified_euler_gains_one_order_per_term(base, terms, order):
+    # prothero_robinson is non-autonomous: the ∂/∂t parts of D f and D²f matter there.
+    params = {"stiffness": 2.0} if base == "prothero_robinson" else {}
+    sys = systems.get("modified_euler", base=base, terms=terms, base_params=params)
+    ns = np.array([40, 57, 80, 113, 160, 226, 320])
+    err = [_euler_max_error(sys, n) for n in ns]
+    assert abs(fit_slope(sys.t1 / ns, err) - order) < 0.05
+
+
+def test_lifted_map_field_steps_to_the_map_and_falls_back_at_h_zero():
+    sys = systems.get("lifted_map", map="henon", h_train=0.5)
+    y = jnp.asarray([0.2, -0.1])
+    phi = jnp.asarray([1 - 1.4 * 0.04 - 0.1, 0.3 * 0.2])
+    np.testing.assert_allclose(y + 0.3 * sys.vector_field(0.0, y, None, 0.3), phi, rtol=1e-14)
+    np.testing.assert_allclose(sys.vector_field(0.0, y, None, 0.0), (phi - y) / 0.5, rtol=1e-14)
+    res = systems.get("lifted_map", map="residual", dim=3)
+    assert res.y0.shape == (3,)
+
+
+def test_a_system_object_is_accepted_wherever_a_name_is():
+    sys = systems.get("harmonic", omega=2.0)
+    assert systems.get(sys) is sys
+    fam = systems.get("modified_euler", base=sys)
+    assert "harmonic(omega=2.0)" in fam.name
