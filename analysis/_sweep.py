@@ -79,7 +79,7 @@ def _check_positive_finite(name: str, values) -> np.ndarray:
     bad = ~np.isfinite(arr) | (arr <= 0)
     if bad.any():
         raise InvalidArgument(
-            f"{name}={arr[bad][0]!r} is invalid; every {name} must be finite and > 0"
+            f"{name}={float(arr[bad][0])!r} is invalid; every {name} must be finite and > 0"
         )
     return arr
 
@@ -181,7 +181,7 @@ def _check_span(system, grid: pd.DataFrame):
     too_big = grid["dt0"] > span
     if too_big.any():
         raise InvalidArgument(
-            f"dt0={grid['dt0'][too_big].iloc[0]!r} is larger than the time span {span} of "
+            f"dt0={float(grid['dt0'][too_big].iloc[0])!r} is larger than the time span {span} of "
             f"system {system.name!r}; use dt0 ≤ (t1 - t0)"
         )
 

@@ -1,0 +1,121 @@
+"""The sweep engine: tidy rows, one compilation per group, failures as rows, clear errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analysis
+from analysis import InvalidArgument, systems
+from analysis.systems import System
+
+COLUMNS = ["system", "solver", "controller", "dt0", "h", "rtol", "atol", "t1", "status",
+           "num_steps", "num_accepted", "num_rejected", "nfev", "error", "error_source", "wall_s"]
+
+
+def test_fixed_step_sweep_is_tidy_and_measures_error_against_the_exact_solution():
+    dts = [0.1, 0.05, 0.025]
+    df = analysis.sweep("linear", ["Euler", "Heun"], dt0=dts)
+    assert list(df.columns[: len(COLUMNS)]) == COLUMNS and "y_final_0" in df
+    assert len(df) == 6 and (df["status"] == "ok").all()
+    euler = df[df.solver == "Euler"]
+    np.testing.assert_allclose(euler["dt0"], dts)  # input order is kept
+    np.testing.assert_allclose(euler["y_final_0"], [(1 - h) ** round(1 / h) for h in dts],
+                               rtol=1e-12)
+    np.testing.assert_allclose(euler["error"], np.abs(euler["y_final_0"] - np.exp(-1)),
+                               rtol=1e-12)
+    assert (df["error_source"] == "exact").all()
+
+
+def test_vmap_over_dt0_compiles_once_per_group_and_reuses_it():
+    dts = np.linspace(0.01, 0.1, 16)
+    df = analysis.sweep("logistic", "Heun", dt0=dts, chunk_size=4)
+    assert df.attrs["compilations"] == 1 and len(df) == 16
+    again = analysis.sweep(systems.get("logistic"), "Heun", dt0=dts, chunk_size=4)
+    assert again.attrs["compilations"] == 1  # a new System object is a new group
+    sys = systems.get("logistic")
+    analysis.sweep(sys, "Heun", dt0=dts, chunk_size=4)
+    third = analysis.sweep(sys, "Heun", dt0=dts * 1.01, chunk_size=4)
+    assert third.attrs["compilations"] == 0
+
+
+def test_adaptive_sweep_compiles_once_per_system_solver_and_controller():
+    rtols = np.logspace(-3, -9, 7)
+    df = analysis.sweep(["lotka_volterra", "harmonic"], ["Tsit5", "Bosh3"], controller="PI34",
+                        rtol=rtols, atol=1e-10)
+    assert df.attrs["compilations"] == 4 and len(df) == 28
+    assert (df["status"] == "ok").all()
+    assert set(df["error_source"]) == {"exact", "reference"}
+    # Error falls as the tolerance tightens.
+    for _, g in df.groupby(["system", "solver"]):
+        assert g["error"].iloc[-1] < g["error"].iloc[0] * 1e-3
+
+
+def test_chunked_results_equal_unchunked_results():
+    dts = np.linspace(0.02, 0.2, 9)
+    whole = analysis.sweep("harmonic", "Tsit5", dt0=dts)
+    chunked = analysis.sweep("harmonic", "Tsit5", dt0=dts, chunk_size=2)
+    cols = ["dt0", "h", "status", "num_steps", "error", "y_final_0", "y_final_1"]
+    pd.testing.assert_frame_equal(whole[cols], chunked[cols])
+
+
+def test_dt0_that_does_not_divide_the_span_is_snapped_to_a_uniform_grid():
+    df = analysis.sweep("linear", "Euler", dt0=[0.3])
+    assert df["h"].iloc[0] == pytest.approx(0.25) and df["num_steps"].iloc[0] == 4
+    np.testing.assert_allclose(df["y_final_0"], 0.75**4, rtol=1e-14)
+
+
+def test_failed_solves_are_rows_with_their_status():
+    # Euler on y' = -100 y with h = 0.5: |1 - 50|^200 overflows.
+    stiff = systems.get("linear", lam=100.0, t1=100.0)
+    df = analysis.sweep(stiff, "Euler", dt0=[0.5, 0.001])
+    assert list(df["status"]) == ["nonfinite", "ok"]
+    assert np.isnan(df["error"].iloc[0]) and df["error"].iloc[1] < 1e-10
+    capped = analysis.sweep("lotka_volterra", "Tsit5", controller="I", rtol=[1e-3, 1e-12],
+                            max_steps=100)
+    assert list(capped["status"]) == ["ok", "max_steps"]
+    floored = analysis.sweep(systems.get("van_der_pol", mu=1000.0, t1=10.0), "Tsit5",
+                             controller="PI34", rtol=[1e-6],
+                             controller_options={"dtmin": 1e-2, "force_dtmin": False})
+    assert list(floored["status"]) == ["dt_below_min"]
+
+
+def test_error_is_nan_with_a_reason_when_there_is_no_reference():
+    blowup = System(name="blowup", vector_field=lambda t, y, a, h: y**2, y0=np.float64(1.0),
+                    t1=2.0)
+    df = analysis.sweep(blowup, "Euler", dt0=[0.1])
+    assert np.isnan(df["error"].iloc[0])
+    assert df["error_source"].iloc[0].startswith("none (reference solve failed")
+
+
+def test_step_dependent_systems_are_solved_with_h_inside_every_step():
+    sys = systems.get("perturbed", base="linear", c=1.0, q=1, g="identity")
+    df = analysis.sweep(sys, "Euler", dt0=[0.1])
+    # Euler on y' = -y + h·y: y_N = (1 + h(h - 1))^N.
+    np.testing.assert_allclose(df["y_final_0"], (1 + 0.1 * (0.1 - 1)) ** 10, rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(dt0=[0.1, -0.1]), "dt0=-0.1 is invalid"),
+        (dict(dt0=[0.0]), "dt0=0.0 is invalid"),
+        (dict(dt0=[np.inf]), "dt0=inf is invalid"),
+        (dict(dt0=[2.0]), "dt0=2.0 is larger than the time span"),
+        (dict(), "dt0 is required"),
+        (dict(controller="PI34"), "rtol is required"),
+        (dict(controller="PI34", rtol=[0.0]), "rtol=0.0 is invalid"),
+        (dict(controller="PI34", rtol=[1e-3, 1e-4], atol=[1e-3, 1e-4, 1e-5]), "paired"),
+        (dict(controller="PI43", rtol=[1e-3]), "Did you mean"),
+        (dict(dt0=[0.1], chunk_size=0), "chunk_size=0"),
+    ],
+)
+def test_bad_input_is_a_clear_error_before_anything_compiles(kwargs, message):
+    before = analysis.compile_count()
+    with pytest.raises(InvalidArgument, match=message):
+        analysis.sweep("linear", "Tsit5", **kwargs)
+    assert analysis.compile_count() == before
+
+
+def test_a_solver_without_error_estimate_is_refused_for_adaptive_sweeps():
+    with pytest.raises(InvalidArgument, match="'Euler' has no error estimate"):
+        analysis.sweep("linear", "Euler", controller="PI34", rtol=[1e-3])
