@@ -10,6 +10,15 @@ from .errors import InvalidArgument, PrecisionWarning
 from .stepdep import FrozenStepTerm, StepAware, StepTerm
 
 __all__ = [
-    "StepTerm", "FrozenStepTerm", "StepAware", "sweep", "compile_count", "systems", "solvers",
-    "controllers", "reference", "InvalidArgument", "PrecisionWarning",
+    "StepTerm",
+    "FrozenStepTerm",
+    "StepAware",
+    "sweep",
+    "compile_count",
+    "systems",
+    "solvers",
+    "controllers",
+    "reference",
+    "InvalidArgument",
+    "PrecisionWarning",
 ]

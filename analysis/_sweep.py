@@ -120,9 +120,17 @@ def _solve_fn(group: _Group):
         else:
             ctrl = _controllers.make(group.controller, rtol, atol, **dict(group.controller_options))
         sol = diffrax.diffeqsolve(
-            term, solver, system.t0, system.t1, dt0 if group.has_dt0 else None, y0, args,
-            stepsize_controller=ctrl, saveat=diffrax.SaveAt(t1=True),
-            max_steps=group.max_steps, throw=False,
+            term,
+            solver,
+            system.t0,
+            system.t1,
+            dt0 if group.has_dt0 else None,
+            y0,
+            args,
+            stepsize_controller=ctrl,
+            saveat=diffrax.SaveAt(t1=True),
+            max_steps=group.max_steps,
+            throw=False,
         )
         return {
             "y_final": sol.ys[-1],
@@ -150,8 +158,10 @@ def _grid(fixed: bool, dt0, rtol, atol) -> pd.DataFrame:
     dts = _as_list(dt0)
     if fixed:
         if not dts:
-            raise InvalidArgument("dt0 is required for a fixed-step sweep (controller=None); "
-                                  "give a list of step sizes, e.g. dt0=[0.1, 0.05]")
+            raise InvalidArgument(
+                "dt0 is required for a fixed-step sweep (controller=None); "
+                "give a list of step sizes, e.g. dt0=[0.1, 0.05]"
+            )
         _check_positive_finite("dt0", dts)
         return pd.DataFrame({"dt0": np.asarray(dts, float), "rtol": np.nan, "atol": np.nan})
     rtols = _as_list(rtol)
@@ -213,8 +223,9 @@ def _run_group(group: _Group, grid: pd.DataFrame) -> pd.DataFrame:
     rows["status"] = [status_of(c, y) for c, y in zip(out["result"], y_final, strict=True)]
     for k in ("num_steps", "num_accepted", "num_rejected"):
         rows[k] = out[k].astype(np.int64)
-    rows["nfev"] = _solvers.nfev(group.solver, rows["num_steps"].to_numpy(),
-                                 step_dependent=system.h_dependent)
+    rows["nfev"] = _solvers.nfev(
+        group.solver, rows["num_steps"].to_numpy(), step_dependent=system.h_dependent
+    )
     ref = _reference.final_state(system)
     if ref.y is None:
         rows["error"] = np.nan
@@ -315,13 +326,16 @@ def sweep(
             steps = DEFAULT_ADAPTIVE_MAX_STEPS
         for solver in solver_objs:
             group = _Group(
-                system=system, solver=solver, controller=kind,
-                has_dt0=bool(grid["dt0"].notna().all()), max_steps=steps,
-                chunk_size=int(chunk_size or min(len(grid), DEFAULT_CHUNK)), signed_h=signed_h,
+                system=system,
+                solver=solver,
+                controller=kind,
+                has_dt0=bool(grid["dt0"].notna().all()),
+                max_steps=steps,
+                chunk_size=int(chunk_size or min(len(grid), DEFAULT_CHUNK)),
+                signed_h=signed_h,
                 controller_options=tuple(sorted((controller_options or {}).items())),
             )
             frames.append(_run_group(group, grid))
     df = pd.concat(frames, ignore_index=True)
     df.attrs["compilations"] = compile_count() - before
     return df
-

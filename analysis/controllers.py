@@ -2,7 +2,8 @@
 
 A controller with filter coefficients (kβ1, kβ2, kβ3 | α2, α3) chooses the next step as
 
-    h_{n+1} = h_n · ρ_n^{β1} · ρ_{n-1}^{β2} · ρ_{n-2}^{β3} · (h_n/h_{n-1})^{-α2} · (h_{n-1}/h_{n-2})^{-α3}
+    h_{n+1} = h_n · ρ_n^{β1} · ρ_{n-1}^{β2} · ρ_{n-2}^{β3}
+              · (h_n/h_{n-1})^{-α2} · (h_{n-1}/h_{n-2})^{-α3}
 
 with ρ_n = 1/‖scaled error of step n‖ and β_i = (kβ_i)/k, k the error-estimator order (Söderlind,
 "Digital filters in adaptive time-stepping", ACM TOMS 29, 2003). diffrax's PIDController is the

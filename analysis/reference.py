@@ -48,10 +48,17 @@ def solve_limit(system: System, ts, *, rtol: float, solver_name: str | None = No
     name = solver_name or REFERENCE_SETTINGS[kind][0]
     solver = getattr(diffrax, name)()
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(system.limit_field), solver, system.t0, system.t1, None, system.y0,
-        system.args, saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
+        diffrax.ODETerm(system.limit_field),
+        solver,
+        system.t0,
+        system.t1,
+        None,
+        system.y0,
+        system.args,
+        saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol),
-        max_steps=_MAX_STEPS, throw=False,
+        max_steps=_MAX_STEPS,
+        throw=False,
     )
     return sol.ys, sol.result
 

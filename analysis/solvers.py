@@ -38,8 +38,16 @@ _FACTORIES = {
     "HalfSolver(Euler)": lambda: diffrax.HalfSolver(diffrax.Euler()),
 }
 NAMES: tuple[str, ...] = tuple(_FACTORIES)
-EXPLICIT_RK: tuple[str, ...] = ("Euler", "Heun", "Midpoint", "Ralston", "Bosh3", "Tsit5",
-                                "Dopri5", "Dopri8")
+EXPLICIT_RK: tuple[str, ...] = (
+    "Euler",
+    "Heun",
+    "Midpoint",
+    "Ralston",
+    "Bosh3",
+    "Tsit5",
+    "Dopri5",
+    "Dopri8",
+)
 
 #: Root-finder tolerance used for implicit solvers at fixed steps (diffrax otherwise borrows the
 #: adaptive controller's tolerances, which a fixed-step solve does not have).
@@ -69,7 +77,9 @@ def get(name: str | diffrax.AbstractSolver) -> diffrax.AbstractSolver:
     if name not in _FACTORIES:
         close = difflib.get_close_matches(str(name), NAMES, n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise InvalidArgument(f"solver={name!r} is unknown.{hint} Valid solvers: {', '.join(NAMES)}")
+        raise InvalidArgument(
+            f"solver={name!r} is unknown.{hint} Valid solvers: {', '.join(NAMES)}"
+        )
     return _FACTORIES[name]()
 
 
@@ -93,8 +103,9 @@ def info(solver: str | diffrax.AbstractSolver) -> SolverInfo:
     obj = _unwrap(get(solver))
     if isinstance(obj, diffrax.HalfSolver):
         inner = info(obj.solver)
-        return dataclasses.replace(inner, name=name_of(obj), stages=3 * inner.stages,
-                                   fsal=False, adaptive=True)
+        return dataclasses.replace(
+            inner, name=name_of(obj), stages=3 * inner.stages, fsal=False, adaptive=True
+        )
     tableau = getattr(obj, "tableau", None)
     stages = len(tableau.c) + 1 if tableau is not None else 1
     return SolverInfo(

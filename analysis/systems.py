@@ -167,8 +167,13 @@ def _linear(lam: float = 1.0, y0: float = 1.0, t1: float = 1.0) -> System:
 
     return System(
         name=_label("linear", **({"lam": lam} if lam != 1.0 else {})),
-        vector_field=f, y0=_f64(y0), t1=t1, args=_f64(lam), exact=exact,
-        equilibria=(_f64(0.0),), params=dict(lam=lam, y0=y0, t1=t1),
+        vector_field=f,
+        y0=_f64(y0),
+        t1=t1,
+        args=_f64(lam),
+        exact=exact,
+        equilibria=(_f64(0.0),),
+        params=dict(lam=lam, y0=y0, t1=t1),
     )
 
 
@@ -194,8 +199,13 @@ def _linear10(dim: int = 10, seed: int = 0, t1: float = 1.0) -> System:
 
     return System(
         name=_label("linear10", **({"seed": seed} if seed else {})),
-        vector_field=f, y0=y0, t1=t1, args=a, exact=exact,
-        equilibria=(jnp.zeros(dim),), params=dict(dim=dim, seed=seed, t1=t1),
+        vector_field=f,
+        y0=y0,
+        t1=t1,
+        args=a,
+        exact=exact,
+        equilibria=(jnp.zeros(dim),),
+        params=dict(dim=dim, seed=seed, t1=t1),
     )
 
 
@@ -212,8 +222,13 @@ def _logistic(r: float = 1.0, y0: float = 0.1, t1: float = 5.0) -> System:
 
     return System(
         name=_label("logistic", **({"r": r} if r != 1.0 else {})),
-        vector_field=f, y0=_f64(y0), t1=t1, args=_f64(r), exact=exact,
-        equilibria=(_f64(0.0), _f64(1.0)), params=dict(r=r, y0=y0, t1=t1),
+        vector_field=f,
+        y0=_f64(y0),
+        t1=t1,
+        args=_f64(r),
+        exact=exact,
+        equilibria=(_f64(0.0), _f64(1.0)),
+        params=dict(r=r, y0=y0, t1=t1),
     )
 
 
@@ -229,7 +244,11 @@ def _harmonic(omega: float = 1.0, t1: float = 2 * np.pi) -> System:
 
     return System(
         name=_label("harmonic", **({"omega": omega} if omega != 1.0 else {})),
-        vector_field=f, y0=_f64([1.0, 0.0]), t1=t1, args=_f64(omega), exact=exact,
+        vector_field=f,
+        y0=_f64([1.0, 0.0]),
+        t1=t1,
+        args=_f64(omega),
+        exact=exact,
         equilibria=(jnp.zeros(2),),
         invariants={"energy": lambda y: 0.5 * (y[1] ** 2 + omega**2 * y[0] ** 2)},
         params=dict(omega=omega, t1=t1),
@@ -237,8 +256,9 @@ def _harmonic(omega: float = 1.0, t1: float = 2 * np.pi) -> System:
 
 
 @register("lotka_volterra")
-def _lotka_volterra(alpha: float = 1.5, beta: float = 1.0, delta: float = 1.0,
-                    gamma: float = 3.0, t1: float = 10.0) -> System:
+def _lotka_volterra(
+    alpha: float = 1.5, beta: float = 1.0, delta: float = 1.0, gamma: float = 3.0, t1: float = 10.0
+) -> System:
     """x' = αx - βxy, y' = δxy - γy from (1, 1); no closed form (a reference solve is used)."""
 
     def f(t, y, args, h):
@@ -249,7 +269,10 @@ def _lotka_volterra(alpha: float = 1.5, beta: float = 1.0, delta: float = 1.0,
         return delta * y[0] - gamma * jnp.log(y[0]) + beta * y[1] - alpha * jnp.log(y[1])
 
     return System(
-        name="lotka_volterra", vector_field=f, y0=_f64([1.0, 1.0]), t1=t1,
+        name="lotka_volterra",
+        vector_field=f,
+        y0=_f64([1.0, 1.0]),
+        t1=t1,
         args=_f64([alpha, beta, delta, gamma]),
         equilibria=(jnp.zeros(2), _f64([gamma / delta, alpha / beta])),
         invariants={"first_integral": conserved},
@@ -267,8 +290,13 @@ def _van_der_pol(mu: float = 1.0, t1: float | None = None) -> System:
         return jnp.stack([y[1], args * (1 - y[0] ** 2) * y[1] - y[0]])
 
     return System(
-        name=_label("van_der_pol", mu=mu), vector_field=f, y0=_f64([2.0, 0.0]), t1=t1,
-        args=_f64(mu), equilibria=(jnp.zeros(2),), stiff=mu >= 100,
+        name=_label("van_der_pol", mu=mu),
+        vector_field=f,
+        y0=_f64([2.0, 0.0]),
+        t1=t1,
+        args=_f64(mu),
+        equilibria=(jnp.zeros(2),),
+        stiff=mu >= 100,
         params=dict(mu=mu, t1=t1),
     )
 
@@ -282,8 +310,13 @@ def _prothero_robinson(stiffness: float = 1e3, t1: float = 2.0) -> System:
         return -args * (y - jnp.sin(t)) + jnp.cos(t)
 
     return System(
-        name=_label("prothero_robinson", stiffness=stiffness), vector_field=f, y0=_f64(0.0),
-        t1=t1, args=_f64(stiffness), exact=lambda t: jnp.sin(_f64(t)), stiff=stiffness >= 100,
+        name=_label("prothero_robinson", stiffness=stiffness),
+        vector_field=f,
+        y0=_f64(0.0),
+        t1=t1,
+        args=_f64(stiffness),
+        exact=lambda t: jnp.sin(_f64(t)),
+        stiff=stiffness >= 100,
         params=dict(stiffness=stiffness, t1=t1),
     )
 
@@ -326,8 +359,11 @@ def _kepler(eccentricity: float = 0.5, t1: float = 2 * np.pi) -> System:
         return y[0] * y[3] - y[1] * y[2]
 
     return System(
-        name=_label("kepler", **({"e": e} if e != 0.5 else {})), vector_field=f,
-        y0=_f64([1 - e, 0.0, 0.0, np.sqrt((1 + e) / (1 - e))]), t1=t1, exact=exact,
+        name=_label("kepler", **({"e": e} if e != 0.5 else {})),
+        vector_field=f,
+        y0=_f64([1 - e, 0.0, 0.0, np.sqrt((1 + e) / (1 - e))]),
+        t1=t1,
+        exact=exact,
         invariants={"energy": energy, "angular_momentum": angular_momentum},
         params=dict(eccentricity=e, t1=t1),
     )
@@ -347,8 +383,13 @@ def _resolve_base(base, base_params) -> System:
 
 
 @register("perturbed")
-def _perturbed(base: str | System = "linear", c: float = 1.0, q: float = 1,
-               g: str | Callable = "sin", base_params: dict | None = None) -> System:
+def _perturbed(
+    base: str | System = "linear",
+    c: float = 1.0,
+    q: float = 1,
+    g: str | Callable = "sin",
+    base_params: dict | None = None,
+) -> System:
     """f(t, y, args, h) + c·h^q·g(y): an O(h^q) perturbation of `base`, same limit as h → 0.
 
     g is a callable y -> array of y's shape, or one of 'sin', 'identity', 'square'.
@@ -370,7 +411,8 @@ def _perturbed(base: str | System = "linear", c: float = 1.0, q: float = 1,
         return base_f(t, y, args, h) + c * h**q * g_fn(y)
 
     return sys.with_(
-        name=f"perturbed({sys.name}, c={c}, q={q}, g={g_name})", vector_field=f,
+        name=f"perturbed({sys.name}, c={c}, q={q}, g={g_name})",
+        vector_field=f,
         h_dependent=True,
         params=dict(base=sys.name, base_params=sys.params, c=c, q=q, g=g_name),
     )
@@ -388,8 +430,9 @@ def flow_derivative(field: Callable, g: Callable) -> Callable:
 
 
 @register("modified_euler")
-def _modified_euler(base: str | System = "logistic", terms: int = 1,
-                    base_params: dict | None = None) -> System:
+def _modified_euler(
+    base: str | System = "logistic", terms: int = 1, base_params: dict | None = None
+) -> System:
     """The modifying integrator for Euler: f + (h/2)·Df (+ (h²/6)·D²f with terms=2).
 
     Euler on this field agrees with the exact flow of `base` to order 1 + terms, because
@@ -399,7 +442,9 @@ def _modified_euler(base: str | System = "logistic", terms: int = 1,
     if terms not in (1, 2):
         raise InvalidArgument(f"terms={terms!r} is invalid; it must be 1 or 2")
     if sys.h_dependent:
-        raise InvalidArgument(f"base={sys.name!r} depends on h; modified_euler needs an h-free base")
+        raise InvalidArgument(
+            f"base={sys.name!r} depends on h; modified_euler needs an h-free base"
+        )
     f = sys.limit_field
     df = flow_derivative(f, f)
     d2f = flow_derivative(f, df)
@@ -411,7 +456,9 @@ def _modified_euler(base: str | System = "logistic", terms: int = 1,
         return out
 
     return sys.with_(
-        name=f"modified_euler({sys.name}, terms={terms})", vector_field=field, h_dependent=True,
+        name=f"modified_euler({sys.name}, terms={terms})",
+        vector_field=field,
+        h_dependent=True,
         params=dict(base=sys.name, base_params=sys.params, terms=terms),
     )
 
@@ -429,12 +476,18 @@ def _map_catalog(name: str, mu: float, a: float, b: float, dim: int, seed: int, 
     if name == "logistic":
         return (lambda y: mu * y * (1 - y)), _f64(0.2), f"logistic, mu={mu}"
     if name == "henon":
-        return (lambda y: jnp.stack([1 - a * y[0] ** 2 + y[1], b * y[0]])), _f64([0.1, 0.1]), \
-            f"henon, a={a}, b={b}"
+        return (
+            (lambda y: jnp.stack([1 - a * y[0] ** 2 + y[1], b * y[0]])),
+            _f64([0.1, 0.1]),
+            f"henon, a={a}, b={b}",
+        )
     if name == "residual":
         w, bias = _residual_weights(dim, seed, scale)
-        return (lambda y: y + jnp.tanh(w @ y + bias)), _f64(np.full(dim, 0.5)), \
-            f"residual, dim={dim}, seed={seed}"
+        return (
+            (lambda y: y + jnp.tanh(w @ y + bias)),
+            _f64(np.full(dim, 0.5)),
+            f"residual, dim={dim}, seed={seed}",
+        )
     raise InvalidArgument(
         f"map={name!r} is not a shipped map.{_suggest(name, ['logistic', 'henon', 'residual'])} "
         "Valid maps: 'logistic', 'henon', 'residual', or pass a callable"
@@ -442,9 +495,18 @@ def _map_catalog(name: str, mu: float, a: float, b: float, dim: int, seed: int, 
 
 
 @register("lifted_map")
-def _lifted_map(map: str | Callable = "logistic", h_train: float = 1.0, steps: int = 100,
-                y0=None, mu: float = 3.2, a: float = 1.4, b: float = 0.3, dim: int = 2,
-                seed: int = 0, scale: float = 1.0) -> System:
+def _lifted_map(
+    map: str | Callable = "logistic",
+    h_train: float = 1.0,
+    steps: int = 100,
+    y0=None,
+    mu: float = 3.2,
+    a: float = 1.4,
+    b: float = 0.3,
+    dim: int = 2,
+    seed: int = 0,
+    scale: float = 1.0,
+) -> System:
     """A map Φ read as the step-dependent field f(y, h) = (Φ(y) - y)/h.
 
     Euler with step h gives y + h·(Φ(y) - y)/h = Φ(y): it iterates Φ exactly, whatever h. Other
@@ -467,6 +529,10 @@ def _lifted_map(map: str | Callable = "logistic", h_train: float = 1.0, steps: i
         return (phi(y) - y) / safe_h
 
     return System(
-        name=f"lifted_map({label})", vector_field=f, y0=start, t1=steps * h_train,
-        h_dependent=True, params=dict(map=label, h_train=h_train, steps=steps),
+        name=f"lifted_map({label})",
+        vector_field=f,
+        y0=start,
+        t1=steps * h_train,
+        h_dependent=True,
+        params=dict(map=label, h_train=h_train, steps=steps),
     )

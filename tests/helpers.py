@@ -36,5 +36,13 @@ def fixed_solver(name):
     return solvers.for_fixed_steps(solvers.get(name))
 
 
-__all__ = ["ALL_SOLVERS", "ADAPTIVE_SOLVERS", "EXPLICIT_RK", "ALL_SYSTEMS", "fit_slope",
-           "EvaluationLog", "fixed_solver", "diffrax"]
+__all__ = [
+    "ALL_SOLVERS",
+    "ADAPTIVE_SOLVERS",
+    "EXPLICIT_RK",
+    "ALL_SYSTEMS",
+    "fit_slope",
+    "EvaluationLog",
+    "fixed_solver",
+    "diffrax",
+]

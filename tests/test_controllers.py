@@ -17,8 +17,11 @@ def test_pid_coefficients_reproduce_the_soderlind_betas(name):
     p = controllers.PRESETS[name]
     pid = p.pid
     # diffrax: β1 = p + i + d, β2 = -(p + 2d), β3 = d.
-    beta = (pid["pcoeff"] + pid["icoeff"] + pid["dcoeff"], -(pid["pcoeff"] + 2 * pid["dcoeff"]),
-            pid["dcoeff"])
+    beta = (
+        pid["pcoeff"] + pid["icoeff"] + pid["dcoeff"],
+        -(pid["pcoeff"] + 2 * pid["dcoeff"]),
+        pid["dcoeff"],
+    )
     assert beta == pytest.approx(p.kbeta)
 
 

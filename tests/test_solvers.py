@@ -8,9 +8,21 @@ from helpers import ALL_SOLVERS, EXPLICIT_RK, EvaluationLog
 
 from analysis import InvalidArgument, StepAware, StepTerm, solvers
 
-NOMINAL = {"Euler": 1, "Heun": 2, "Midpoint": 2, "Ralston": 2, "Bosh3": 3, "Tsit5": 5,
-           "Dopri5": 5, "Dopri8": 8, "ImplicitEuler": 1, "Kvaerno3": 3, "Kvaerno4": 4,
-           "Kvaerno5": 5, "HalfSolver(Euler)": 1}
+NOMINAL = {
+    "Euler": 1,
+    "Heun": 2,
+    "Midpoint": 2,
+    "Ralston": 2,
+    "Bosh3": 3,
+    "Tsit5": 5,
+    "Dopri5": 5,
+    "Dopri8": 8,
+    "ImplicitEuler": 1,
+    "Kvaerno3": 3,
+    "Kvaerno4": 4,
+    "Kvaerno5": 5,
+    "HalfSolver(Euler)": 1,
+}
 
 
 @pytest.mark.parametrize("name", ALL_SOLVERS)
@@ -36,9 +48,16 @@ def test_nfev_formula_counts_the_evaluations_that_happen(name, step_dependent, a
     else:  # the field never touches h (it only logs it)
         log = EvaluationLog(lambda t, y, args, h: -y)
     ctrl = diffrax.PIDController(rtol=1e-5, atol=1e-7) if adaptive else diffrax.ConstantStepSize()
-    sol = diffrax.diffeqsolve(StepTerm(log.field), StepAware(solvers.get(name)), 0.0, 2.0,
-                              None if adaptive else 0.1, jnp.array(1.0),
-                              stepsize_controller=ctrl, max_steps=10_000)
+    sol = diffrax.diffeqsolve(
+        StepTerm(log.field),
+        StepAware(solvers.get(name)),
+        0.0,
+        2.0,
+        None if adaptive else 0.1,
+        jnp.array(1.0),
+        stepsize_controller=ctrl,
+        max_steps=10_000,
+    )
     counted = len(log.hs)
     predicted = solvers.nfev(name, int(sol.stats["num_steps"]), step_dependent=step_dependent)
     assert counted == predicted
@@ -47,8 +66,9 @@ def test_nfev_formula_counts_the_evaluations_that_happen(name, step_dependent, a
 def test_fixed_step_implicit_solvers_converge_their_newton_iterations():
     term = diffrax.ODETerm(lambda t, y, args: -y)
     for name in ("ImplicitEuler", "Kvaerno5"):
-        sol = diffrax.diffeqsolve(term, solvers.for_fixed_steps(solvers.get(name)), 0.0, 1.0,
-                                  0.1, jnp.array(1.0))
+        sol = diffrax.diffeqsolve(
+            term, solvers.for_fixed_steps(solvers.get(name)), 0.0, 1.0, 0.1, jnp.array(1.0)
+        )
         if name == "ImplicitEuler":
             np.testing.assert_allclose(sol.ys[-1], 1.1**-10, rtol=1e-12)
         else:

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import ALL_SOLVERS, ADAPTIVE_SOLVERS, EvaluationLog, fixed_solver
+from helpers import ADAPTIVE_SOLVERS, ALL_SOLVERS, EvaluationLog, fixed_solver
 
 from analysis import StepAware, StepTerm, solvers, systems
 
@@ -36,8 +36,16 @@ def test_h_free_field_gives_what_the_bare_solver_gives(name, kind):
         pytest.skip(f"{name} has no error estimate")
     controller, dt0 = _controllers()[kind]
     solver = solvers.get(name) if kind == "pid" else fixed_solver(name)
-    common = dict(t0=0.0, t1=3.0, dt0=dt0, y0=LV_Y0, args=LV_ARGS, stepsize_controller=controller,
-                  saveat=diffrax.SaveAt(ts=jnp.linspace(0.0, 3.0, 11)), max_steps=10_000)
+    common = dict(
+        t0=0.0,
+        t1=3.0,
+        dt0=dt0,
+        y0=LV_Y0,
+        args=LV_ARGS,
+        stepsize_controller=controller,
+        saveat=diffrax.SaveAt(ts=jnp.linspace(0.0, 3.0, 11)),
+        max_steps=10_000,
+    )
     bare = diffrax.diffeqsolve(diffrax.ODETerm(_lv), solver, **common)
     term = StepTerm(lambda t, y, args, h: _lv(t, y, args))
     wrapped = diffrax.diffeqsolve(term, StepAware(solver), **common)
@@ -69,8 +77,15 @@ class _StaleFSAL(StepAware):
 def test_fsal_stage_is_reevaluated_at_the_current_h(name):
     f = lambda t, y, args, h: -y + h * y  # noqa: E731
     ctrl = diffrax.PIDController(rtol=1e-5, atol=1e-7)
-    kw = dict(t0=0.0, t1=5.0, dt0=None, y0=jnp.array(1.0), stepsize_controller=ctrl,
-              saveat=diffrax.SaveAt(steps=True), max_steps=1000)
+    kw = dict(
+        t0=0.0,
+        t1=5.0,
+        dt0=None,
+        y0=jnp.array(1.0),
+        stepsize_controller=ctrl,
+        saveat=diffrax.SaveAt(steps=True),
+        max_steps=1000,
+    )
     sol = diffrax.diffeqsolve(StepTerm(f), StepAware(solvers.get(name)), **kw)
     n = int(sol.stats["num_accepted_steps"])
     ts, ys = np.asarray(sol.ts[: n + 1]), np.asarray(sol.ys[: n + 1])
@@ -90,9 +105,15 @@ def test_fsal_stage_is_reevaluated_at_the_current_h(name):
 def test_every_evaluation_inside_a_step_sees_that_steps_h():
     log = EvaluationLog(lambda t, y, args, h: -y + h * jnp.sin(y))
     sol = diffrax.diffeqsolve(
-        StepTerm(log.field), StepAware(diffrax.Tsit5()), 0.0, 4.0, None, jnp.array(3.0),
+        StepTerm(log.field),
+        StepAware(diffrax.Tsit5()),
+        0.0,
+        4.0,
+        None,
+        jnp.array(3.0),
         stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-8),
-        saveat=diffrax.SaveAt(steps=True), max_steps=1000,
+        saveat=diffrax.SaveAt(steps=True),
+        max_steps=1000,
     )
     n = int(sol.stats["num_accepted_steps"])
     hs = np.asarray(log.hs)
@@ -129,16 +150,18 @@ def test_freeze_holds_h_as_a_parameter():
     frozen = StepTerm(f).freeze(0.5)
     sol = diffrax.diffeqsolve(frozen, diffrax.Euler(), 0.0, 1.0, 0.1, jnp.array(1.0))
     np.testing.assert_allclose(sol.ys[-1], (1 + 0.1 * (-1 + 0.5)) ** 10, rtol=1e-14)
-    sol = diffrax.diffeqsolve(StepTerm(f), StepAware(diffrax.Euler()), 0.0, 1.0, 0.1,
-                              jnp.array(1.0))
+    sol = diffrax.diffeqsolve(
+        StepTerm(f), StepAware(diffrax.Euler()), 0.0, 1.0, 0.1, jnp.array(1.0)
+    )
     np.testing.assert_allclose(sol.ys[-1], (1 + 0.1 * (-1 + 0.1)) ** 10, rtol=1e-14)
 
 
 @pytest.mark.parametrize("signed, expected_h", [(False, 0.5), (True, -0.5)])
 def test_reverse_time_h_is_positive_unless_signed(signed, expected_h):
     f = lambda t, y, args, h: -y + h * y  # noqa: E731
-    sol = diffrax.diffeqsolve(StepTerm(f), StepAware(diffrax.Euler(), signed=signed), 1.0, 0.0,
-                              -0.5, jnp.array(1.0))
+    sol = diffrax.diffeqsolve(
+        StepTerm(f), StepAware(diffrax.Euler(), signed=signed), 1.0, 0.0, -0.5, jnp.array(1.0)
+    )
     # Euler backwards: y_{n+1} = y_n - 0.5·(-1 + h)·y_n.
     np.testing.assert_allclose(sol.ys[-1], (1 - 0.5 * (-1 + expected_h)) ** 2, rtol=1e-14)
 
@@ -148,8 +171,14 @@ def test_lifted_map_iterates_reproduce_the_map():
     system = systems.get("lifted_map", map="logistic", mu=mu, h_train=0.25, steps=100)
     for h in (0.25, 1.0):
         sol = diffrax.diffeqsolve(
-            StepTerm(system.vector_field), StepAware(diffrax.Euler()), 0.0, 100 * h, h,
-            system.y0, saveat=diffrax.SaveAt(steps=True), max_steps=128,
+            StepTerm(system.vector_field),
+            StepAware(diffrax.Euler()),
+            0.0,
+            100 * h,
+            h,
+            system.y0,
+            saveat=diffrax.SaveAt(steps=True),
+            max_steps=128,
         )
         y, iterates = 0.2, []
         for _ in range(100):
@@ -160,10 +189,22 @@ def test_lifted_map_iterates_reproduce_the_map():
 
 def _solve(dt0, rtol, atol, y0, args, controller="pid"):
     term = StepTerm(lambda t, y, a, h: -a * y + h * jnp.sin(y))
-    ctrl = (diffrax.PIDController(rtol=rtol, atol=atol) if controller == "pid"
-            else diffrax.ConstantStepSize())
-    sol = diffrax.diffeqsolve(term, StepAware(diffrax.Tsit5()), 0.0, 2.0, dt0, y0, args,
-                              stepsize_controller=ctrl, max_steps=4096)
+    ctrl = (
+        diffrax.PIDController(rtol=rtol, atol=atol)
+        if controller == "pid"
+        else diffrax.ConstantStepSize()
+    )
+    sol = diffrax.diffeqsolve(
+        term,
+        StepAware(diffrax.Tsit5()),
+        0.0,
+        2.0,
+        dt0,
+        y0,
+        args,
+        stepsize_controller=ctrl,
+        max_steps=4096,
+    )
     return sol.ys[-1]
 
 
@@ -173,18 +214,28 @@ def test_jit_and_vmap_over_dt0_rtol_atol_y0_args():
     # moves it by ~1e-6 relative and the chosen steps by ~1e-7 (bare diffrax does the same).
     batched = jax.jit(jax.vmap(_solve))
     n = 5
-    out = batched(jnp.linspace(0.01, 0.2, n), jnp.logspace(-8, -3, n), jnp.logspace(-9, -4, n),
-                  jnp.linspace(0.5, 1.5, n), jnp.linspace(0.5, 2.0, n))
+    out = batched(
+        jnp.linspace(0.01, 0.2, n),
+        jnp.logspace(-8, -3, n),
+        jnp.logspace(-9, -4, n),
+        jnp.linspace(0.5, 1.5, n),
+        jnp.linspace(0.5, 2.0, n),
+    )
     for i in range(n):
-        single = _solve(jnp.linspace(0.01, 0.2, n)[i], jnp.logspace(-8, -3, n)[i],
-                        jnp.logspace(-9, -4, n)[i], jnp.linspace(0.5, 1.5, n)[i],
-                        jnp.linspace(0.5, 2.0, n)[i])
+        single = _solve(
+            jnp.linspace(0.01, 0.2, n)[i],
+            jnp.logspace(-8, -3, n)[i],
+            jnp.logspace(-9, -4, n)[i],
+            jnp.linspace(0.5, 1.5, n)[i],
+            jnp.linspace(0.5, 2.0, n)[i],
+        )
         np.testing.assert_allclose(out[i], single, rtol=1e-7)
     fixed = jax.vmap(lambda dt: _solve(dt, 1.0, 1.0, 1.0, 1.0, controller="constant"))
     dts = jnp.array([0.1, 0.05, 0.025])
     for dt, y in zip(dts, fixed(dts), strict=True):
-        np.testing.assert_allclose(y, _solve(dt, 1.0, 1.0, 1.0, 1.0, controller="constant"),
-                                   rtol=1e-13)
+        np.testing.assert_allclose(
+            y, _solve(dt, 1.0, 1.0, 1.0, 1.0, controller="constant"), rtol=1e-13
+        )
 
 
 def test_grad_at_fixed_steps_matches_the_closed_form():
@@ -193,29 +244,47 @@ def test_grad_at_fixed_steps_matches_the_closed_form():
 
     def final(a):
         term = StepTerm(lambda t, y, args, hh: args * y + hh * y)
-        sol = diffrax.diffeqsolve(term, StepAware(diffrax.Euler()), 0.0, 1.0, h, jnp.array(1.0),
-                                  a, adjoint=diffrax.RecursiveCheckpointAdjoint())
+        sol = diffrax.diffeqsolve(
+            term,
+            StepAware(diffrax.Euler()),
+            0.0,
+            1.0,
+            h,
+            jnp.array(1.0),
+            a,
+            adjoint=diffrax.RecursiveCheckpointAdjoint(),
+        )
         return sol.ys[-1]
 
     a = 0.3
-    np.testing.assert_allclose(jax.grad(final)(a), n * h * (1 + h * (a + h)) ** (n - 1),
-                               rtol=1e-12)
+    np.testing.assert_allclose(jax.grad(final)(a), n * h * (1 + h * (a + h)) ** (n - 1), rtol=1e-12)
 
 
 def test_saveat_ts_steps_and_dense_output():
     term = StepTerm(lambda t, y, args, h: -y + h * y)
-    kw = dict(t0=0.0, t1=1.0, dt0=None, y0=jnp.array(1.0),
-              stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-8))
-    dense = diffrax.diffeqsolve(term, StepAware(diffrax.Tsit5()), **kw,
-                                saveat=diffrax.SaveAt(dense=True, steps=True))
+    kw = dict(
+        t0=0.0,
+        t1=1.0,
+        dt0=None,
+        y0=jnp.array(1.0),
+        stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-8),
+    )
+    dense = diffrax.diffeqsolve(
+        term, StepAware(diffrax.Tsit5()), **kw, saveat=diffrax.SaveAt(dense=True, steps=True)
+    )
     n = int(dense.stats["num_accepted_steps"])
     for t, y in zip(dense.ts[:n], dense.ys[:n], strict=True):
         np.testing.assert_allclose(dense.evaluate(t), y, rtol=1e-12)
-    at_ts = diffrax.diffeqsolve(term, StepAware(diffrax.Tsit5()), **kw,
-                                saveat=diffrax.SaveAt(ts=jnp.array([0.25, 0.5, 1.0])))
+    at_ts = diffrax.diffeqsolve(
+        term,
+        StepAware(diffrax.Tsit5()),
+        **kw,
+        saveat=diffrax.SaveAt(ts=jnp.array([0.25, 0.5, 1.0])),
+    )
     np.testing.assert_allclose(at_ts.ys[-1], dense.ys[n - 1], rtol=1e-14)
-    np.testing.assert_allclose(at_ts.ys[:2], jax.vmap(dense.evaluate)(jnp.array([0.25, 0.5])),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        at_ts.ys[:2], jax.vmap(dense.evaluate)(jnp.array([0.25, 0.5])), rtol=1e-12
+    )
 
 
 def test_wrapper_forwards_what_the_inner_solver_exposes():

@@ -8,8 +8,24 @@ import analysis
 from analysis import InvalidArgument, systems
 from analysis.systems import System
 
-COLUMNS = ["system", "solver", "controller", "dt0", "h", "rtol", "atol", "t1", "status",
-           "num_steps", "num_accepted", "num_rejected", "nfev", "error", "error_source", "wall_s"]
+COLUMNS = [
+    "system",
+    "solver",
+    "controller",
+    "dt0",
+    "h",
+    "rtol",
+    "atol",
+    "t1",
+    "status",
+    "num_steps",
+    "num_accepted",
+    "num_rejected",
+    "nfev",
+    "error",
+    "error_source",
+    "wall_s",
+]
 
 
 def test_fixed_step_sweep_is_tidy_and_measures_error_against_the_exact_solution():
@@ -19,10 +35,10 @@ def test_fixed_step_sweep_is_tidy_and_measures_error_against_the_exact_solution(
     assert len(df) == 6 and (df["status"] == "ok").all()
     euler = df[df.solver == "Euler"]
     np.testing.assert_allclose(euler["dt0"], dts)  # input order is kept
-    np.testing.assert_allclose(euler["y_final_0"], [(1 - h) ** round(1 / h) for h in dts],
-                               rtol=1e-12)
-    np.testing.assert_allclose(euler["error"], np.abs(euler["y_final_0"] - np.exp(-1)),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        euler["y_final_0"], [(1 - h) ** round(1 / h) for h in dts], rtol=1e-12
+    )
+    np.testing.assert_allclose(euler["error"], np.abs(euler["y_final_0"] - np.exp(-1)), rtol=1e-12)
     assert (df["error_source"] == "exact").all()
 
 
@@ -40,8 +56,13 @@ def test_vmap_over_dt0_compiles_once_per_group_and_reuses_it():
 
 def test_adaptive_sweep_compiles_once_per_system_solver_and_controller():
     rtols = np.logspace(-3, -9, 7)
-    df = analysis.sweep(["lotka_volterra", "harmonic"], ["Tsit5", "Bosh3"], controller="PI34",
-                        rtol=rtols, atol=1e-10)
+    df = analysis.sweep(
+        ["lotka_volterra", "harmonic"],
+        ["Tsit5", "Bosh3"],
+        controller="PI34",
+        rtol=rtols,
+        atol=1e-10,
+    )
     assert df.attrs["compilations"] == 4 and len(df) == 28
     assert (df["status"] == "ok").all()
     assert set(df["error_source"]) == {"exact", "reference"}
@@ -70,18 +91,22 @@ def test_failed_solves_are_rows_with_their_status():
     df = analysis.sweep(stiff, "Euler", dt0=[0.5, 0.001])
     assert list(df["status"]) == ["nonfinite", "ok"]
     assert np.isnan(df["error"].iloc[0]) and df["error"].iloc[1] < 1e-10
-    capped = analysis.sweep("lotka_volterra", "Tsit5", controller="I", rtol=[1e-3, 1e-12],
-                            max_steps=100)
+    capped = analysis.sweep(
+        "lotka_volterra", "Tsit5", controller="I", rtol=[1e-3, 1e-12], max_steps=100
+    )
     assert list(capped["status"]) == ["ok", "max_steps"]
-    floored = analysis.sweep(systems.get("van_der_pol", mu=1000.0, t1=10.0), "Tsit5",
-                             controller="PI34", rtol=[1e-6],
-                             controller_options={"dtmin": 1e-2, "force_dtmin": False})
+    floored = analysis.sweep(
+        systems.get("van_der_pol", mu=1000.0, t1=10.0),
+        "Tsit5",
+        controller="PI34",
+        rtol=[1e-6],
+        controller_options={"dtmin": 1e-2, "force_dtmin": False},
+    )
     assert list(floored["status"]) == ["dt_below_min"]
 
 
 def test_error_is_nan_with_a_reason_when_there_is_no_reference():
-    blowup = System(name="blowup", vector_field=lambda t, y, a, h: y**2, y0=np.float64(1.0),
-                    t1=2.0)
+    blowup = System(name="blowup", vector_field=lambda t, y, a, h: y**2, y0=np.float64(1.0), t1=2.0)
     df = analysis.sweep(blowup, "Euler", dt0=[0.1])
     assert np.isnan(df["error"].iloc[0])
     assert df["error_source"].iloc[0].startswith("none (reference solve failed")

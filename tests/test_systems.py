@@ -36,8 +36,9 @@ def test_linear10_exact_is_the_matrix_exponential():
     sys = systems.get("linear10")
     a = np.asarray(sys.args)
     assert np.all(np.linalg.eigvals(a).real < 0)
-    np.testing.assert_allclose(sys.exact(0.7), scipy.linalg.expm(0.7 * a) @ np.asarray(sys.y0),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        sys.exact(0.7), scipy.linalg.expm(0.7 * a) @ np.asarray(sys.y0), rtol=1e-12
+    )
 
 
 def test_kepler_exact_solution_keeps_energy_and_angular_momentum():
@@ -46,8 +47,9 @@ def test_kepler_exact_solution_keeps_energy_and_angular_momentum():
     for t in (0.3, 1.7, 4.0, 2 * np.pi):
         y = sys.exact(t)
         np.testing.assert_allclose(sys.invariants["energy"](y), -0.5, atol=1e-13)
-        np.testing.assert_allclose(sys.invariants["angular_momentum"](y), np.sqrt(1 - e**2),
-                                   atol=1e-13)
+        np.testing.assert_allclose(
+            sys.invariants["angular_momentum"](y), np.sqrt(1 - e**2), atol=1e-13
+        )
     np.testing.assert_allclose(sys.exact(2 * np.pi), sys.y0, atol=1e-12)
 
 
@@ -74,8 +76,9 @@ def test_perturbed_adds_c_h_to_the_q_times_g_and_has_the_base_limit():
     sys = systems.get("perturbed", base=base, c=2.0, q=3, g="square")
     y = jnp.asarray(0.3)
     np.testing.assert_allclose(sys.vector_field(0.0, y, sys.args, 0.0), 0.3 * 0.7)
-    np.testing.assert_allclose(sys.vector_field(0.0, y, sys.args, 0.1),
-                               0.3 * 0.7 + 2.0 * 0.1**3 * 0.09, rtol=1e-14)
+    np.testing.assert_allclose(
+        sys.vector_field(0.0, y, sys.args, 0.1), 0.3 * 0.7 + 2.0 * 0.1**3 * 0.09, rtol=1e-14
+    )
     assert sys.exact is base.exact and sys.h_dependent
     by_name = systems.get("perturbed", base="linear", c=1.0, q=2)
     assert by_name.name == "perturbed(linear, c=1.0, q=2, g=sin)"
@@ -87,18 +90,29 @@ def test_modified_euler_terms_are_the_flow_derivatives():
     f, fp, fpp = y - y**2, 1 - 2 * y, -2.0
     one = systems.get("modified_euler", base="logistic", terms=1)
     two = systems.get("modified_euler", base="logistic", terms=2)
-    np.testing.assert_allclose(one.vector_field(0.0, jnp.asarray(y), one.args, h),
-                               f + h / 2 * fp * f, rtol=1e-14)
-    np.testing.assert_allclose(two.vector_field(0.0, jnp.asarray(y), two.args, h),
-                               f + h / 2 * fp * f + h**2 / 6 * (fpp * f * f + fp * fp * f),
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        one.vector_field(0.0, jnp.asarray(y), one.args, h), f + h / 2 * fp * f, rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        two.vector_field(0.0, jnp.asarray(y), two.args, h),
+        f + h / 2 * fp * f + h**2 / 6 * (fpp * f * f + fp * fp * f),
+        rtol=1e-14,
+    )
 
 
 def _euler_max_error(system, n):
     """Max over the grid of |Euler(system) - exact|: final-time errors can cross zero."""
-    sol = diffrax.diffeqsolve(StepTerm(system.vector_field), StepAware(diffrax.Euler()),
-                              system.t0, system.t1, (system.t1 - system.t0) / n, system.y0,
-                              system.args, max_steps=int(n) + 1, saveat=diffrax.SaveAt(steps=True))
+    sol = diffrax.diffeqsolve(
+        StepTerm(system.vector_field),
+        StepAware(diffrax.Euler()),
+        system.t0,
+        system.t1,
+        (system.t1 - system.t0) / n,
+        system.y0,
+        system.args,
+        max_steps=int(n) + 1,
+        saveat=diffrax.SaveAt(steps=True),
+    )
     ts = jnp.linspace(system.t0, system.t1, int(n) + 1)[1:]
     return float(jnp.max(jnp.abs(sol.ys[:n] - jax.vmap(system.exact)(ts))))
 

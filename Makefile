@@ -1,0 +1,39 @@
+# Two commands do everything: `make figures` and `make test` (both create/refresh .venv first).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export JAX_ENABLE_X64 := 1
+
+.PHONY: all test test-fast figures quick-figures lint format bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+figures: $(STAMP)
+	$(BIN)/python -m studies run all
+
+quick-figures: $(STAMP)
+	$(BIN)/python -m studies run all --quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check analysis studies tests
+	$(BIN)/ruff format --check analysis studies tests
+
+format: $(STAMP)
+	$(BIN)/ruff format analysis studies tests
+	$(BIN)/ruff check --fix analysis studies tests
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,30 @@
+"""Figures: DataFrames in, matplotlib Figures out. The only part of the library that imports
+matplotlib.
+
+One look for every figure: `paper_style()` (fonts, sizes), a fixed colour and marker per solver
+and per controller (`solver_style`), single- and double-column widths, and reference-slope
+triangles for convergence plots.
+
+Example:
+    >>> import analysis, analysis.plotting as aplt
+    >>> df = analysis.sweep("linear", ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025])
+    >>> fig = aplt.error_vs_step(df)
+"""
+
+from ._style import (
+    COLUMN_WIDTH,
+    DOUBLE_WIDTH,
+    paper_style,
+    slope_triangle,
+    solver_style,
+)
+from .convergence import error_vs_step
+
+__all__ = [
+    "COLUMN_WIDTH",
+    "DOUBLE_WIDTH",
+    "paper_style",
+    "slope_triangle",
+    "solver_style",
+    "error_vs_step",
+]
