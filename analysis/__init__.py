@@ -4,7 +4,7 @@ Public entry points: `StepTerm`, `StepAware` (step-dependent solving), `systems`
 `solvers`, `controllers`, `sweep` (compiled-once grids of solves as tidy DataFrames).
 """
 
-from . import controllers, reference, solvers, systems
+from . import controllers, reference, results, solvers, stability, systems
 from ._sweep import compile_count, sweep
 from .errors import InvalidArgument, PrecisionWarning
 from .stepdep import FrozenStepTerm, StepAware, StepTerm
@@ -19,6 +19,8 @@ __all__ = [
     "solvers",
     "controllers",
     "reference",
+    "results",
+    "stability",
     "InvalidArgument",
     "PrecisionWarning",
 ]
