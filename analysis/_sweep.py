@@ -28,6 +28,7 @@ import pandas as pd
 
 from . import controllers as _controllers
 from . import reference as _reference
+from . import results as _results
 from . import solvers as _solvers
 from . import systems as _systems
 from .errors import InvalidArgument, warn_if_float32
@@ -96,6 +97,7 @@ class _Group:
     chunk_size: int
     signed_h: bool
     controller_options: tuple
+    save_ts: tuple = ()  # extra save times (opt-in; output "ys")
 
 
 _COMPILED: dict = {}
@@ -128,7 +130,8 @@ def _solve_fn(group: _Group):
             y0,
             args,
             stepsize_controller=ctrl,
-            saveat=diffrax.SaveAt(t1=True),
+            # SaveAt(ts) reads the solver's dense output (its interpolant) at each time.
+            saveat=diffrax.SaveAt(t1=True, ts=jnp.asarray(group.save_ts or [system.t1])),
             max_steps=group.max_steps,
             throw=False,
         )
@@ -138,7 +141,7 @@ def _solve_fn(group: _Group):
             "num_steps": sol.stats["num_steps"],
             "num_accepted": sol.stats["num_accepted_steps"],
             "num_rejected": sol.stats["num_rejected_steps"],
-        }
+        } | ({"ys": sol.ys[:-1]} if group.save_ts else {})
 
     return solve
 
@@ -196,7 +199,36 @@ def _check_span(system, grid: pd.DataFrame):
         )
 
 
-def _run_group(group: _Group, grid: pd.DataFrame) -> pd.DataFrame:
+def _check_save_ts(systems, save_ts) -> tuple:
+    """save_ts as a tuple of floats, checked to be increasing and inside every system's span."""
+    if save_ts is None:
+        return ()
+    ts = np.asarray(save_ts, dtype=float).ravel()
+    for s in systems:
+        lo, hi = sorted((float(s.t0), float(s.t1)))
+        if ts.size == 0 or not np.all(np.isfinite(ts)) or ts.min() < lo or ts.max() > hi:
+            raise InvalidArgument(
+                f"save_ts={save_ts!r} is invalid for system {s.name!r}; give finite times "
+                f"inside its span [{lo}, {hi}]"
+            )
+        if np.any(np.diff(ts) * np.sign(s.t1 - s.t0) < 0):
+            raise InvalidArgument(f"save_ts={save_ts!r} must be ordered from t0 to t1")
+    return tuple(float(t) for t in ts)
+
+
+def _identity(group: _Group) -> str:
+    """Text naming what a group's chunk outputs depend on, stable across processes (a chunk key)."""
+    s = group.system
+    leaves = jax.tree_util.tree_leaves((s.y0, s.args))
+    data = ",".join(f"{np.asarray(x).dtype}:{np.asarray(x).tobytes().hex()}" for x in leaves)
+    return repr(
+        (s.name, float(s.t0), float(s.t1), s.h_dependent, data, _solvers.name_of(group.solver))
+        + (group.controller, group.has_dt0, group.max_steps, group.signed_h)
+        + (group.controller_options, group.save_ts)
+    )
+
+
+def _run_group(group: _Group, grid: pd.DataFrame, store=None) -> pd.DataFrame:
     system = group.system
     # Sort by expected cost so each vmapped chunk holds solves of similar length.
     order = np.lexsort((-grid["rtol"].fillna(0).to_numpy(), -grid["h"].fillna(0).to_numpy()))
@@ -205,16 +237,28 @@ def _run_group(group: _Group, grid: pd.DataFrame) -> pd.DataFrame:
     filled = {c: np.nan_to_num(v, nan=1.0) for c, v in cols.items()}
     y0, args = system.y0, system.args
     example = tuple(jnp.zeros(size) for _ in range(3)) + (y0, args)
-    compiled, compile_s = _compiled(group, example)
+    compile_s = 0.0
+    identity = _identity(group) if store is not None else ""
     pieces = []
     for start in range(0, n, size):
         stop = min(start + size, n)
         idx = np.arange(start, start + size).clip(max=n - 1)  # pad by repeating the last point
-        inputs = tuple(jnp.asarray(filled[c][idx]) for c in ("h", "rtol", "atol"))
-        t = time.perf_counter()
-        out = jax.block_until_ready(compiled(*inputs, y0, args))
-        wall = (time.perf_counter() - t) / (stop - start)
-        out = {k: np.asarray(v)[: stop - start] for k, v in out.items()}
+        inputs = tuple(filled[c][idx] for c in ("h", "rtol", "atol"))
+        key = store.key(identity, *inputs) if store is not None else None
+        out = store.load(key) if store is not None else None
+        cached = out is not None
+        if cached:
+            wall = float(out.pop("wall_s"))
+        else:  # compiled lazily, so a group whose chunks are all stored never compiles
+            compiled, compile_s = _compiled(group, example)
+            t = time.perf_counter()
+            out = jax.block_until_ready(compiled(*map(jnp.asarray, inputs), y0, args))
+            wall = (time.perf_counter() - t) / (stop - start)
+            out = {k: np.asarray(v)[: stop - start] for k, v in out.items()}
+            if store is not None:
+                store.save(key, {**out, "wall_s": np.float64(wall)})
+        if store is not None:
+            store.advance(1, stop - start, cached=cached)
         pieces.append((out, wall))
     out = {k: np.concatenate([p[0][k] for p in pieces]) for k in pieces[0][0]}
     walls = np.concatenate([np.full(len(p[0]["num_steps"]), p[1]) for p in pieces])
@@ -236,6 +280,8 @@ def _run_group(group: _Group, grid: pd.DataFrame) -> pd.DataFrame:
     rows["wall_s"] = walls
     for i in range(y_final.shape[1]):
         rows[f"y_final_{i}"] = y_final[:, i]
+    if group.save_ts:
+        rows["ys"] = list(out["ys"])
     rows.insert(0, "system", system.name)
     rows.insert(1, "solver", _solvers.name_of(group.solver))
     rows.insert(2, "controller", group.controller)
@@ -258,6 +304,8 @@ def sweep(
     max_steps: int | None = None,
     signed_h: bool = False,
     controller_options: dict | None = None,
+    save_ts=None,
+    store: _results.ChunkStore | None = None,
 ) -> pd.DataFrame:
     """Solve every (system, solver, setting) combination and return one row per solve.
 
@@ -276,6 +324,14 @@ def sweep(
         max_steps: step bound per solve (default: enough for the smallest fixed dt0, or 2**14).
         signed_h: pass h = t1 - t0 with its sign (negative in reverse time) to the field.
         controller_options: extra controller arguments (dtmin, dtmax, factormax, ...).
+        save_ts: optional times (ordered, inside [t0, t1]) at which each solve also returns its
+            state, read from the solver's dense output; adds a column `ys` holding one array
+            (len(save_ts), *y0.shape) per row (used by `analysis.convergence` for norms over time).
+        store: an `analysis.results.ChunkStore` (default: the one made active by
+            `analysis.results.recording`, else none). Each finished chunk is saved to it and a
+            stored chunk is loaded instead of solved, so an interrupted sweep resumes; a group
+            whose chunks are all stored is not compiled. Its `chunk_size` applies when
+            `chunk_size` is None.
 
     Returns:
         A DataFrame with columns system, solver, controller, dt0, h, rtol, atol, t1, status,
@@ -308,6 +364,15 @@ def sweep(
         raise InvalidArgument(f"chunk_size={chunk_size!r} is invalid; it must be an integer ≥ 1")
     if max_steps is not None and (int(max_steps) != max_steps or max_steps < 1):
         raise InvalidArgument(f"max_steps={max_steps!r} is invalid; it must be an integer ≥ 1")
+    save_ts = _check_save_ts(system_objs, save_ts)
+    store = store if store is not None else _results.active_store()
+    n_grid = len(_grid(fixed, dt0, rtol, atol))
+    default = store.chunk_size if store is not None else None
+    size = int(chunk_size or default or min(n_grid, DEFAULT_CHUNK))
+    if store is not None:
+        per_group = math.ceil(n_grid / size)
+        groups = len(system_objs) * len(solver_objs)
+        store.begin(per_group * groups, n_grid * groups)
     before = compile_count()
     frames = []
     for system in system_objs:
@@ -331,11 +396,12 @@ def sweep(
                 controller=kind,
                 has_dt0=bool(grid["dt0"].notna().all()),
                 max_steps=steps,
-                chunk_size=int(chunk_size or min(len(grid), DEFAULT_CHUNK)),
+                chunk_size=size,
                 signed_h=signed_h,
                 controller_options=tuple(sorted((controller_options or {}).items())),
+                save_ts=save_ts,
             )
-            frames.append(_run_group(group, grid))
+            frames.append(_run_group(group, grid, store))
     df = pd.concat(frames, ignore_index=True)
     df.attrs["compilations"] = compile_count() - before
     return df

@@ -1,24 +1,40 @@
-"""Result store: tables as parquet with a JSON provenance sidecar, written atomically.
+"""Result store: tables as parquet with a JSON provenance sidecar, a cache rule, resumable sweeps.
 
 A study's results live in one folder: one `<table>.parquet` per DataFrame and `provenance.json`
 (study, config and its hash, package versions, x64 flag, platform and device, git commit and
-dirtiness, start and end time). Every file is written to a temporary name and renamed into
-place, so a crash never leaves a half-written file that could later be read as whole.
+dirtiness, a hash of every library source file the numbers depend on, start and end time, and
+the SHA-256 of every table file). Every file is written to a temporary name and renamed into
+place, and `provenance.json` is written last, so a crash never leaves a half-written result that
+could later be read as whole.
+
+Cache rule (`stale_reason`): stored results are reused only when the config hash, the package
+versions, the x64 flag and the library sources all match, and every table file loads and matches
+its checksum; otherwise the reason is said and the study recomputes.
+
+Resume (`ChunkStore`): while a store is active (`with recording(store):`), `analysis.sweep`
+saves each finished vmapped chunk and, on a rerun, loads it instead of solving again, so a killed
+run resumes from its finished chunks and ends with the same table.
 
 Example:
     >>> from analysis import results
     >>> prov = results.provenance("demo", {"steps": [8, 16]})
     >>> sorted(prov)[:3]
     ['config', 'config_hash', 'device']
+    >>> results.stale_reason(prov, prov) is None
+    True
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,9 +43,24 @@ from importlib import metadata
 from pathlib import Path
 
 import jax
+import numpy as np
 import pandas as pd
 
-__all__ = ["provenance", "config_hash", "write_tables", "read_tables", "atomic_write_bytes"]
+__all__ = [
+    "provenance",
+    "config_hash",
+    "source_hashes",
+    "write_tables",
+    "read_tables",
+    "atomic_write_bytes",
+    "stale_reason",
+    "cache_key",
+    "read_provenance",
+    "CorruptResult",
+    "ChunkStore",
+    "recording",
+    "active_store",
+]
 
 _PACKAGES = (
     "jax",
@@ -42,6 +73,11 @@ _PACKAGES = (
     "matplotlib",
     "pyarrow",
 )
+_PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+class CorruptResult(Exception):
+    """A stored result file is missing, fails to load, or does not match its checksum."""
 
 
 def _jsonable(config) -> object:
@@ -56,6 +92,31 @@ def config_hash(config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def source_hashes(*extra: Path) -> dict[str, str]:
+    """SHA-256 (16 hex digits) of each library source the numbers depend on, and of `extra`.
+
+    The library is every `analysis/**/*.py` except `analysis/plotting/` (figures are always
+    redrawn from stored tables, so a plotting change never needs a recompute). Keys are paths
+    relative to the folder holding the `analysis` package.
+    """
+    root = _PACKAGE_ROOT.parent
+    files = [
+        p
+        for p in sorted(_PACKAGE_ROOT.rglob("*.py"))
+        if "plotting" not in p.relative_to(_PACKAGE_ROOT).parts
+    ]
+    out = {}
+    for p in [*files, *map(Path, extra)]:
+        p = p.resolve()
+        key = p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name
+        out[key] = _sha256(p.read_bytes())[:16]
+    return out
+
+
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(
@@ -63,15 +124,19 @@ def _git(*args: str) -> str | None:
             capture_output=True,
             text=True,
             check=True,
-            cwd=Path(__file__).resolve().parent,
+            cwd=_PACKAGE_ROOT,
         )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
 
-def provenance(study: str, config, *, started: datetime | None = None) -> dict:
-    """Everything needed to say where a result came from."""
+def provenance(study: str, config, *, started: datetime | None = None, sources=()) -> dict:
+    """Everything needed to say where a result came from.
+
+    `sources` are extra files whose content the results depend on (the study module); they are
+    hashed together with the library (see `source_hashes`).
+    """
     versions = {"python": sys.version.split()[0]}
     for pkg in _PACKAGES:
         try:
@@ -85,6 +150,7 @@ def provenance(study: str, config, *, started: datetime | None = None) -> dict:
         "config_hash": config_hash(config),
         "versions": versions,
         "x64": bool(jax.config.read("jax_enable_x64")),
+        "sources": source_hashes(*sources),
         "platform": platform.platform(),
         "device": str(jax.devices()[0]),
         "git_commit": _git("rev-parse", "HEAD"),
@@ -92,6 +158,42 @@ def provenance(study: str, config, *, started: datetime | None = None) -> dict:
         "started": (started or datetime.now(UTC)).isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def cache_key(prov: dict) -> str:
+    """16 hex digits identifying what the numbers depend on: config, versions, x64, sources."""
+    keep = {k: prov.get(k) for k in ("config_hash", "versions", "x64", "sources")}
+    return _sha256(json.dumps(keep, sort_keys=True).encode())[:16]
+
+
+def _changed(old: dict, new: dict) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def stale_reason(stored: dict | None, current: dict) -> str | None:
+    """Why stored results (by their provenance) cannot stand for `current`; None if they can.
+
+    Example:
+        >>> a = provenance("demo", {"steps": [8]}); b = provenance("demo", {"steps": [8, 16]})
+        >>> stale_reason(a, b)
+        'config changed (steps)'
+    """
+    if stored is None:
+        return "no stored results"
+    if stored.get("config_hash") != current.get("config_hash"):
+        old, new = stored.get("config") or {}, current.get("config") or {}
+        keys = _changed(old, new) if isinstance(old, dict) and isinstance(new, dict) else []
+        return f"config changed ({', '.join(keys) or 'hash'})"
+    old_v, new_v = stored.get("versions") or {}, current.get("versions") or {}
+    if old_v != new_v:
+        diffs = [f"{k} {old_v.get(k)} -> {new_v.get(k)}" for k in _changed(old_v, new_v)]
+        return f"package versions changed ({', '.join(diffs)})"
+    if stored.get("x64") != current.get("x64"):
+        return f"x64 changed ({stored.get('x64')} -> {current.get('x64')})"
+    old_s, new_s = stored.get("sources") or {}, current.get("sources") or {}
+    if old_s != new_s:
+        return f"library sources changed ({', '.join(_changed(old_s, new_s))})"
+    return None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -110,20 +212,157 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def write_tables(folder: Path, tables: dict[str, pd.DataFrame], prov: dict) -> None:
-    """Store each table as parquet and the provenance as JSON, atomically."""
+def write_tables(folder: Path, tables: dict[str, pd.DataFrame], prov: dict) -> dict:
+    """Store each table as parquet, then the provenance (with each file's SHA-256) as JSON.
+
+    Returns the provenance as written.
+    """
     folder = Path(folder)
+    files = {}
     for name, df in tables.items():
         df = df.copy()
         df.attrs = {}
-        atomic_write_bytes(folder / f"{name}.parquet", df.to_parquet(index=False))
-    text = json.dumps({**prov, "tables": sorted(tables)}, indent=2, sort_keys=True)
-    atomic_write_bytes(folder / "provenance.json", text.encode())
+        data = df.to_parquet(index=False)
+        atomic_write_bytes(folder / f"{name}.parquet", data)
+        files[f"{name}.parquet"] = _sha256(data)
+    prov = {**prov, "tables": sorted(tables), "files": files}
+    atomic_write_bytes(
+        folder / "provenance.json", json.dumps(prov, indent=2, sort_keys=True).encode()
+    )
+    return prov
+
+
+def read_provenance(folder: Path) -> dict | None:
+    """The stored provenance, None if there is none; CorruptResult if it does not parse."""
+    path = Path(folder) / "provenance.json"
+    if not path.exists():
+        return None
+    try:
+        prov = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CorruptResult(f"{path} does not load: {e}") from e
+    if not isinstance(prov, dict) or not isinstance(prov.get("tables"), list):
+        raise CorruptResult(f"{path} is not a provenance record")
+    return prov
 
 
 def read_tables(folder: Path) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Load the tables and provenance written by `write_tables`."""
+    """Load the tables and provenance written by `write_tables`, checking every checksum.
+
+    Raises CorruptResult naming the file when one is missing, fails to load or its SHA-256
+    differs from the one recorded when it was written.
+    """
     folder = Path(folder)
-    prov = json.loads((folder / "provenance.json").read_text())
-    tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in prov["tables"]}
+    prov = read_provenance(folder)
+    if prov is None:
+        raise CorruptResult(f"{folder / 'provenance.json'} is missing")
+    tables = {}
+    for name in prov["tables"]:
+        path = folder / f"{name}.parquet"
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise CorruptResult(f"{path} is missing or unreadable: {e}") from e
+        expected = (prov.get("files") or {}).get(path.name)
+        if expected is not None and _sha256(data) != expected:
+            raise CorruptResult(f"{path} does not match its checksum in provenance.json")
+        try:
+            tables[name] = pd.read_parquet(io.BytesIO(data))
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise CorruptResult(f"{path} does not load: {e}") from e
     return tables, prov
+
+
+class ChunkStore:
+    """Finished sweep chunks on disk (one `.npz` per chunk), so an interrupted sweep resumes.
+
+    `analysis.sweep` calls, for each vmapped chunk, `key(...)` with everything that determines the
+    chunk's outputs (system identity, solver, controller, step bound, chunk inputs), then `load`;
+    on a miss it solves and calls `save`. A chunk file that fails to load is reported through
+    `on_event` and solved again. `begin`/`advance` forward sweep progress to `progress` (any
+    object with `begin(chunks, solves)` and `advance(chunks, solves, cached)` methods).
+
+    `chunk_size` (optional) is the chunk size sweeps use when their caller gives none.
+
+    Example:
+        >>> store = ChunkStore(tmp_path / "chunks")  # doctest: +SKIP
+        >>> with recording(store):                   # doctest: +SKIP
+        ...     df = analysis.sweep("linear", "Euler", dt0=[0.1, 0.05])
+    """
+
+    def __init__(
+        self, folder: Path, *, chunk_size: int | None = None, progress=None, on_event=None
+    ):
+        self.folder = Path(folder)
+        self.chunk_size = chunk_size
+        self.progress = progress
+        self.on_event = on_event or (lambda message: print(message, file=sys.stderr))
+        self.loaded = 0
+        self.saved = 0
+
+    @staticmethod
+    def key(identity: str, *arrays) -> str:
+        """SHA-256 of a text identity and the bytes of the chunk's input arrays."""
+        h = hashlib.sha256(identity.encode())
+        for a in arrays:
+            a = np.ascontiguousarray(np.asarray(a))
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()[:32]
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{key}.npz"
+
+    def load(self, key: str) -> dict[str, np.ndarray] | None:
+        """The stored outputs of a chunk, or None when absent or damaged (then it is deleted)."""
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
+                out = {k: npz[k] for k in npz.files}
+        except Exception as e:  # a damaged zip raises BadZipFile, ValueError, EOFError, ...
+            self.on_event(f"chunk {path.name} does not load ({e}); solving it again")
+            path.unlink(missing_ok=True)
+            return None
+        self.loaded += 1
+        return out
+
+    def save(self, key: str, out: dict[str, np.ndarray]) -> None:
+        """Store a finished chunk atomically."""
+        buf = io.BytesIO()
+        np.savez(buf, **{k: np.asarray(v) for k, v in out.items()})
+        atomic_write_bytes(self._path(key), buf.getvalue())
+        self.saved += 1
+
+    def begin(self, chunks: int, solves: int) -> None:
+        if self.progress is not None:
+            self.progress.begin(chunks, solves)
+
+    def advance(self, chunks: int, solves: int, *, cached: bool) -> None:
+        if self.progress is not None:
+            self.progress.advance(chunks, solves, cached)
+
+    def clear(self) -> None:
+        """Delete every stored chunk."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_ACTIVE: contextvars.ContextVar[ChunkStore | None] = contextvars.ContextVar(
+    "chunk_store", default=None
+)
+
+
+@contextlib.contextmanager
+def recording(store: ChunkStore):
+    """Make `store` the chunk store of every `analysis.sweep` call inside the block."""
+    token = _ACTIVE.set(store)
+    try:
+        yield store
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active_store() -> ChunkStore | None:
+    """The chunk store set by `recording`, if any."""
+    return _ACTIVE.get()
