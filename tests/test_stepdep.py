@@ -297,3 +297,18 @@ def test_wrapper_forwards_what_the_inner_solver_exposes():
     assert wrapped.order(None) == 5 and wrapped.tableau is inner.tableau
     assert wrapped.interpolation_cls is inner.interpolation_cls
     assert eqx.tree_equal(StepAware(diffrax.Tsit5()), StepAware(diffrax.Tsit5()))
+
+
+def test_other_adjoints_work_through_the_wrapper():
+    term = StepTerm(lambda t, y, a, h: -a * y + h * y)
+
+    def final(a, adjoint):
+        sol = diffrax.diffeqsolve(
+            term, StepAware(diffrax.Heun()), 0.0, 1.0, 0.1, jnp.array(1.0), a, adjoint=adjoint
+        )
+        return sol.ys[-1]
+
+    a = 0.7
+    direct = jax.grad(final)(a, diffrax.DirectAdjoint())
+    recursive = jax.grad(final)(a, diffrax.RecursiveCheckpointAdjoint())
+    np.testing.assert_allclose(direct, recursive, rtol=1e-13)
