@@ -74,6 +74,8 @@ _PACKAGES = (
     "pyarrow",
 )
 _PACKAGE_ROOT = Path(__file__).resolve().parent
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class CorruptResult(Exception):
@@ -202,6 +204,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -27,6 +27,7 @@ class Config:
 
 CONFIG = Config()
 QUICK = Config(steps=(8, 16, 32, 64))
+PAPER_TABLES = {"orders": "Observed orders (least-squares slope of log error on log h)."}
 
 CAPTIONS = {
     "orders": (

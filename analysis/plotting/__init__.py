@@ -14,7 +14,12 @@ Example:
 from ._style import (
     COLUMN_WIDTH,
     DOUBLE_WIDTH,
+    STYLE_FILE,
+    close,
+    colorbar,
+    log_axis,
     paper_style,
+    render,
     slope_triangle,
     solver_style,
 )
@@ -23,6 +28,11 @@ from .convergence import error_vs_step
 __all__ = [
     "COLUMN_WIDTH",
     "DOUBLE_WIDTH",
+    "STYLE_FILE",
+    "close",
+    "colorbar",
+    "log_axis",
+    "render",
     "paper_style",
     "slope_triangle",
     "solver_style",

@@ -1,43 +1,44 @@
-"""The house style: sizes, fonts, and one fixed colour/marker per solver and controller."""
+"""The house style: one style file, paper sizes, a fixed colour/marker per solver and controller.
+
+`paper_style()` applies `stepdep.mplstyle` (shipped in this package): 8 pt DejaVu Sans,
+constrained layout, light grid, 300 dpi PNG, TrueType fonts in PDFs. Figures are sized
+`COLUMN_WIDTH` (single column) or `DOUBLE_WIDTH` (double column) wide. `solver_style(name)` gives
+each solver and controller one colour and marker for every figure; `log_axis` labels a log axis
+with its unit; `colorbar` refuses to draw an unlabelled colour bar; `slope_triangle` draws
+reference-slope triangles that stack instead of overlapping; `render` gives deterministic PDF/PNG
+bytes (no timestamps), so an unchanged figure leaves no diff.
+
+Example:
+    >>> with paper_style():
+    ...     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.4))
+    ...     ax.loglog([0.1, 0.01], [1e-2, 1e-4], **solver_style("Heun"))
+    ...     slope_triangle(ax, 0.02, 1e-3, 2)
+    >>> png = render(fig, "png")
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import weakref
+from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # figures are files here; no display is assumed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .. import solvers as _solvers  # noqa: E402
+from ..errors import InvalidArgument  # noqa: E402
+
+#: The style file every figure uses.
+STYLE_FILE = Path(__file__).with_name("stepdep.mplstyle")
 
 #: Figure widths in inches for a single-column and a double-column paper figure.
 COLUMN_WIDTH = 3.4
 DOUBLE_WIDTH = 7.0
-
-_RC = {
-    "font.size": 8,
-    "axes.titlesize": 8,
-    "axes.labelsize": 8,
-    "legend.fontsize": 7,
-    "xtick.labelsize": 7,
-    "ytick.labelsize": 7,
-    "lines.linewidth": 1.2,
-    "lines.markersize": 4,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "grid.linewidth": 0.5,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "legend.frameon": False,
-    "figure.dpi": 150,
-    "savefig.dpi": 300,
-    "savefig.bbox": "tight",
-    "pdf.fonttype": 42,
-    "svg.hashsalt": "stepdep",
-    "path.simplify": False,
-}
 
 _PALETTE = plt.get_cmap("tab20").colors
 _MARKERS = "os^vDP*Xph<>d8H"
@@ -54,17 +55,23 @@ _CONTROLLERS = (
     "H0321",
     "H321",
 )
+_PDF_METADATA = {"CreationDate": None, "ModDate": None, "Producer": None}
+_PNG_METADATA = {"Software": None}
 
 
 @contextlib.contextmanager
 def paper_style():
-    """Context manager applying the house rcParams (restored afterwards)."""
-    with plt.rc_context(_RC):
+    """Context manager applying the house style file (rcParams restored afterwards)."""
+    with plt.style.context(STYLE_FILE):
         yield
 
 
 def solver_style(name: str) -> dict:
-    """Fixed colour and marker for a solver or controller name, the same in every figure."""
+    """Fixed colour and marker for a solver or controller name, the same in every figure.
+
+    Registered solvers and controller presets each get a distinct (colour, marker) pair; any
+    other name gets a pair derived from its characters, so it is stable across runs.
+    """
     keys = list(_solvers.NAMES) + list(_CONTROLLERS)
     i = keys.index(name) if name in keys else len(keys) + sum(map(ord, name))
     return {
@@ -73,25 +80,156 @@ def solver_style(name: str) -> dict:
     }
 
 
+def log_axis(ax, which: str, label: str, unit: str | None = None) -> None:
+    """Make `ax`'s `which` ("x" or "y") axis logarithmic, labelled "label (unit)".
+
+    Example: `log_axis(ax, "x", "step size h", "time units")`.
+    """
+    if which not in ("x", "y"):
+        raise InvalidArgument(f"which={which!r} is invalid; use 'x' or 'y'")
+    text = f"{label} ({unit})" if unit else label
+    getattr(ax, f"set_{which}scale")("log")
+    getattr(ax, f"set_{which}label")(text)
+
+
+def colorbar(mappable, ax, label: str, **kwargs):
+    """A colour bar for `mappable` beside `ax`, always labelled (say what the colour measures)."""
+    if not label or not str(label).strip():
+        raise InvalidArgument("label is required: a colour bar must say what its colour measures")
+    cbar = ax.figure.colorbar(mappable, ax=ax, **kwargs)
+    cbar.set_label(label)
+    return cbar
+
+
+# Triangles already drawn on each axes, as boxes (x0, x1, y0, y1) in decades, so later ones can
+# move out of their way.
+_TRIANGLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_GAP = 0.15  # decades between stacked triangles
+
+
+def _overlaps(box, other) -> bool:
+    return box[0] < other[1] and other[0] < box[1] and box[2] < other[3] and other[2] < box[3]
+
+
+def _data_points(ax) -> np.ndarray:
+    """Points (in decades) along every data line of `ax`, densely enough to hit a small box."""
+    pts = []
+    for line in ax.get_lines():
+        if line.get_gid() == "slope_triangle":
+            continue
+        x, y = (np.asarray(v, dtype=float) for v in line.get_data())
+        keep = (x > 0) & (y > 0) & np.isfinite(x) & np.isfinite(y)
+        if keep.sum() == 0:
+            continue
+        lx, ly = np.log10(x[keep]), np.log10(y[keep])
+        s = np.linspace(0, 1, 16)[:, None]
+        seg = np.stack([lx[:-1] + s * np.diff(lx), ly[:-1] + s * np.diff(ly)], -1).reshape(-1, 2)
+        pts.append(np.concatenate([seg, np.stack([lx, ly], -1)]))
+    return np.concatenate(pts) if pts else np.zeros((0, 2))
+
+
 def slope_triangle(ax, x, y, order: float, *, size: float = 0.25, below: bool = True):
     """Draw a reference triangle of slope `order` on a log-log axis, anchored at (x, y).
 
-    `size` is the triangle's width in decades of x.
+    The hypotenuse rises `order` decades per decade of x; `size` is the triangle's width in
+    decades. If the triangle (with its label) would overlap a triangle already drawn on `ax`, it
+    moves down until it is clear, so triangles anchored at the same point stack; it also moves
+    down past data lines where it can do so without leaving their vertical range.
     """
-    x2 = x * 10**size
-    y2 = y * 10 ** (size * order)
-    corner = (x2, y) if below else (x, y2)
+    lx, ly = np.log10(x), np.log10(y)
+    height = size * abs(order)
+    label_room = 0.35 * size
+    placed = _TRIANGLES.setdefault(ax, [])
+
+    def box(at):
+        x1 = lx + size + (label_room if below else 0.0)
+        return (lx, x1, at, at + height + (0.0 if below else 0.25 * size))
+
+    def clear_of_triangles(at):
+        hits = [b for b in placed if _overlaps(box(at), b)]
+        return at if not hits else clear_of_triangles(min(b[2] for b in hits) - _GAP - height)
+
+    at = clear_of_triangles(ly)
+    pts = _data_points(ax)
+    if len(pts):
+        lowest, candidate = pts[:, 1].min(), at
+        while candidate >= lowest:
+            b = box(candidate)
+            inside = (pts[:, 0] > b[0]) & (pts[:, 0] < b[1]) & (pts[:, 1] > b[2] - 0.05)
+            inside &= pts[:, 1] < b[3] + 0.05
+            if not inside.any() and clear_of_triangles(candidate) == candidate:
+                at = candidate
+                break
+            candidate -= 0.1
+    placed.append(box(at))
+
+    x0, y0 = x, 10**at
+    x2, y2 = x0 * 10**size, y0 * 10**height
+    corner = (x2, y0) if below else (x0, y2)
     ax.plot(
-        [x, x2, corner[0], x], [y, y2, corner[1], y], color="0.4", lw=0.8, marker="none", zorder=1
+        [x0, x2, corner[0], x0],
+        [y0, y2, corner[1], y0],
+        color="0.4",
+        lw=0.8,
+        marker="none",
+        zorder=1,
+        gid="slope_triangle",
     )
-    tx = np.sqrt(x * x2)
-    ty = y * 10 ** (size * order / 2)
-    label_at = (x2 * 1.05, ty) if below else (tx, y2 * 1.15)
-    ax.text(
-        *label_at,
-        f"{order:g}",
-        fontsize=6,
-        color="0.3",
-        ha="left" if below else "center",
-        va="center" if below else "bottom",
-    )
+    label = f"{order:g}"
+    if below:
+        ax.text(x2 * 1.05, y0 * 10 ** (height / 2), label, fontsize=6, color="0.3", va="center")
+    else:
+        ax.text(np.sqrt(x0 * x2), y2 * 1.15, label, fontsize=6, color="0.3", ha="center")
+
+
+def _minor_label(value, _pos) -> str:
+    exponent = int(np.floor(np.log10(value) + 1e-9))
+    mantissa = value / 10.0**exponent
+    if abs(mantissa - 2) > 1e-6 and abs(mantissa - 5) > 1e-6:
+        return ""
+    return rf"$\mathdefault{{{mantissa:.0f}\times10^{{{exponent}}}}}$"
+
+
+def _tidy_log_ticks(fig) -> None:
+    """Thin the minor tick labels of log axes so they never collide.
+
+    matplotlib labels minor ticks (2×10⁻², 3×10⁻², 4×10⁻², ...) on log axes spanning about a
+    decade, where they overlap. With two powers of ten in view no minor label is needed; with
+    fewer, only 2× and 5× are labelled.
+    """
+    for ax in fig.axes:
+        for axis, lims in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            lo, hi = sorted(lims)
+            if axis.get_scale() != "log" or lo <= 0:
+                continue
+            decades = np.floor(np.log10(hi)) - np.ceil(np.log10(lo)) + 1
+            if decades >= 2:
+                axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            elif np.log10(hi / lo) > 0.5:
+                axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_minor_label))
+
+
+def render(fig, fmt: str) -> bytes:
+    """The figure as PDF (vector) or PNG (300 dpi) bytes, with no timestamps in the metadata.
+
+    The same figure renders to the same bytes every time, so regenerated files leave no diff.
+    """
+    if fmt not in ("pdf", "png"):
+        raise InvalidArgument(f"fmt={fmt!r} is invalid; use 'pdf' or 'png'")
+    _tidy_log_ticks(fig)
+    buf = io.BytesIO()
+    with paper_style():
+        fig.savefig(
+            buf,
+            format=fmt,
+            dpi=300,
+            bbox_inches="tight",
+            pad_inches=0.02,
+            metadata=_PDF_METADATA if fmt == "pdf" else _PNG_METADATA,
+        )
+    return buf.getvalue()
+
+
+def close(fig) -> None:
+    """Release a figure's memory (pyplot keeps every figure it made until closed)."""
+    plt.close(fig)
