@@ -1,0 +1,159 @@
+"""The result store: provenance round-trip, cache rules, corruption, resumable chunked sweeps."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analysis
+from analysis import results, systems
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    steps: tuple = (8, 16)
+    t1: float = 1.0
+
+
+def _tables():
+    return {
+        "rows": pd.DataFrame(
+            {"solver": ["Euler", "Heun"], "h": [0.1, 0.05], "error": [1e-2, np.nan]}
+        ),
+        "orders": pd.DataFrame({"solver": ["Euler"], "observed_order": [1.0123456789012345]}),
+    }
+
+
+def test_provenance_round_trips_with_tables_and_checksums(tmp_path):
+    config = _Config()
+    prov = results.provenance("demo", config)
+    for key in ("study", "config", "config_hash", "versions", "x64", "platform", "device"):
+        assert key in prov
+    for key in ("git_commit", "git_dirty", "started", "finished", "sources"):
+        assert key in prov
+    assert set(prov["versions"]) >= {"python", "jax", "jaxlib", "diffrax", "equinox", "numpy"}
+    assert prov["config"] == {"steps": [8, 16], "t1": 1.0}
+    assert prov["config_hash"] == results.config_hash(config) == results.config_hash(_Config())
+    assert prov["x64"] is True
+    assert "analysis/_sweep.py" in prov["sources"]
+    assert not any("plotting" in path for path in prov["sources"])  # figures never go stale
+
+    written = results.write_tables(tmp_path, _tables(), prov)
+    tables, stored = results.read_tables(tmp_path)
+    assert stored == written == json.loads(json.dumps(written))
+    assert stored["tables"] == ["orders", "rows"] and set(stored["files"]) == {
+        "orders.parquet",
+        "rows.parquet",
+    }
+    for name, df in _tables().items():
+        pd.testing.assert_frame_equal(tables[name], df)  # float64 bits survive the round trip
+    assert results.stale_reason(stored, prov) is None
+
+
+def test_cache_rules_name_what_changed():
+    base = results.provenance("demo", _Config())
+    assert results.stale_reason(base, base) is None
+    assert results.stale_reason(None, base) == "no stored results"
+    other = results.provenance("demo", _Config(steps=(8, 16, 32)))
+    assert results.stale_reason(base, other) == "config changed (steps)"
+    # Times, git state and platform do not make results stale; versions, x64 and sources do.
+    later = {**base, "finished": "2099-01-01T00:00:00+00:00", "git_commit": "abc", "git_dirty": 1}
+    assert results.stale_reason(base, later) is None
+    bumped = {**base, "versions": {**base["versions"], "jax": "99.0"}}
+    reason = results.stale_reason(base, bumped)
+    assert (
+        reason.startswith("package versions changed")
+        and f"{base['versions']['jax']} -> 99.0" in reason
+    )
+    assert results.stale_reason(base, {**base, "x64": False}).startswith("x64 changed")
+    edited = {**base, "sources": {**base["sources"], "analysis/_sweep.py": "0" * 16}}
+    assert results.stale_reason(base, edited) == "library sources changed (analysis/_sweep.py)"
+    assert results.cache_key(base) == results.cache_key(later) != results.cache_key(bumped)
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "delete", "bad_json"])
+def test_damaged_results_raise_corrupt_result_naming_the_file(tmp_path, damage):
+    results.write_tables(tmp_path, _tables(), results.provenance("demo", _Config()))
+    target = tmp_path / ("provenance.json" if damage == "bad_json" else "rows.parquet")
+    data = target.read_bytes()
+    if damage == "flip_byte":
+        target.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+    elif damage in ("truncate", "bad_json"):
+        target.write_bytes(data[: len(data) // 2])
+    else:
+        target.unlink()
+    with pytest.raises(results.CorruptResult, match=target.name):
+        results.read_tables(tmp_path)
+
+
+def test_atomic_write_leaves_the_old_file_whole_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "t.bin"
+    results.atomic_write_bytes(path, b"old")
+
+    def crash(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        results.atomic_write_bytes(path, b"new contents")
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["t.bin"]
+
+
+class _Interrupting(results.ChunkStore):
+    """A store whose run is killed (KeyboardInterrupt) right after its `limit`-th saved chunk."""
+
+    def __init__(self, folder, limit, **kw):
+        super().__init__(folder, **kw)
+        self.limit = limit
+
+    def save(self, key, out):
+        super().save(key, out)
+        if self.saved == self.limit:
+            raise KeyboardInterrupt
+
+
+_DTS = 1.0 / np.arange(4, 24)  # 20 fixed steps on y' = -y; 5 chunks of 4 per solver
+
+
+def _sweep(**kw):
+    return analysis.sweep(systems.get("linear"), ["Euler", "Heun"], dt0=_DTS, chunk_size=4, **kw)
+
+
+def test_interrupted_chunked_sweep_resumes_to_the_identical_table(tmp_path):
+    whole = _sweep()
+    with pytest.raises(KeyboardInterrupt):
+        _sweep(store=_Interrupting(tmp_path, limit=3))
+    assert len(list(tmp_path.glob("*.npz"))) == 3
+    store = results.ChunkStore(tmp_path)
+    with results.recording(store):  # the runner's way: no argument, an active store
+        resumed = _sweep()
+    assert (store.loaded, store.saved) == (3, 7)
+    pd.testing.assert_frame_equal(resumed.drop(columns="wall_s"), whole.drop(columns="wall_s"))
+    # Euler on y' = -y: y_N = (1 - h)^N exactly, whatever chunk a row came from.
+    euler = resumed[resumed.solver == "Euler"]
+    np.testing.assert_allclose(euler["y_final_0"], (1 - _DTS) ** np.round(1 / _DTS), rtol=1e-12)
+
+
+def test_fully_stored_sweep_compiles_nothing_and_damaged_chunk_is_resolved(tmp_path):
+    events = []
+    first = _sweep(store=results.ChunkStore(tmp_path))
+    chunk = sorted(tmp_path.glob("*.npz"))[0]
+    chunk.write_bytes(chunk.read_bytes()[:50])  # a damaged chunk file
+    store = results.ChunkStore(tmp_path, on_event=events.append)
+    again = _sweep(store=store)
+    assert (store.loaded, store.saved) == (9, 1) and "does not load" in events[0]
+    pd.testing.assert_frame_equal(again.drop(columns="wall_s"), first.drop(columns="wall_s"))
+    store = results.ChunkStore(tmp_path)
+    third = _sweep(store=store)
+    assert store.loaded == 10 and third.attrs["compilations"] == 0
+
+
+def test_store_chunk_size_applies_only_when_the_caller_gives_none(tmp_path):
+    store = results.ChunkStore(tmp_path, chunk_size=7)
+    analysis.sweep("linear", "Euler", dt0=_DTS, store=store)
+    assert store.saved == 3  # 20 solves in chunks of 7
+    store = results.ChunkStore(tmp_path / "b", chunk_size=7)
+    analysis.sweep("linear", "Euler", dt0=_DTS, chunk_size=10, store=store)
+    assert store.saved == 2
