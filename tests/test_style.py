@@ -1,0 +1,90 @@
+"""The house style: fixed solver/controller styles, slope triangles, labels, deterministic files."""
+
+import itertools
+import struct
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from analysis import InvalidArgument, controllers, solvers
+from analysis import plotting as aplt
+from analysis.plotting import _style
+
+
+def _triangles(ax):
+    """Bounding boxes (in decades) of the slope triangles drawn on `ax`."""
+    boxes = []
+    for line in ax.get_lines():
+        if line.get_gid() == "slope_triangle":
+            x, y = np.log10(line.get_data())
+            boxes.append((x.min(), x.max(), y.min(), y.max(), np.ptp(y) / np.ptp(x)))
+    return boxes
+
+
+def test_every_solver_and_controller_has_its_own_fixed_colour_and_marker():
+    names = list(solvers.NAMES) + ["fixed", *controllers.PRESETS]
+    styles = [aplt.solver_style(n) for n in names]
+    pairs = [(s["color"], s["marker"]) for s in styles]
+    assert len(set(pairs)) == len(names)
+    assert aplt.solver_style("Tsit5") == aplt.solver_style("Tsit5")
+    assert aplt.solver_style("my-solver") == aplt.solver_style("my-solver")
+
+
+def test_slope_triangles_have_the_slope_and_stack_without_overlapping():
+    with aplt.paper_style():
+        fig, ax = plt.subplots()
+        for order in (1, 2, 5):
+            aplt.slope_triangle(ax, 1e-2, 1e-3, order)  # all anchored at one point
+    boxes = _triangles(ax)
+    assert [round(b[4], 12) for b in boxes] == [1, 2, 5]  # rise over run, in decades
+    for a, b in itertools.combinations(boxes, 2):
+        assert a[3] <= b[2] or b[3] <= a[2]  # vertically disjoint
+    aplt.close(fig)
+
+
+def test_slope_triangle_moves_off_a_data_line():
+    with aplt.paper_style():
+        fig, ax = plt.subplots()
+        h = np.logspace(-3, -1, 9)
+        ax.loglog(h, h**2, "o-")
+        aplt.slope_triangle(ax, 2e-3, 4e-6, 2)  # anchored on the line itself
+    x0, x1, y0, y1, _ = _triangles(ax)[0]
+    lx = np.linspace(x0, x1, 50)
+    assert np.all((2 * lx < y0) | (2 * lx > y1))  # the line y = h² never enters the box
+    aplt.close(fig)
+
+
+def test_axes_helpers_label_log_axes_and_colour_bars():
+    with aplt.paper_style():
+        fig, ax = plt.subplots()
+        mesh = ax.pcolormesh(np.arange(9.0).reshape(3, 3))
+        aplt.log_axis(ax, "x", "step size h", "time units")
+        assert ax.get_xscale() == "log" and ax.get_xlabel() == "step size h (time units)"
+        assert aplt.colorbar(mesh, ax, "spectral radius").ax.get_ylabel() == "spectral radius"
+        with pytest.raises(InvalidArgument, match="label"):
+            aplt.colorbar(mesh, ax, " ")
+        with pytest.raises(InvalidArgument, match="which='z'"):
+            aplt.log_axis(ax, "z", "t")
+    aplt.close(fig)
+
+
+def test_render_is_deterministic_300_dpi_and_timestamp_free():
+    with aplt.paper_style():
+        assert plt.rcParams["font.size"] == 8 and aplt.STYLE_FILE.exists()
+        fig, ax = plt.subplots(figsize=(aplt.COLUMN_WIDTH, 2.4))
+        ax.loglog([0.1, 0.02], [1e-2, 4e-4], **aplt.solver_style("Heun"), label="Heun")
+        ax.legend()
+    png, pdf = aplt.render(fig, "png"), aplt.render(fig, "pdf")
+    assert aplt.render(fig, "png") == png and aplt.render(fig, "pdf") == pdf
+    i = png.index(b"pHYs")
+    assert struct.unpack(">II", png[i + 4 : i + 12]) == (11811, 11811)  # 300 dpi in px/m
+    assert b"CreationDate" not in pdf and b"ModDate" not in pdf
+    with pytest.raises(InvalidArgument, match="fmt='svg'"):
+        aplt.render(fig, "svg")
+    aplt.close(fig)
+
+
+def test_minor_log_labels_are_thinned_to_2_and_5():
+    assert _style._minor_label(0.03, 0) == "" and _style._minor_label(0.04, 0) == ""
+    assert "2" in _style._minor_label(0.02, 0) and "5" in _style._minor_label(0.05, 0)
