@@ -221,10 +221,14 @@ def _identity(group: _Group) -> str:
     s = group.system
     leaves = jax.tree_util.tree_leaves((s.y0, s.args))
     data = ",".join(f"{np.asarray(x).dtype}:{np.asarray(x).tobytes().hex()}" for x in leaves)
+    rest = [
+        (f.name, getattr(group, f.name))
+        for f in dataclasses.fields(group)
+        if f.name not in ("system", "solver")
+    ]  # every other group field, so a new one is part of the key without further edits
     return repr(
         (s.name, float(s.t0), float(s.t1), s.h_dependent, data, _solvers.name_of(group.solver))
-        + (group.controller, group.has_dt0, group.max_steps, group.signed_h)
-        + (group.controller_options, group.save_ts)
+        + tuple(rest)
     )
 
 
