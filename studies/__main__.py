@@ -176,6 +176,10 @@ def run_study(
             results.atomic_write_bytes(out / f"{fig_name}.{fmt}", plotting.render(fig, fmt))
         plotting.close(fig)
     for table, caption in paper_tables(study).items():
+        if table not in tables:
+            raise ValueError(
+                f"PAPER_TABLES names {table!r}, but run() returned only {sorted(tables)}"
+            )
         df = tables[table]
         csv = df.to_csv(index=False, lineterminator="\n")
         results.atomic_write_bytes(out / f"{table}.csv", csv.encode())
