@@ -98,6 +98,7 @@ class _Group:
     signed_h: bool
     controller_options: tuple
     save_ts: tuple = ()  # extra save times (opt-in; output "ys")
+    log_steps: int = 0  # attempted steps logged per solve (opt-in; step-metric columns)
 
 
 _COMPILED: dict = {}
@@ -121,6 +122,8 @@ def _solve_fn(group: _Group):
             ctrl = diffrax.ConstantStepSize()
         else:
             ctrl = _controllers.make(group.controller, rtol, atol, **dict(group.controller_options))
+            if group.log_steps:
+                ctrl = _controllers.StepLogger(ctrl, group.log_steps)
         sol = diffrax.diffeqsolve(
             term,
             solver,
@@ -131,7 +134,11 @@ def _solve_fn(group: _Group):
             args,
             stepsize_controller=ctrl,
             # SaveAt(ts) reads the solver's dense output (its interpolant) at each time.
-            saveat=diffrax.SaveAt(t1=True, ts=jnp.asarray(group.save_ts or [system.t1])),
+            saveat=diffrax.SaveAt(
+                t1=True,
+                ts=jnp.asarray(group.save_ts or [system.t1]),
+                controller_state=group.log_steps > 0,
+            ),
             max_steps=group.max_steps,
             throw=False,
         )
@@ -141,6 +148,7 @@ def _solve_fn(group: _Group):
             "num_steps": sol.stats["num_steps"],
             "num_accepted": sol.stats["num_accepted_steps"],
             "num_rejected": sol.stats["num_rejected_steps"],
+            **_controllers.logged_steps(sol),
         } | ({"ys": sol.ys[:-1]} if group.save_ts else {})
 
     return solve
@@ -221,14 +229,10 @@ def _identity(group: _Group) -> str:
     s = group.system
     leaves = jax.tree_util.tree_leaves((s.y0, s.args))
     data = ",".join(f"{np.asarray(x).dtype}:{np.asarray(x).tobytes().hex()}" for x in leaves)
-    rest = [
-        (f.name, getattr(group, f.name))
-        for f in dataclasses.fields(group)
-        if f.name not in ("system", "solver")
-    ]  # every other group field, so a new one is part of the key without further edits
     return repr(
         (s.name, float(s.t0), float(s.t1), s.h_dependent, data, _solvers.name_of(group.solver))
-        + tuple(rest)
+        + (group.controller, group.has_dt0, group.max_steps, group.signed_h)
+        + (group.controller_options, group.save_ts, group.log_steps)
     )
 
 
@@ -286,6 +290,11 @@ def _run_group(group: _Group, grid: pd.DataFrame, store=None) -> pd.DataFrame:
         rows[f"y_final_{i}"] = y_final[:, i]
     if group.save_ts:
         rows["ys"] = list(out["ys"])
+    if group.log_steps:
+        logs = zip(out["log_h"], out["log_accepted"], out["log_count"], strict=True)
+        metrics = pd.DataFrame([_controllers.step_metrics(*log) for log in logs])
+        for k in metrics:
+            rows[k] = metrics[k].to_numpy()
     rows.insert(0, "system", system.name)
     rows.insert(1, "solver", _solvers.name_of(group.solver))
     rows.insert(2, "controller", group.controller)
@@ -309,6 +318,7 @@ def sweep(
     signed_h: bool = False,
     controller_options: dict | None = None,
     save_ts=None,
+    log_steps: int = 0,
     store: _results.ChunkStore | None = None,
 ) -> pd.DataFrame:
     """Solve every (system, solver, setting) combination and return one row per solve.
@@ -331,6 +341,9 @@ def sweep(
         save_ts: optional times (ordered, inside [t0, t1]) at which each solve also returns its
             state, read from the solver's dense output; adds a column `ys` holding one array
             (len(save_ts), *y0.shape) per row (used by `analysis.convergence` for norms over time).
+        log_steps: adaptive sweeps only; if > 0, record up to this many attempted steps per
+            solve inside the compiled solve (`analysis.controllers.StepLogger`) and add the
+            columns `analysis.controllers.STEP_METRICS` (rejection rate, step-ratio roughness).
         store: an `analysis.results.ChunkStore` (default: the one made active by
             `analysis.results.recording`, else none). Each finished chunk is saved to it and a
             stored chunk is loaded instead of solved, so an interrupted sweep resumes; a group
@@ -357,7 +370,7 @@ def sweep(
                 f"controller={controller!r} must be None, 'fixed' or a preset name from "
                 f"{sorted(_controllers.PRESETS)}"
             )
-        _controllers.preset(kind)
+        _controllers.make(kind, 1.0, 1.0, **(controller_options or {}))  # checks name, options
         for s in solver_objs:
             if not _solvers.info(s).adaptive:
                 raise InvalidArgument(
@@ -368,6 +381,10 @@ def sweep(
         raise InvalidArgument(f"chunk_size={chunk_size!r} is invalid; it must be an integer ≥ 1")
     if max_steps is not None and (int(max_steps) != max_steps or max_steps < 1):
         raise InvalidArgument(f"max_steps={max_steps!r} is invalid; it must be an integer ≥ 1")
+    if int(log_steps) != log_steps or log_steps < 0 or (fixed and log_steps):
+        raise InvalidArgument(
+            f"log_steps={log_steps!r} is invalid; it must be an integer ≥ 0, and 0 for fixed steps"
+        )
     save_ts = _check_save_ts(system_objs, save_ts)
     store = store if store is not None else _results.active_store()
     n_grid = len(_grid(fixed, dt0, rtol, atol))
@@ -404,6 +421,7 @@ def sweep(
                 signed_h=signed_h,
                 controller_options=tuple(sorted((controller_options or {}).items())),
                 save_ts=save_ts,
+                log_steps=int(log_steps),
             )
             frames.append(_run_group(group, grid, store))
     df = pd.concat(frames, ignore_index=True)

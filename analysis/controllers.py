@@ -1,4 +1,4 @@
-"""Step-size controller presets in Söderlind's digital-filter form, as diffrax controllers.
+"""Step-size controllers: Söderlind's digital filters, presets, a step logger, controller metrics.
 
 A controller with filter coefficients (kβ1, kβ2, kβ3 | α2, α3) chooses the next step as
 
@@ -6,27 +6,73 @@ A controller with filter coefficients (kβ1, kβ2, kβ3 | α2, α3) chooses the 
               · (h_n/h_{n-1})^{-α2} · (h_{n-1}/h_{n-2})^{-α3}
 
 with ρ_n = 1/‖scaled error of step n‖ and β_i = (kβ_i)/k, k the error-estimator order (Söderlind,
-"Digital filters in adaptive time-stepping", ACM TOMS 29, 2003). diffrax's PIDController is the
-α = 0 case with β1 = pcoeff + icoeff + dcoeff, β2 = -(pcoeff + 2·dcoeff), β3 = dcoeff, so
-dcoeff = kβ3, pcoeff = -kβ2 - 2·kβ3, icoeff = kβ1 + kβ2 + kβ3.
+"Digital filters in adaptive time-stepping", ACM TOMS 29(1), 2003, eq. (33) and Table III;
+Söderlind & Wang, "Adaptive time-stepping and computational stability", JCAM 185, 2006).
+diffrax's PIDController is the α = 0 case with β1 = pcoeff + icoeff + dcoeff,
+β2 = -(pcoeff + 2·dcoeff), β3 = dcoeff, so dcoeff = kβ3, pcoeff = -kβ2 - 2·kβ3,
+icoeff = kβ1 + kβ2 + kβ3.
+
+Under the asymptotic error model r_n = φ·h_n^k the filter acts on log h_n as a linear recursion
+with characteristic polynomial (`closed_loop_poles`)
+
+    P(q) = q³ + (kβ1 - 1 + α2)·q² + (kβ2 - α2 + α3)·q + (kβ3 - α3),
+
+whose roots are the closed-loop poles: all at 0 for a deadbeat filter (I, H0321), and
+{0, 1 - 2/b} for H211b, {0, 0, 1 - 4/b} for H312b, {1/3, 1/2, 2/3} for H321.
+
+Pieces:
+- `PRESETS` / `preset(name)` / `make(name, rtol, atol, **overrides)` -> `SoderlindController`.
+- `SoderlindController`: a diffrax adaptive controller with β and α terms, an optional smooth
+  limiter, and a documented rejection rule; equal to diffrax.PIDController when α = 0.
+- `StepLogger(controller, size)`: records every attempted step inside the compiled solve.
+- Metrics: `step_metrics` (rejection rate, step-ratio roughness) from a log, `proportionality`
+  (slope of log error on log rtol), `spread` (controller-induced spread of an output),
+  `work_precision` (error against nfev and best-of-n wall time).
 
 Example:
     >>> from analysis import controllers
-    >>> c = controllers.make("PI34", rtol=1e-6, atol=1e-8)
-    >>> float(c.pcoeff), float(c.icoeff)
-    (0.4, 0.3)
+    >>> c = controllers.make("H211b", rtol=1e-6, atol=1e-8)
+    >>> c.kbeta, c.alpha
+    ((0.25, 0.25, 0.0), (0.25, 0.0))
+    >>> controllers.preset("PI34").pid
+    {'pcoeff': 0.4, 'icoeff': 0.3, 'dcoeff': 0.0}
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Callable
 
 import diffrax
+import equinox as eqx
+import jax.lax as lax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+import optimistix as optx
+import pandas as pd
 
 from .errors import InvalidArgument
 
-__all__ = ["Preset", "PRESETS", "make", "FIXED"]
+__all__ = [
+    "Preset",
+    "PRESETS",
+    "FIXED",
+    "preset",
+    "make",
+    "closed_loop_poles",
+    "SoderlindController",
+    "StepLogger",
+    "scaled_error",
+    "step_log",
+    "logged_steps",
+    "step_metrics",
+    "STEP_METRICS",
+    "proportionality",
+    "spread",
+    "work_precision",
+]
 
 #: The name sweeps use for constant step sizes.
 FIXED = "fixed"
@@ -34,7 +80,7 @@ FIXED = "fixed"
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A named controller: Söderlind coefficients, where they come from, what they do."""
+    """A named controller: Söderlind coefficients (kβ1, kβ2, kβ3 | α2, α3) and their source."""
 
     name: str
     kbeta: tuple[float, float, float]
@@ -48,15 +94,20 @@ class Preset:
         return {"pcoeff": -b2 - 2 * b3, "icoeff": b1 + b2 + b3, "dcoeff": b3}
 
 
+_S03 = "Söderlind 2003 (ACM TOMS 29), Table III"
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
         Preset("I", (1.0, 0.0, 0.0), (0.0, 0.0), "elementary (deadbeat) integral controller"),
-        Preset("PI42", (3 / 5, -1 / 5, 0.0), (0.0, 0.0), "Söderlind 2003, PI.4.2"),
-        Preset("PI33", (2 / 3, -1 / 3, 0.0), (0.0, 0.0), "Söderlind 2003, PI.3.3"),
+        Preset("PI42", (3 / 5, -1 / 5, 0.0), (0.0, 0.0), "Söderlind 2002/2003, PI.4.2"),
+        Preset("PI33", (2 / 3, -1 / 3, 0.0), (0.0, 0.0), "Söderlind 2002/2003, PI.3.3"),
         Preset("PI34", (7 / 10, -4 / 10, 0.0), (0.0, 0.0), "Gustafsson 1991, PI.3.4"),
-        Preset("H211PI", (1 / 6, 1 / 6, 0.0), (0.0, 0.0), "Söderlind 2003, H211PI"),
-        Preset("H312PID", (1 / 18, 1 / 9, 1 / 18), (0.0, 0.0), "Söderlind 2003, H312PID"),
+        Preset("H211PI", (1 / 6, 1 / 6, 0.0), (0.0, 0.0), f"{_S03}, H211 PI"),
+        Preset("H312PID", (1 / 18, 1 / 9, 1 / 18), (0.0, 0.0), f"{_S03}, H312 PID"),
+        Preset("H211b", (1 / 4, 1 / 4, 0.0), (1 / 4, 0.0), f"{_S03}, H211b with b = 4"),
+        Preset("H312b", (1 / 8, 2 / 8, 1 / 8), (3 / 8, 1 / 8), f"{_S03}, H312b with b = 8"),
+        Preset("H0321", (5 / 4, 1 / 2, -3 / 4), (-1 / 4, -3 / 4), f"{_S03}, H0321 (deadbeat)"),
+        Preset("H321", (1 / 3, 1 / 18, -5 / 18), (-5 / 6, -1 / 6), f"{_S03}, H321"),
     ]
 }
 
@@ -72,10 +123,364 @@ def preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def make(name: str, rtol, atol, **overrides) -> diffrax.AbstractStepSizeController:
-    """A diffrax step-size controller for preset `name` at tolerances rtol, atol.
+def closed_loop_poles(p: Preset | str) -> np.ndarray:
+    """Roots of P(q) = q³ + (kβ1 - 1 + α2)q² + (kβ2 - α2 + α3)q + (kβ3 - α3) (module docstring).
 
-    `overrides` go to the controller (e.g. dtmin, dtmax, factormax, safety).
+    They govern how log h responds under the asymptotic model r = φ·h^k; |q| < 1 is stable.
+    """
+    p = preset(p) if isinstance(p, str) else p
+    (b1, b2, b3), (a2, a3) = p.kbeta, p.alpha
+    return np.roots([1.0, b1 - 1 + a2, b2 - a2 + a3, b3 - a3])
+
+
+def scaled_error(controller, y0, y1_candidate, y_error):
+    """‖y_error / (atol + rtol·max(|y0|, |y1|))‖ with the controller's norm, as diffrax does.
+
+    A step is acceptable when this is < 1. A NaN candidate is replaced by y0 in the scale.
+    """
+
+    def _scale(_y0, _y1, _err):
+        _y1 = jnp.where(jnp.isnan(_y1).any(), _y0, _y1)
+        return _err / (controller.atol + jnp.maximum(jnp.abs(_y0), jnp.abs(_y1)) * controller.rtol)
+
+    return controller.norm(jtu.tree_map(_scale, y0, y1_candidate, y_error))
+
+
+def _pow(x, c):
+    return 1.0 if isinstance(c, (int, float)) and c == 0 else x**c
+
+
+class SoderlindController(diffrax.AbstractAdaptiveStepSizeController):
+    """Söderlind's digital-filter step-size controller for diffrax.
+
+    Each attempted step of size h_n with scaled error e_n (`scaled_error`) and ρ_n = 1/e_n gives
+
+        x = safety · ρ_n^{kβ1/k} ρ_{n-1}^{kβ2/k} ρ_{n-2}^{kβ3/k} (h_n/h_{n-1})^{-α2}
+            (h_{n-1}/h_{n-2})^{-α3}
+
+    where ρ_{n-1}, ρ_{n-2}, h_{n-1}, h_{n-2} belong to the last two *accepted* steps (before the
+    first step they are 1 and dt0). With `limiter=True`, x ← 1 + atan(x - 1) (Söderlind & Wang
+    2006, κ = 1), a smooth map onto (1 - π/4, 1 + π/2) that is ≈ x near 1.
+
+    Rejection rule: with `accept_ratio=None` (default) a step is accepted iff e_n < 1, as in
+    diffrax. With a number, it is accepted iff x ≥ accept_ratio (Söderlind & Wang 2006 use 0.9
+    with the limiter). At dtmin every step is accepted. The next step is h_n·clip(x, lo, hi) with
+    [lo, hi] = [accept_factormin, factormax] after an acceptance (diffrax's convention
+    accept_factormin = 1: an accepted step never shrinks the next one) and [factormin, safety]
+    after a rejection; then dtmin/dtmax clip it. With α = 0, no limiter and the defaults this is
+    diffrax.PIDController, step for step.
+
+    Example:
+        >>> ctrl = SoderlindController(rtol=1e-6, atol=1e-8, kbeta=(0.25, 0.25, 0.0),
+        ...                            alpha=(0.25, 0.0), limiter=True)
+    """
+
+    rtol: float
+    atol: float
+    kbeta: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    alpha: tuple[float, float] = (0.0, 0.0)
+    limiter: bool = eqx.field(static=True, default=False)
+    accept_ratio: float | None = None
+    safety: float = 0.9
+    factormin: float = 0.2
+    factormax: float = 10.0
+    accept_factormin: float = 1.0
+    dtmin: float | None = None
+    dtmax: float | None = None
+    force_dtmin: bool = True
+    norm: Callable = optx.rms_norm
+    error_order: float | None = None
+
+    def wrap(self, direction):
+        return self
+
+    def _pid(self) -> diffrax.PIDController:
+        # Only for the first step: diffrax's initial-step selection and dtmin/dtmax clipping.
+        keys = ("rtol", "atol", "norm", "dtmin", "dtmax", "error_order")
+        return diffrax.PIDController(**{k: getattr(self, k) for k in keys})
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        tnext, (one, _, at_dtmin) = self._pid().init(
+            terms, t0, t1, y0, dt0, args, func, error_order
+        )
+        h0 = (tnext - t0).astype(one.dtype)
+        return tnext, (one, one, h0, h0, at_dtmin)
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        del args
+        if y_error is None and y0 is not None:
+            raise RuntimeError("SoderlindController needs a solver with an error estimate")
+        rho1, rho2, h1, h2, at_dtmin = state
+        k = self._pid()._get_error_order(error_order)
+        h = t1 - t0
+        err = scaled_error(self, y0, y1_candidate, y_error)
+        rho = lax.stop_gradient(1 / jnp.asarray(err))
+        b1, b2, b3 = (c / k for c in self.kbeta)
+        a2, a3 = self.alpha
+        x = self.safety * _pow(rho, b1) * _pow(rho1, b2) * _pow(rho2, b3)
+        x = x * _pow(h / h1, -a2) * _pow(h1 / h2, -a3)
+        if self.limiter:
+            x = 1 + jnp.arctan(x - 1)
+        keep = err < 1 if self.accept_ratio is None else x >= self.accept_ratio
+        if self.dtmin is not None:
+            keep = keep | at_dtmin
+        lo = jnp.where(keep, self.accept_factormin, self.factormin)
+        hi = jnp.where(keep, self.factormax, self.safety)
+        factor = lax.stop_gradient(jnp.clip(x, min=lo, max=hi))
+        dt = h * factor.astype(jnp.result_type(h))
+        # A failed step (error inf, e.g. a Newton failure) must not poison the filter's memory.
+        rho = jnp.where((rho == 0) | jnp.isinf(rho), 1, rho)
+        result = diffrax.RESULTS.successful
+        if self.dtmax is not None:
+            dt = jnp.minimum(dt, self.dtmax)
+        if self.dtmin is not None:
+            if not self.force_dtmin:
+                result = diffrax.RESULTS.where(
+                    dt < self.dtmin, diffrax.RESULTS.dt_min_reached, result
+                )
+            dt = jnp.where(at_dtmin & (factor == 1), self.dtmin, dt)
+            at_dtmin = dt <= self.dtmin
+            dt = jnp.maximum(dt, self.dtmin)
+        next_t0 = jnp.where(keep, t1, t0)
+        new = (rho, rho1, h.astype(h1.dtype), h1)
+        old = (rho1, rho2, h1, h2)
+        state = tuple(jnp.where(keep, a, b) for a, b in zip(new, old, strict=True)) + (at_dtmin,)
+        return keep, next_t0, next_t0 + dt, False, state, result
+
+
+_OPTIONS = {f.name for f in dataclasses.fields(SoderlindController)} - {
+    "rtol",
+    "atol",
+    "kbeta",
+    "alpha",
+}
+
+
+def make(name: str, rtol, atol, **overrides) -> SoderlindController:
+    """A `SoderlindController` for preset `name` at tolerances rtol, atol.
+
+    `overrides` go to the controller (e.g. dtmin, dtmax, factormax, safety, limiter=True,
+    accept_ratio=0.9). rtol and atol may be traced (jit/vmap over tolerances).
     """
     p = preset(name)
-    return diffrax.PIDController(rtol=rtol, atol=atol, **{**p.pid, **overrides})
+    unknown = sorted(set(overrides) - _OPTIONS)
+    if unknown:
+        raise InvalidArgument(
+            f"controller option {unknown[0]!r} is unknown; valid options: {sorted(_OPTIONS)}"
+        )
+    return SoderlindController(rtol=rtol, atol=atol, kbeta=p.kbeta, alpha=p.alpha, **overrides)
+
+
+class StepLogger(diffrax.AbstractAdaptiveStepSizeController):
+    """Wraps an adaptive controller and records every attempted step in its state.
+
+    The log is a dict of fixed-size buffers (`size` entries): t0, h, error (the scaled error
+    e_n, < 1 means acceptable) and accepted, plus `count`, the number of attempts so far
+    (attempts beyond `size` are counted but not stored). Read it with
+    `SaveAt(controller_state=True)`: `sol.controller_state[1]`. The wrapped controller decides
+    everything; the logger only watches, so steps are identical with and without it.
+
+    Example:
+        >>> ctrl = StepLogger(make("PI34", 1e-6, 1e-8), size=1000)
+    """
+
+    controller: diffrax.AbstractAdaptiveStepSizeController
+    size: int = eqx.field(static=True)
+
+    @property
+    def rtol(self):
+        return self.controller.rtol
+
+    @property
+    def atol(self):
+        return self.controller.atol
+
+    @property
+    def norm(self):
+        return self.controller.norm
+
+    def wrap(self, direction):
+        return StepLogger(self.controller.wrap(direction), self.size)
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        tnext, inner = self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        nan = jnp.full(self.size, jnp.nan, dtype=jnp.result_type(tnext, float))
+        log = {
+            "t0": nan,
+            "h": nan,
+            "error": nan,
+            "accepted": jnp.zeros(self.size, bool),
+            "count": jnp.zeros((), jnp.int32),
+        }
+        return tnext, (inner, log)
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        inner, log = state
+        out = self.controller.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, inner
+        )
+        keep, inner = out[0], out[4]
+        i = log["count"]
+        record = {"t0": t0, "h": t1 - t0, "error": scaled_error(self, y0, y1_candidate, y_error)}
+        log = {k: log[k].at[i].set(v, mode="drop") for k, v in record.items()} | {
+            "accepted": log["accepted"].at[i].set(keep, mode="drop"),
+            "count": i + 1,
+        }
+        return out[:4] + ((inner, log),) + out[5:]
+
+
+def logged_steps(sol) -> dict:
+    """A solve's StepLogger buffers as {"log_h", "log_accepted", "log_count"}; {} if not logged.
+
+    The solve must use a `StepLogger` and `SaveAt(controller_state=True)`.
+    """
+    state = sol.controller_state
+    if state is None:
+        return {}
+    return {f"log_{k}": state[1][k] for k in ("h", "accepted", "count")}
+
+
+#: Columns `step_metrics` adds to a sweep row.
+STEP_METRICS = (
+    "attempts_logged",
+    "rejection_rate",
+    "roughness_mean",
+    "roughness_max",
+    "h_min",
+    "h_max",
+)
+
+
+def step_metrics(h, accepted, count) -> dict[str, float]:
+    """Rejection rate and step-ratio roughness of one logged solve.
+
+    roughness = |log(h_{n+1}/h_n)| over consecutive *accepted* steps, the last accepted step
+    excluded (diffrax shortens it to land on t1). NaN where fewer than three steps were accepted.
+    `attempts_logged` < count means the buffer was too small and the metrics cover a prefix.
+    """
+    n = min(int(count), len(h))
+    h, accepted = np.asarray(h[:n]), np.asarray(accepted[:n], bool)
+    steps = h[accepted][:-1]
+    jumps = np.abs(np.diff(np.log(steps))) if len(steps) >= 2 else np.array([np.nan])
+    return {
+        "attempts_logged": n,
+        "rejection_rate": float(np.mean(~accepted)) if n else np.nan,
+        "roughness_mean": float(np.mean(jumps)),
+        "roughness_max": float(np.max(jumps)),
+        "h_min": float(steps.min()) if len(steps) else np.nan,
+        "h_max": float(steps.max()) if len(steps) else np.nan,
+    }
+
+
+def step_log(system, solver, controller, rtol, atol=None, *, size=4096, max_steps=2**14, **opts):
+    """Every attempted step of one adaptive solve, as a DataFrame.
+
+    Columns: step (attempt index), t0, h, error (scaled error), accepted. `system` and `solver`
+    are a System/catalog name and a solver/registry name; `controller` a preset name; `opts` go
+    to `make`. Step-dependent systems are solved with StepTerm + StepAware, as in `sweep`.
+
+    Example:
+        >>> log = step_log("lotka_volterra", "Tsit5", "PI34", rtol=1e-6)
+        >>> log["accepted"].sum() > 0
+        True
+    """
+    from . import solvers as _solvers
+    from . import systems as _systems
+    from .stepdep import StepAware, StepTerm
+
+    system, solver = _systems.get(system), _solvers.get(solver)
+    if system.h_dependent:
+        term, solver = StepTerm(system.vector_field), StepAware(solver)
+    else:
+        term = diffrax.ODETerm(system.limit_field)
+    ctrl = StepLogger(make(controller, rtol, rtol if atol is None else atol, **opts), size)
+    sol = diffrax.diffeqsolve(
+        term,
+        solver,
+        system.t0,
+        system.t1,
+        None,
+        system.y0,
+        system.args,
+        stepsize_controller=ctrl,
+        saveat=diffrax.SaveAt(t1=True, controller_state=True),
+        max_steps=int(max_steps),
+        throw=False,
+    )
+    log = sol.controller_state[1]
+    n = min(int(log["count"]), size)
+    df = pd.DataFrame({k: np.asarray(log[k])[:n] for k in ("t0", "h", "error", "accepted")})
+    df.insert(0, "step", np.arange(n))
+    df.attrs.update(attempts=int(log["count"]), num_steps=int(sol.stats["num_steps"]))
+    return df
+
+
+def proportionality(rows: pd.DataFrame, by=("system", "solver", "controller")) -> pd.DataFrame:
+    """Tolerance proportionality: least-squares slope of log error on log rtol per group.
+
+    A slope of 1 means the error is proportional to the tolerance. Only rows with status "ok"
+    and error > 0 count; `points` says how many.
+    """
+    ok = rows[(rows["status"] == "ok") & (rows["error"] > 0)]
+
+    def fit(g):
+        if g["rtol"].nunique() < 2:
+            return pd.Series({"slope": np.nan, "intercept": np.nan, "points": len(g)})
+        slope, intercept = np.polyfit(np.log10(g["rtol"]), np.log10(g["error"]), 1)
+        return pd.Series({"slope": slope, "intercept": intercept, "points": len(g)})
+
+    out = ok.groupby(list(by), sort=False).apply(fit, include_groups=False).reset_index()
+    out["points"] = out["points"].astype(int)
+    return out
+
+
+def spread(rows: pd.DataFrame, output="y_final_0", by=("system", "rtol")) -> pd.DataFrame:
+    """Controller-induced spread: max - min of `output` over the rows of each `by` group.
+
+    With by=("system", "rtol") the spread runs over everything else in the rows (controllers,
+    solvers): how far the answer moves when only the controller changes. For a field that does
+    not depend on h it is at the level of the tolerance; for a step-dependent field it is the
+    size of the h-effect. Only rows with status "ok" count.
+    """
+    ok = rows[rows["status"] == "ok"]
+    g = ok.groupby(list(by), sort=False)[output]
+    out = g.agg(spread=lambda v: float(v.max() - v.min()), n="size", center="median")
+    return out.reset_index()
+
+
+def work_precision(systems, pairs, rtol, *, atol=None, repeats=3, log_steps=0, **sweep_kw):
+    """Error, nfev and wall time over a tolerance sweep for (solver, controller) pairs.
+
+    Each (system, solver, controller) group is compiled once and run `repeats` times one solve
+    at a time (chunk_size=1, so a row's time is its own); `wall_s` is the best of the repeats.
+    `log_steps` > 0 adds the `STEP_METRICS` columns (see `sweep`). Returns the sweep rows.
+    """
+    from . import systems as _systems
+    from ._sweep import sweep
+
+    if int(repeats) != repeats or repeats < 1:
+        raise InvalidArgument(f"repeats={repeats!r} is invalid; it must be an integer ≥ 1")
+    one = isinstance(systems, (str, _systems.System))
+    systems = [_systems.get(s) for s in ([systems] if one else systems)]  # one group per object
+    frames = []
+    for solver, controller in pairs:
+        runs = [
+            sweep(
+                systems,
+                solver,
+                controller=controller,
+                rtol=rtol,
+                atol=atol,
+                chunk_size=1,
+                log_steps=log_steps,
+                **sweep_kw,
+            )
+            for _ in range(int(repeats))
+        ]
+        best = runs[0].copy()
+        best["wall_s"] = np.min(np.stack([r["wall_s"].to_numpy() for r in runs]), axis=0)
+        best.attrs["compilations"] = sum(r.attrs["compilations"] for r in runs)
+        frames.append(best)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["compilations"] = sum(f.attrs["compilations"] for f in frames)
+    return out
