@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import sys
 import time
@@ -31,6 +32,7 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import results  # noqa: E402
@@ -94,6 +96,12 @@ class Progress:
         else:
             print(text, file=self.stream)
         self.stream.flush()
+
+
+def _seed() -> None:
+    """Fix numpy's and Python's global random state (jax keys are explicit in the studies)."""
+    random.seed(0)
+    np.random.seed(0)
 
 
 def paper_tables(study) -> dict[str, str | None]:
@@ -161,6 +169,7 @@ def run_study(
             folder / CHUNKS / key, chunk_size=chunk_size, progress=Progress(name), on_event=log
         )
         with results.recording(store):
+            _seed()
             tables = study.run(config)
         resumed = store.loaded
         if resumed:
@@ -171,6 +180,7 @@ def run_study(
     else:
         log(f"[{name}] stored results are current; reusing them (--force recomputes)")
     out = figures_dir / name
+    _seed()
     for fig_name, fig in study.plot(tables).items():
         for fmt in ("pdf", "png"):
             results.atomic_write_bytes(out / f"{fig_name}.{fmt}", plotting.render(fig, fmt))
