@@ -83,6 +83,7 @@ class System:
 
 
 _CATALOG: dict[str, Callable[..., System]] = {}
+_BUILT: dict[tuple, System] = {}
 
 
 def register(name: str):
@@ -108,8 +109,9 @@ def _suggest(value: str, valid) -> str:
 def get(name: str | System, **params) -> System:
     """Build the catalog system `name` with the given parameters.
 
-    A `System` passed as `name` is returned unchanged (parameters are not allowed then).
-    Raises InvalidArgument (a ValueError) naming the valid systems or parameters.
+    A `System` passed as `name` is returned unchanged (parameters are not allowed then). The same
+    name and (hashable) parameters return the same object, so sweeps of it compile once per
+    process. Raises InvalidArgument (a ValueError) naming the valid systems or parameters.
 
     Example:
         >>> get("logistic", r=1.0).exact(0.0)
@@ -135,7 +137,15 @@ def get(name: str | System, **params) -> System:
             f"system {name!r} has no parameter {unknown[0]!r}.{_suggest(unknown[0], valid)} "
             f"Valid parameters: {', '.join(valid) or '(none)'}"
         )
-    return builder(**params)
+    try:
+        key = (name, tuple(sorted(params.items())))
+        hash(key)
+    except TypeError:  # unhashable parameters (a dict, an array): build afresh
+        return builder(**params)
+    # The same name and parameters give the same (frozen) object, so compiled sweeps are reused.
+    if key not in _BUILT:
+        _BUILT[key] = builder(**params)
+    return _BUILT[key]
 
 
 def _f64(x):

@@ -44,14 +44,15 @@ def test_fixed_step_sweep_is_tidy_and_measures_error_against_the_exact_solution(
 
 def test_vmap_over_dt0_compiles_once_per_group_and_reuses_it():
     dts = np.linspace(0.01, 0.1, 16)
-    df = analysis.sweep("logistic", "Heun", dt0=dts, chunk_size=4)
+    sys = systems.get("logistic", r=1.37)  # parameters no other test uses: a fresh group
+    df = analysis.sweep(sys, "Heun", dt0=dts, chunk_size=4)
     assert df.attrs["compilations"] == 1 and len(df) == 16
-    again = analysis.sweep(systems.get("logistic"), "Heun", dt0=dts, chunk_size=4)
-    assert again.attrs["compilations"] == 1  # a new System object is a new group
-    sys = systems.get("logistic")
-    analysis.sweep(sys, "Heun", dt0=dts, chunk_size=4)
-    third = analysis.sweep(sys, "Heun", dt0=dts * 1.01, chunk_size=4)
-    assert third.attrs["compilations"] == 0
+    # The catalog returns the same object for the same name and parameters: no recompilation,
+    # also for new step sizes of the same chunk size.
+    again = analysis.sweep(systems.get("logistic", r=1.37), "Heun", dt0=dts * 1.01, chunk_size=4)
+    assert again.attrs["compilations"] == 0
+    other = analysis.sweep(systems.get("logistic", r=2.71), "Heun", dt0=dts, chunk_size=4)
+    assert other.attrs["compilations"] == 1
 
 
 def test_adaptive_sweep_compiles_once_per_system_solver_and_controller():

@@ -1,0 +1,97 @@
+"""Laws that hold for every input, checked with hypothesis on random fields, states and grids.
+
+Random coefficients enter as arrays (args), and grids have a fixed length, so each law compiles
+once and the examples only change numbers.
+"""
+
+import diffrax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import analysis
+from analysis import StepAware, StepTerm
+
+FINITE = st.floats(-1.0, 1.0, allow_nan=False, allow_infinity=False)
+SETTINGS = settings(max_examples=12, deadline=None, derandomize=True)
+
+
+def _poly_field(t, y, c):
+    """A random smooth field: linear part plus quadratic and cubic terms."""
+    a, b, d = c[:4].reshape(2, 2), c[4:6], c[6:8]
+    return a @ y + b * y**2 - d * y**3
+
+
+def _step_grid(gaps):
+    ts = np.concatenate([[0.0], np.cumsum(0.02 + np.abs(gaps))])
+    return jnp.asarray(ts / ts[-1])
+
+
+@SETTINGS
+@given(
+    coeffs=arrays(np.float64, 8, elements=FINITE),
+    y0=arrays(np.float64, 2, elements=FINITE),
+    gaps=arrays(np.float64, 12, elements=FINITE),
+    name=st.sampled_from(["Euler", "Heun", "Bosh3", "Tsit5", "Kvaerno3"]),
+)
+def test_stepaware_on_an_h_free_field_equals_the_bare_solver(coeffs, y0, gaps, name):
+    solver = analysis.solvers.for_fixed_steps(analysis.solvers.get(name))
+    ctrl = diffrax.StepTo(ts=_step_grid(gaps))
+    kw = dict(
+        t0=0.0,
+        t1=1.0,
+        dt0=None,
+        y0=jnp.asarray(y0),
+        args=jnp.asarray(coeffs),
+        stepsize_controller=ctrl,
+    )
+    bare = diffrax.diffeqsolve(diffrax.ODETerm(_poly_field), solver, **kw)
+    wrapped = diffrax.diffeqsolve(StepTerm(_ignores_h), StepAware(solver), **kw)
+    np.testing.assert_allclose(wrapped.ys, bare.ys, rtol=1e-12, atol=1e-14)
+
+
+def _ignores_h(t, y, c, h):
+    return _poly_field(t, y, c)
+
+
+def _contraction(y, w):
+    return 0.5 * jnp.tanh(w[:4].reshape(2, 2) @ y) + w[4:6]
+
+
+@SETTINGS
+@given(
+    w=arrays(np.float64, 6, elements=FINITE),
+    y0=arrays(np.float64, 2, elements=FINITE),
+    h=st.floats(0.05, 2.0),
+)
+def test_lifted_contractive_maps_are_reproduced_by_euler(w, y0, h):
+    # ‖∂Φ/∂y‖ ≤ 0.5·‖W‖ ≤ 1 for entries in [-1, 1]: round-off does not grow along the orbit.
+    system = analysis.systems.get(
+        "lifted_map", map=lambda y: _contraction(y, jnp.asarray(w)), y0=y0, h_train=h, steps=30
+    )
+    sol = diffrax.diffeqsolve(
+        StepTerm(system.vector_field),
+        StepAware(diffrax.Euler()),
+        0.0,
+        30 * h,
+        h,
+        system.y0,
+        saveat=diffrax.SaveAt(steps=True),
+        max_steps=32,
+    )
+    y, expected = np.asarray(y0), []
+    for _ in range(30):
+        y = np.asarray(_contraction(jnp.asarray(y), jnp.asarray(w)))
+        expected.append(y)
+    np.testing.assert_allclose(np.asarray(sol.ys[:30]), expected, rtol=0, atol=1e-13)
+
+
+@settings(max_examples=4, deadline=None, derandomize=True)
+@given(dts=st.lists(st.floats(0.01, 0.5), min_size=2, max_size=5, unique=True))
+def test_sweeps_are_deterministic(dts):
+    first = analysis.sweep("logistic", ["Heun", "Tsit5"], dt0=dts, chunk_size=4)
+    second = analysis.sweep("logistic", ["Heun", "Tsit5"], dt0=dts, chunk_size=4)
+    cols = [c for c in first.columns if c != "wall_s"]
+    assert first[cols].equals(second[cols])
