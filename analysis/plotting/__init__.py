@@ -24,6 +24,13 @@ from ._style import (
     solver_style,
 )
 from .convergence import error_vs_step
+from .stability import (
+    branches_plot,
+    lyapunov_plot,
+    max_step_plot,
+    orbit_diagram_plot,
+    stability_regions,
+)
 
 __all__ = [
     "COLUMN_WIDTH",
@@ -37,4 +44,9 @@ __all__ = [
     "slope_triangle",
     "solver_style",
     "error_vs_step",
+    "stability_regions",
+    "orbit_diagram_plot",
+    "lyapunov_plot",
+    "branches_plot",
+    "max_step_plot",
 ]

@@ -1,0 +1,160 @@
+"""Stability figures: regions |R(z)| ≤ 1, orbit (bifurcation) diagrams, fixed-point branches and
+the largest stable step against stiffness. Each takes the tidy DataFrame that
+`analysis.stability` (or a study) returns and draws on a given axes or a new one.
+
+Example:
+    >>> from analysis import stability, plotting
+    >>> df = stability.orbit_diagram("logistic", "Euler", np.linspace(0.1, 3, 200), [0.3])
+    >>> fig = plotting.orbit_diagram_plot(df)
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ._style import COLUMN_WIDTH, log_axis, paper_style, solver_style
+
+
+def _axes(ax, height=2.6):
+    if ax is None:
+        return plt.subplots(figsize=(COLUMN_WIDTH, height))
+    return ax.figure, ax
+
+
+def stability_regions(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.Figure:
+    """The boundaries |R(z)| = 1, one curve per `label`, from a grid of |R| values.
+
+    `df` is long: columns label, re, im, abs_r (|R| at z = re + i·im on a full grid), and
+    optionally dashed (bool, per label) to draw a curve dashed, e.g. an effective region that
+    coincides with another. The stable side is |R| < 1 (the origin's side for explicit methods).
+    """
+    with paper_style():
+        fig, ax = _axes(ax, 3.0)
+        for label, g in df.groupby("label", sort=False):
+            grid = g.pivot(index="im", columns="re", values="abs_r")
+            style = solver_style(label)
+            dashed = bool(g["dashed"].iloc[0]) if "dashed" in g else False
+            ax.contour(
+                grid.columns,
+                grid.index,
+                grid.to_numpy(),
+                levels=[1.0],
+                colors=[style["color"]],
+                linestyles="--" if dashed else "-",
+                linewidths=1.6 if dashed else 1.0,
+            )
+            ax.plot([], [], color=style["color"], ls="--" if dashed else "-", label=label)
+        ax.axhline(0, color="0.5", lw=0.5)
+        ax.axvline(0, color="0.5", lw=0.5)
+        ax.set_aspect("equal")
+        ax.set_xlabel(r"Re $z$ ($z = h\lambda$)")
+        ax.set_ylabel(r"Im $z$")
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def orbit_diagram_plot(
+    df: pd.DataFrame, *, ax=None, x: str = "h", y: str = "y", title: str | None = None
+) -> plt.Figure:
+    """The attractor against a parameter: one dot per kept iterate (columns `x`, `y`, escaped).
+
+    Parameter values where some orbit escaped to infinity get a red tick along the top edge.
+    """
+    with paper_style():
+        fig, ax = _axes(ax)
+        kept = df[~df["escaped"]]
+        ax.scatter(kept[x], kept[y], s=0.15, c="k", alpha=0.35, lw=0, rasterized=True)
+        gone = np.unique(df.loc[df["escaped"], x])
+        if gone.size:
+            ax.plot(
+                gone,
+                np.ones_like(gone),
+                "|",
+                color="tab:red",
+                ms=4,
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+                label="escaped to ∞",
+            )
+            ax.legend(loc="lower left", fontsize="small")
+        ax.set_xlabel("step size h" if x == "h" else x)
+        ax.set_ylabel("attractor " + y)
+        if title:
+            ax.set_title(title)
+    return fig
+
+
+def lyapunov_plot(df: pd.DataFrame, *, ax=None, x: str = "h", title: str | None = None):
+    """The largest Lyapunov exponent against `x` (the maximum over starts), from an orbit
+    diagram's `lyapunov` column; > 0 means chaos, < 0 a stable periodic attractor."""
+    with paper_style():
+        fig, ax = _axes(ax, 1.8)
+        per = df[~df["escaped"]].groupby(x)["lyapunov"].max()
+        ax.plot(per.index, per.to_numpy(), color="k", lw=0.6, marker="none")
+        ax.axhline(0, color="tab:red", lw=0.6)
+        ax.set_xlabel("step size h" if x == "h" else x)
+        ax.set_ylabel("Lyapunov exp.")
+        if title:
+            ax.set_title(title)
+    return fig
+
+
+def branches_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.Figure:
+    """Fixed points y* against h (a `fixed_point_branches` frame for a scalar system).
+
+    Colour: equilibria of the ODE (black) and spurious fixed points (red); filled markers are
+    stable (every |multiplier| < 1), hollow ones unstable.
+    """
+    with paper_style():
+        fig, ax = _axes(ax)
+        for spurious, colour, name in (
+            (False, "k", "ODE equilibrium"),
+            (True, "tab:red", "spurious"),
+        ):
+            for stable in (True, False):
+                g = df[(df["spurious"] == spurious) & (df["stable"] == stable)]
+                ax.scatter(
+                    g["h"],
+                    g["y"],
+                    s=5,
+                    marker="o",
+                    facecolors=colour if stable else "none",
+                    edgecolors=colour,
+                    lw=0.5,
+                    label=f"{name}, {'stable' if stable else 'unstable'}",
+                )
+        ax.set_xlabel("step size h")
+        ax.set_ylabel("fixed point y*")
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="upper left", fontsize="small", markerscale=1.5)
+    return fig
+
+
+def max_step_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.Figure:
+    """Largest stable step against stiffness, log-log, one line per solver.
+
+    `df`: columns solver, stiffness, max_stable_step, h_max (the largest h probed). A solver
+    stable up to h_max (inf) is drawn at h_max with an upward arrow marker.
+    """
+    with paper_style():
+        fig, ax = _axes(ax)
+        for solver, g in df.groupby("solver", sort=False):
+            g = g.sort_values("stiffness")
+            style = solver_style(solver)
+            capped = ~np.isfinite(g["max_stable_step"])
+            h = np.where(capped, g["h_max"], g["max_stable_step"])
+            ax.plot(g["stiffness"], h, color=style["color"], marker=style["marker"], label=solver)
+            ax.plot(
+                g["stiffness"][capped], h[capped], ls="none", marker="^", color=style["color"], ms=6
+            )
+        log_axis(ax, "x", "stiffness k")
+        log_axis(ax, "y", "largest stable step h")
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="lower left", fontsize="small", ncol=2)
+    return fig
