@@ -4,7 +4,7 @@ Public entry points: `StepTerm`, `StepAware` (step-dependent solving), `systems`
 `solvers`, `controllers`, `sweep` (compiled-once grids of solves as tidy DataFrames).
 """
 
-from . import controllers, convergence, reference, results, solvers, stability, systems
+from . import controllers, convergence, discrete, reference, results, solvers, stability, systems
 from ._sweep import compile_count, sweep
 from .errors import InvalidArgument, PrecisionWarning
 from .stepdep import FrozenStepTerm, StepAware, StepTerm
@@ -19,6 +19,7 @@ __all__ = [
     "solvers",
     "controllers",
     "convergence",
+    "discrete",
     "reference",
     "results",
     "stability",
