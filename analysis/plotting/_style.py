@@ -134,7 +134,8 @@ def slope_triangle(ax, x, y, order: float, *, size: float = 0.25, below: bool = 
     The hypotenuse rises `order` decades per decade of x; `size` is the triangle's width in
     decades. If the triangle (with its label) would overlap a triangle already drawn on `ax`, it
     moves down until it is clear, so triangles anchored at the same point stack; it also moves
-    down past data lines where it can do so without leaving their vertical range.
+    down until no data line of `ax` crosses it (below the lines if need be), so draw the data
+    first.
     """
     lx, ly = np.log10(x), np.log10(y)
     height = size * abs(order)
@@ -149,18 +150,18 @@ def slope_triangle(ax, x, y, order: float, *, size: float = 0.25, below: bool = 
         hits = [b for b in placed if _overlaps(box(at), b)]
         return at if not hits else clear_of_triangles(min(b[2] for b in hits) - _GAP - height)
 
-    at = clear_of_triangles(ly)
+    # Then step down until the box (with a margin) holds no data point either; below every
+    # point in its x-range it is always clear, so the search ends.
+    margin, at = 0.1, clear_of_triangles(ly)
     pts = _data_points(ax)
-    if len(pts):
-        lowest, candidate = pts[:, 1].min(), at
-        while candidate >= lowest:
-            b = box(candidate)
-            inside = (pts[:, 0] > b[0]) & (pts[:, 0] < b[1]) & (pts[:, 1] > b[2] - 0.05)
-            inside &= pts[:, 1] < b[3] + 0.05
-            if not inside.any() and clear_of_triangles(candidate) == candidate:
-                at = candidate
+    near = pts[(pts[:, 0] >= box(at)[0]) & (pts[:, 0] <= box(at)[1]), 1]
+    while len(near) and at > near.min() - height - 2 * margin:
+        b = box(at)
+        if not ((near > b[2] - margin) & (near < b[3] + margin)).any():
+            if clear_of_triangles(at) == at:
                 break
-            candidate -= 0.1
+        at -= 0.05
+    at = clear_of_triangles(at)
     placed.append(box(at))
 
     x0, y0 = x, 10**at
