@@ -39,7 +39,7 @@ import numpy as np
 
 from .errors import InvalidArgument
 
-__all__ = ["System", "get", "names", "register"]
+__all__ = ["System", "get", "names", "register", "shipped_map"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -502,6 +502,27 @@ def _map_catalog(name: str, mu: float, a: float, b: float, dim: int, seed: int, 
         f"map={name!r} is not a shipped map.{_suggest(name, ['logistic', 'henon', 'residual'])} "
         "Valid maps: 'logistic', 'henon', 'residual', or pass a callable"
     )
+
+
+def shipped_map(
+    name: str,
+    *,
+    mu: float = 3.2,
+    a: float = 1.4,
+    b: float = 0.3,
+    dim: int = 2,
+    seed: int = 0,
+    scale: float = 1.0,
+):
+    """A map that ``lifted_map`` ships, as (Φ, default y0), e.g. to iterate Φ itself.
+
+    Example:
+        >>> phi, y0 = shipped_map("logistic", mu=2.0)
+        >>> float(phi(y0))          # 2·0.2·0.8
+        0.32000000000000006
+    """
+    phi, y0, _ = _map_catalog(name, mu, a, b, dim, seed, scale)
+    return phi, y0
 
 
 @register("lifted_map")
