@@ -9,7 +9,7 @@ of named DataFrames (no file I/O), `plot(results)` returning a dict of named Fig
 import importlib
 
 #: Registered studies, in the order `make figures` runs them.
-STUDIES = ("demo", "stability")
+STUDIES = ("demo", "stability", "controllers")
 
 
 def load(name: str):

@@ -23,6 +23,13 @@ from ._style import (
     slope_triangle,
     solver_style,
 )
+from .controllers import (
+    controller_heatmaps,
+    output_vs_tolerance,
+    spread_vs_tolerance,
+    step_histories,
+    work_precision_plot,
+)
 from .convergence import error_vs_step
 from .stability import (
     branches_plot,
@@ -44,6 +51,11 @@ __all__ = [
     "slope_triangle",
     "solver_style",
     "error_vs_step",
+    "controller_heatmaps",
+    "work_precision_plot",
+    "step_histories",
+    "spread_vs_tolerance",
+    "output_vs_tolerance",
     "stability_regions",
     "orbit_diagram_plot",
     "lyapunov_plot",

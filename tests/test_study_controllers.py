@@ -1,0 +1,62 @@
+"""The controllers study's QUICK config end to end: tables, what they must say, and the figures."""
+
+import pytest
+
+import studies
+from analysis import controllers
+from studies import controllers as study
+
+
+@pytest.fixture(scope="module")
+def results():
+    return study.run(study.QUICK)
+
+
+def test_tables_are_present_and_complete(results):
+    assert set(results) == {
+        "nonstiff",
+        "proportionality",
+        "histories",
+        "spread_rows",
+        "spread",
+        "fine",
+        "jumps",
+    }
+    assert set(study.PAPER_TABLES) <= set(results)
+    q = study.QUICK
+    rows = results["nonstiff"]
+    assert len(rows) == len(q.solvers) * len(q.presets) * len(q.rtols)
+    assert (rows["status"] == "ok").all() and set(controllers.STEP_METRICS) <= set(rows.columns)
+    assert (rows["attempts_logged"] == rows["num_steps"]).all()  # the log buffer was large enough
+    assert len(results["proportionality"]) == len(q.solvers) * len(q.presets)
+
+
+def test_logged_histories_agree_with_the_solver_counts(results):
+    for _, log in results["histories"].groupby("controller"):
+        assert log["step"].tolist() == list(range(len(log)))
+        assert ((log["error"] < 1) == log["accepted"]).all()
+
+
+def test_spread_follows_the_tolerance_only_without_h_as_input(results):
+    s = results["spread"]
+    free = s[s["variant"] != "h input"]
+    # Limit and frozen-h fields are ordinary ODEs: every solve is within a small multiple of
+    # rtol of the same y(T) (global error ≈ accumulated local errors on a contractive problem).
+    assert (free["spread"] <= 10 * free["rtol"]).all()
+    with_h = s[s["variant"] == "h input"].set_index(["family", "rtol"])["spread"]
+    worst_free = free.groupby(["family", "rtol"])["spread"].max()
+    assert (with_h >= 100 * worst_free.reindex(with_h.index)).all()
+
+
+def test_the_step_dependent_output_jumps_far_more_than_the_h_free_one(results):
+    j = results["jumps"].set_index("field")
+    assert j.loc["h-free", "largest_jump"] <= j.loc["h-free", "between_rtol_hi"]
+    assert j.loc["h input", "largest_jump"] > 100 * j.loc["h-free", "largest_jump"]
+
+
+def test_plot_returns_every_captioned_figure(results):
+    figs = study.plot(results)
+    assert set(figs) == set(study.CAPTIONS)
+    for fig in figs.values():
+        assert fig.axes
+    assert studies.describe("controllers").startswith("Controllers:")
