@@ -164,6 +164,8 @@ def run_study(
         key = results.cache_key(current)
         for old in (folder / CHUNKS).glob("*"):  # chunks of other inputs can never be reused
             if old.name != key or force:
+                why = "--force" if force else "they were made from other inputs"
+                log(f"[{name}] discarding {len(list(old.glob('*.npz')))} stored chunk(s): {why}")
                 shutil.rmtree(old, ignore_errors=True)
         store = results.ChunkStore(
             folder / CHUNKS / key, chunk_size=chunk_size, progress=Progress(name), on_event=log
