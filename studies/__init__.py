@@ -9,7 +9,7 @@ of named DataFrames (no file I/O), `plot(results)` returning a dict of named Fig
 import importlib
 
 #: Registered studies, in the order `make figures` runs them.
-STUDIES = ("demo", "stability", "controllers")
+STUDIES = ("demo", "stability", "controllers", "convergence", "discrete_maps")
 
 
 def load(name: str):

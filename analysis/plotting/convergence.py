@@ -1,4 +1,15 @@
-"""Convergence figures: error against step size on log-log axes."""
+"""Convergence figures: error against step size, observed against expected order, the min(p, q)
+cap of step-dependent fields, and local orders against a scaled step.
+
+Each takes the tidy DataFrames of `analysis.convergence` (`measure` rows, `orders` tables) and
+draws on a given axes or a new one. Orders shown are `analysis.convergence.fit_order` fits, the
+same ones the tables report.
+
+Example:
+    >>> from analysis import convergence, plotting
+    >>> df = convergence.measure("linear", ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025, 0.0125])
+    >>> fig = plotting.error_vs_step(df, triangles=(1, 2))
+"""
 
 from __future__ import annotations
 
@@ -6,44 +17,155 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ._style import COLUMN_WIDTH, paper_style, slope_triangle, solver_style
+from .. import convergence as _convergence
+from ._style import COLUMN_WIDTH, log_axis, paper_style, slope_triangle, solver_style
+
+
+def _axes(ax, height=2.6):
+    if ax is None:
+        return plt.subplots(figsize=(COLUMN_WIDTH, height))
+    return ax.figure, ax
 
 
 def _fitted_slope(g: pd.DataFrame) -> float:
-    ok = g[(g["status"] == "ok") & (g["error"] > 0)]
-    if len(ok) < 2:
-        return np.nan
-    return float(np.polyfit(np.log(ok["h"]), np.log(ok["error"]), 1)[0])
+    fit = _convergence.fit_order(g["h"], g["error"], status=g["status"].to_numpy())
+    return fit.order
 
 
 def error_vs_step(
-    df: pd.DataFrame, *, ax=None, title: str | None = None, triangles=(1, 2)
+    df: pd.DataFrame, *, ax=None, title: str | None = None, triangles=(1, 2), by: str = "solver"
 ) -> plt.Figure:
-    """Log-log error against step size h, one line per solver, fitted slope in the legend.
+    """Log-log error against step size h, one line per value of `by`, fitted order in the legend.
 
-    Only rows with status "ok" and a positive error are drawn.
+    Only rows with status "ok" and a positive error are drawn. The order in the legend is the
+    `fit_order` slope over the detected asymptotic range ("n/a" where there is none).
     """
     with paper_style():
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.6))
-        else:
-            fig = ax.figure
-        for solver, g in df.groupby("solver", sort=False):
+        fig, ax = _axes(ax)
+        for name, g in df.groupby(by, sort=False):
             ok = g[(g["status"] == "ok") & (g["error"] > 0)].sort_values("h")
-            ax.loglog(
-                ok["h"],
-                ok["error"],
-                label=f"{solver} (slope {_fitted_slope(g):.2f})",
-                **solver_style(solver),
-            )
+            slope = _fitted_slope(g) if len(g) else np.nan
+            text = f"{slope:.2f}" if np.isfinite(slope) else "n/a"
+            style = solver_style(name) if by == "solver" else solver_style(str(name))
+            ax.loglog(ok["h"], ok["error"], label=f"{name} (order {text})", **style)
         ok = df[(df["status"] == "ok") & (df["error"] > 0)]
         if len(ok):
             x0, y0 = ok["h"].min(), ok["error"].max()
             for k, order in enumerate(triangles):
                 slope_triangle(ax, x0 * 1.3, y0 * 10 ** (-1.5 - 1.2 * k), order)
         ax.set_xlabel("step size h (time units)")
-        ax.set_ylabel(r"error $\|y_N - y(t_1)\|_\infty$")
+        norm = df["norm"].iloc[0] if "norm" in df and df["norm"].nunique() == 1 else "final"
+        ax.set_ylabel(_NORM_LABELS.get(norm, "error"))
         if title:
             ax.set_title(title)
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+_NORM_LABELS = {
+    "final": r"error $\|y_N - y(t_1)\|_\infty$",
+    "max": r"error $\max_k \|y(t_k) - y^*(t_k)\|_\infty$",
+    "l2": r"error $\|y - y^*\|_{L^2}$ (dense output)",
+}
+
+
+def observed_orders(
+    table: pd.DataFrame, *, ax=None, expected: str = "nominal_order", title: str | None = None
+) -> plt.Figure:
+    """Observed order (with its confidence interval) against the expected order, per solver.
+
+    `table` is an `analysis.convergence.orders` table (optionally with a column `expected`);
+    rows whose fit status is not "ok" are drawn hollow. Points on the diagonal agree.
+    """
+    with paper_style():
+        fig, ax = _axes(ax, 3.0)
+        norms = list(dict.fromkeys(table["norm"]))
+        offsets = dict(zip(norms, np.linspace(-0.15, 0.15, len(norms)), strict=True))
+        fills = {"final": "full", "max": "left", "l2": "none"}
+        for (solver, norm), g in table.groupby(["solver", "norm"], sort=False):
+            style = solver_style(solver)
+            x = g[expected].to_numpy(float) + offsets[norm]
+            y = g["order"].to_numpy(float)
+            err = np.abs(np.stack([y - g["ci_low"], g["ci_high"] - y]))
+            ax.errorbar(
+                x,
+                y,
+                yerr=err,
+                ls="none",
+                fillstyle=fills.get(norm, "full"),
+                label=solver if norm == norms[0] else None,
+                **style,
+            )
+        top = float(np.nanmax(table[[expected, "order"]].to_numpy(float))) + 0.8
+        ax.plot([0, top], [0, top], color="0.5", lw=0.8, ls="--", zorder=0)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_xlabel(f"expected order ({expected.replace('_', ' ')})")
+        ax.set_ylabel("observed order (95 % interval)")
+        if title:
+            ax.set_title(title)
+        marks = ", ".join(f"{n}: {fills.get(n, 'full')}" for n in norms)
+        ax.text(0.02, 0.98, f"markers {marks}", transform=ax.transAxes, va="top", fontsize=6)
+        ax.legend(loc="lower right", fontsize="x-small", ncol=2)
+    return fig
+
+
+def order_cap(table: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.Figure:
+    """Observed order against the perturbation order q, one line per solver, with min(p, q).
+
+    `table` needs columns solver, q, order, ci_low, ci_high, nominal_order. The dashed line of
+    each solver is min(p, q): the field's O(h^q) term caps a solver of order p.
+    """
+    with paper_style():
+        fig, ax = _axes(ax, 2.8)
+        qs = np.sort(table["q"].unique())
+        dense = np.linspace(qs.min(), qs.max(), 200)
+        for solver, g in table.groupby("solver", sort=False):
+            g = g.sort_values("q")
+            style = solver_style(solver)
+            p = int(g["nominal_order"].iloc[0])
+            y = g["order"].to_numpy(float)
+            err = np.abs(np.stack([y - g["ci_low"], g["ci_high"] - y]))
+            ax.errorbar(g["q"], y, yerr=err, label=f"{solver} (p = {p})", capsize=2, **style)
+            ax.plot(dense, np.minimum(p, dense), color=style["color"], ls="--", lw=0.8, zorder=0)
+        ax.set_xlabel("perturbation order q in f + c·h^q·g(y)")
+        ax.set_ylabel("observed order (95 % interval)")
+        ax.set_xticks(qs)
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def local_orders_vs(
+    rows: pd.DataFrame,
+    *,
+    x: str = "h",
+    by: str = "stiffness",
+    ax=None,
+    nominal: float | None = None,
+    xlabel: str = "h",
+    title: str | None = None,
+) -> plt.Figure:
+    """Local orders between consecutive step sizes against `x` (log axis), one line per `by`.
+
+    Each local order log(e_{i+1}/e_i)/log(h_{i+1}/h_i) is drawn at the geometric mean of the two
+    x values. A dashed line marks `nominal`. Use x = h·λ to see where order reduction starts.
+    """
+    with paper_style():
+        fig, ax = _axes(ax)
+        for name, g in rows[rows["status"] == "ok"].groupby(by, sort=True):
+            g = g[g["error"] > 0].sort_values("h")
+            if len(g) < 2:
+                continue
+            lo = _convergence.local_orders(g["h"], g["error"])
+            xs = np.sqrt(g[x].to_numpy()[1:] * g[x].to_numpy()[:-1])
+            ax.plot(xs, lo, label=f"{by} {name:g}", **solver_style(f"{by}={name}"))
+        if nominal is not None:
+            ax.axhline(nominal, color="0.5", lw=0.8, ls="--", zorder=0)
+        log_axis(ax, "x", xlabel)
+        ax.set_ylabel("local order")
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="best", fontsize="x-small")
     return fig

@@ -1,0 +1,255 @@
+"""Convergence: the observed order of every solver, and what a step-dependent field converges to.
+
+Four experiments, all fixed-step sweeps measured by `analysis.convergence` (orders are
+least-squares slopes of log error on log h over the detected asymptotic range, with 95 %
+t-intervals; step counts follow a non-halving geometric sequence):
+
+1. smooth: every solver in `analysis.solvers.NAMES` on smooth h-free problems, in three norms
+   (final time, max over 4 saved times on the step grid, L2 over 201 dense-output points).
+   Expected: the nominal order p in the final and max norms; the L2 norm also sees the dense
+   output, whose order can be lower (diffrax interpolates Kvaerno's ESDIRKs by cubic Hermite).
+2. cap: the family f + c·h^q·sin(y) on the harmonic oscillator, q = 1, 2, 3, 5, solvers of
+   order 1, 2, 3, 5. The field is an O(h^q) perturbation of its h = 0 limit, so the observed
+   order is min(p, q).
+3. modified: Euler on the modifying-integrator field f + (h/2)·Df (+ (h²/6)·D²f) of the logistic
+   equation: order 2 with one correction, 3 with two (plain Euler: 1).
+4. stiff: implicit solvers on Prothero–Robinson y' = -λ(y - sin t) + cos t for several λ. For
+   h·λ ≫ 1 the error is governed by the stage order, not the classical order: order reduction,
+   which the local orders against h·λ locate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from analysis import convergence, solvers, systems
+
+#: (h_max, h_min) by expected order: coarse enough to be visible, fine enough to stay above
+#: round-off (about 1e-12 relative) for problems with time scale ~1.
+H_RANGES = {1: (0.05, 5e-4), 2: (0.1, 2e-3), 3: (0.2, 5e-3), 4: (0.3, 0.01), 5: (0.4, 0.02)}
+H_RANGE_HIGH = (0.8, 0.12)  # order 6 and above
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    points: int = 10  # step sizes per fit
+    save_points: int = 4  # saved times of the max norm; step counts are multiples of it
+    smooth_systems: tuple[str, ...] = ("harmonic", "lotka_volterra")
+    solvers: tuple[str, ...] = solvers.NAMES
+    norms: tuple[str, ...] = ("final", "max", "l2")
+    cap_solvers: tuple[str, ...] = ("Euler", "Heun", "Bosh3", "Tsit5")
+    cap_q: tuple[int, ...] = (1, 2, 3, 5)
+    modified_terms: tuple[int, ...] = (0, 1, 2)  # 0: plain Euler on the base
+    stiff_solvers: tuple[str, ...] = ("ImplicitEuler", "Kvaerno3", "Kvaerno4", "Kvaerno5")
+    stiffness: tuple[float, ...] = (1.0, 1e2, 1e4, 1e6)
+    stiff_h: tuple[float, float] = (0.2, 2e-3)
+
+
+CONFIG = Config()
+QUICK = Config(
+    points=7,
+    smooth_systems=("harmonic",),
+    norms=("final", "max"),
+    cap_solvers=("Euler", "Heun", "Tsit5"),
+    cap_q=(1, 3),
+    stiff_solvers=("Kvaerno3",),
+    stiffness=(1.0, 1e4),
+)
+
+CAPTIONS = {
+    "smooth": (
+        "Error at t1 against step size h for every solver on the harmonic oscillator (exact "
+        "solution), grouped by kind; the legend gives each fitted order, triangles the slopes. "
+        "Look for straight lines at the nominal slope, bending off at the round-off floor."
+    ),
+    "observed_vs_nominal": (
+        "Observed order (95 % interval) against nominal order for every solver and smooth "
+        "problem; filled: final-time norm, half: max over saved times, hollow: L2 over the "
+        "dense output. Points on the diagonal agree; L2 points below it show a dense output of "
+        "lower order than the method."
+    ),
+    "cap": (
+        "f + h^q·sin(y) on the harmonic oscillator: observed order of convergence to the h = 0 "
+        "limit against q for solvers of order p; dashed: min(p, q). A step-dependent term of "
+        "order q caps every solver at q, however high its order."
+    ),
+    "modified": (
+        "Euler on the logistic equation and on its modifying-integrator fields f + (h/2)Df "
+        "(one correction) and f + (h/2)Df + (h²/6)D²f (two): orders 1, 2 and 3 toward the "
+        "same exact solution."
+    ),
+    "stiff": (
+        "Local order of implicit solvers on Prothero–Robinson y' = -λ(y - sin t) + cos t "
+        "against h·λ, one line per λ; dashed: nominal order. Where h·λ ≫ 1 the local order "
+        "falls to the stage-order limit (order reduction); for h·λ ≲ 1 it recovers."
+    ),
+}
+
+
+def _step_counts(system, order: float, config: Config) -> list[int]:
+    """Step counts N (multiples of save_points, no repeats) for h across the order's range."""
+    h_max, h_min = H_RANGES.get(int(round(order)), H_RANGE_HIGH)
+    span = abs(system.t1 - system.t0)
+    m = config.save_points
+    n = np.geomspace(span / h_max, span / h_min, config.points)
+    return sorted({int(m * max(1, round(k / m))) for k in n})
+
+
+def _measure(system, solver, order, config, norms, **extra) -> pd.DataFrame:
+    ns = _step_counts(system, order, config)
+    span = abs(system.t1 - system.t0)
+    m = config.save_points
+    save_ts = system.t0 + span * np.arange(1, m + 1) / m
+    df = convergence.measure(
+        system, solver, dt0=[span / n for n in ns], norms=norms, save_ts=save_ts
+    )
+    for k, v in extra.items():
+        df[k] = v
+    return df
+
+
+def _smooth(config: Config) -> list[pd.DataFrame]:
+    frames = []
+    for name in config.smooth_systems:
+        system = systems.get(name)
+        for solver in config.solvers:
+            order = solvers.info(solver).order
+            frames.append(
+                _measure(system, solver, order, config, config.norms, experiment="smooth")
+            )
+    return frames
+
+
+def _cap(config: Config) -> list[pd.DataFrame]:
+    frames = []
+    for q in config.cap_q:
+        system = systems.get("perturbed", base="harmonic", c=1.0, q=q, g="sin")
+        for solver in config.cap_solvers:
+            expected = min(solvers.info(solver).order, q)
+            frames.append(
+                _measure(system, solver, expected, config, ("final",), experiment="cap", q=q)
+            )
+    return frames
+
+
+def _modified(config: Config) -> list[pd.DataFrame]:
+    frames = []
+    for terms in config.modified_terms:
+        base = systems.get("logistic")
+        system = base if terms == 0 else systems.get("modified_euler", base=base, terms=terms)
+        frames.append(
+            _measure(
+                system, "Euler", 1 + terms, config, ("final",), experiment="modified", terms=terms
+            )
+        )
+    return frames
+
+
+def _stiff(config: Config) -> list[pd.DataFrame]:
+    frames = []
+    span = 2.0
+    h_max, h_min = config.stiff_h
+    ns = sorted(
+        {int(round(n)) for n in np.geomspace(span / h_max, span / h_min, config.points + 3)}
+    )
+    for lam in config.stiffness:
+        system = systems.get("prothero_robinson", stiffness=lam, t1=span)
+        for solver in config.stiff_solvers:
+            df = convergence.measure(system, solver, dt0=[span / n for n in ns])
+            df["experiment"] = "stiff"
+            df["stiffness"] = lam
+            df["h_lambda"] = df["h"] * lam
+            frames.append(df)
+    return frames
+
+
+def _expected(row) -> float:
+    p = solvers.info(row["solver"]).order
+    if row["experiment"] == "cap":
+        return min(p, row["q"])
+    if row["experiment"] == "modified":
+        return 1 + row["terms"]
+    return p
+
+
+def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
+    """All four experiments: the measured rows and the fitted orders."""
+    frames = _smooth(config) + _cap(config) + _modified(config) + _stiff(config)
+    rows = pd.concat(frames, ignore_index=True)
+    for col in ("q", "terms", "stiffness", "h_lambda"):
+        if col not in rows:
+            rows[col] = np.nan
+    fits = []
+    for (exp, q, terms, lam), g in rows.groupby(
+        ["experiment", "q", "terms", "stiffness"], sort=False, dropna=False
+    ):
+        table = convergence.orders(g)
+        table.insert(0, "experiment", exp)
+        table["q"], table["terms"], table["stiffness"] = q, terms, lam
+        fits.append(table)
+    orders = pd.concat(fits, ignore_index=True)
+    orders["expected_order"] = orders.apply(_expected, axis=1)
+    return {
+        "rows": rows.drop(columns=[c for c in rows if c.startswith("y_final_")]),
+        "orders": orders,
+    }
+
+
+_GROUPS = {
+    "explicit, order ≤ 2": ("Euler", "HalfSolver(Euler)", "Heun", "Midpoint", "Ralston"),
+    "explicit, order ≥ 3": ("Bosh3", "Tsit5", "Dopri5", "Dopri8"),
+    "implicit": ("ImplicitEuler", "Kvaerno3", "Kvaerno4", "Kvaerno5"),
+}
+
+
+def plot(results: dict[str, pd.DataFrame]) -> dict:
+    """Five figures: smooth error curves, observed vs nominal, the cap, modified Euler, stiff."""
+    import matplotlib.pyplot as plt
+
+    from analysis import plotting
+
+    rows, orders = results["rows"], results["orders"]
+    figs = {}
+    smooth = rows[(rows["experiment"] == "smooth") & (rows["norm"] == "final")]
+    first = smooth["system"].iloc[0]
+    with plotting.paper_style():
+        fig, axes = plt.subplots(1, 3, figsize=(plotting.DOUBLE_WIDTH, 2.8))
+        for ax, (title, names) in zip(axes, _GROUPS.items(), strict=True):
+            part = smooth[(smooth["system"] == first) & smooth["solver"].isin(names)]
+            orders_here = sorted({solvers.info(s).order for s in part["solver"]})
+            plotting.error_vs_step(part, ax=ax, title=f"{first}: {title}", triangles=orders_here)
+        figs["smooth"] = fig
+    figs["observed_vs_nominal"] = plotting.observed_orders(
+        orders[orders["experiment"] == "smooth"], title="smooth problems, h → 0 limit"
+    )
+    figs["cap"] = plotting.order_cap(
+        orders[orders["experiment"] == "cap"], title="f + h^q sin(y) (harmonic base)"
+    )
+    modified = rows[rows["experiment"] == "modified"].copy()
+    modified["field"] = modified["terms"].map(
+        {0: "Euler on f", 1: "Euler, 1 correction", 2: "Euler, 2 corrections"}
+    )
+    figs["modified"] = plotting.error_vs_step(
+        modified, by="field", triangles=(1, 2, 3), title="modified_euler(logistic)"
+    )
+    stiff = rows[rows["experiment"] == "stiff"]
+    names = list(dict.fromkeys(stiff["solver"]))
+    with plotting.paper_style():
+        fig, axes = plt.subplots(
+            1, len(names), figsize=(plotting.DOUBLE_WIDTH, 2.6), squeeze=False, sharey=True
+        )
+        for ax, name in zip(axes[0], names, strict=True):
+            plotting.local_orders_vs(
+                stiff[stiff["solver"] == name],
+                x="h_lambda",
+                by="stiffness",
+                ax=ax,
+                nominal=solvers.info(name).order,
+                xlabel="h·λ",
+                title=f"{name}, Prothero–Robinson",
+            )
+        figs["stiff"] = fig
+    return figs
