@@ -31,14 +31,12 @@ from .controllers import (
     work_precision_plot,
 )
 from .convergence import error_vs_step, local_orders_vs, observed_orders, order_cap
-from .discrete import conjugacy_plot, defect_plot, drift_plot, map_vs_limit_plot
 from .stability import (
     branches_plot,
     lyapunov_plot,
     max_step_plot,
     orbit_diagram_plot,
     stability_regions,
-    step_check_plot,
 )
 
 __all__ = [
@@ -53,10 +51,6 @@ __all__ = [
     "slope_triangle",
     "solver_style",
     "error_vs_step",
-    "conjugacy_plot",
-    "drift_plot",
-    "defect_plot",
-    "map_vs_limit_plot",
     "observed_orders",
     "order_cap",
     "local_orders_vs",
@@ -70,5 +64,4 @@ __all__ = [
     "lyapunov_plot",
     "branches_plot",
     "max_step_plot",
-    "step_check_plot",
 ]
