@@ -4,7 +4,17 @@ Public entry points: `StepTerm`, `StepAware` (step-dependent solving), `systems`
 `solvers`, `controllers`, `sweep` (compiled-once grids of solves as tidy DataFrames).
 """
 
-from . import controllers, convergence, discrete, reference, results, solvers, stability, systems
+from . import (
+    controllers,
+    convergence,
+    discrete,
+    neural,
+    reference,
+    results,
+    solvers,
+    stability,
+    systems,
+)
 from ._sweep import compile_count, sweep
 from .errors import InvalidArgument, PrecisionWarning
 from .stepdep import FrozenStepTerm, StepAware, StepTerm
@@ -20,6 +30,7 @@ __all__ = [
     "controllers",
     "convergence",
     "discrete",
+    "neural",
     "reference",
     "results",
     "stability",

@@ -1,0 +1,681 @@
+"""Neural step-dependent vector fields: train one that sees h, then measure what it learned.
+
+A neural ODE is trained *through* a discretization (discretize-then-optimise), so it can learn a
+continuous vector field, or a map that only works at the step and solver it was trained with.
+Three model kinds, all called as ``model(t, y, h)`` (autonomous: t is accepted and ignored):
+
+- `HInputMLP`: f_θ(y, h), an MLP with the step size h as an extra input feature.
+- `HFreeMLP`: f_θ(y), the h-free control (StepAware leaves it alone: its jaxpr never reads h).
+- `Hypersolver`: f(y) + h·g_θ(y, h) for a known field f; Euler on it is
+  y_{n+1} = y_n + h·f(y_n) + h²·g_θ(y_n, h), a learned correction of Euler's local error.
+
+The test from Ott et al., "ResNet After All? Neural ODEs and Their Numerical Solution"
+(ICLR 2021): evaluate the trained model on held-out trajectories under other solvers and steps
+(`discretization_matrix`). A model that behaves like an ODE keeps its error as h shrinks or the
+solver improves; one whose error jumps has learned the discretization. `step_adaptation` runs
+their check (halve h until a cheap and an accurate solver agree); `step_sensitivity` gives
+d(loss)/dh. `as_system` turns a model into a catalog `System`, so `analysis.sweep` (convergence
+towards its own h → 0 limit) and `analysis.stability.one_step_map` apply to it unchanged.
+
+Losses and errors compare the model's states with the true ones at the save times after t0:
+loss = mean of squared differences over trajectories, save times and components; error = √loss.
+
+Example:
+    >>> from analysis import neural, systems
+    >>> spiral = systems.get("linear10", dim=2, seed=0)        # damped spiral
+    >>> data = neural.trajectories(spiral, 8, horizon=4.0, seed=0)
+    >>> model = neural.make("h_input", spiral, seed=0)
+    >>> euler = neural.Setting("Euler", h=0.5)
+    >>> model, losses = neural.train(model, data, euler, steps=200)
+    >>> test = neural.trajectories(spiral, 8, horizon=4.0, seed=1)
+    >>> df = neural.discretization_matrix(model, euler, [euler, neural.Setting("Tsit5", h=0.125)],
+    ...                                   test)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from . import reference as _reference
+from . import results as _results
+from . import solvers as _solvers
+from . import systems as _systems
+from ._sweep import status_of
+from .errors import InvalidArgument, warn_if_float32
+from .stepdep import StepAware, StepTerm
+
+__all__ = [
+    "KINDS",
+    "HInputMLP",
+    "HFreeMLP",
+    "Hypersolver",
+    "make",
+    "kind_of",
+    "Setting",
+    "Trajectories",
+    "trajectories",
+    "predict",
+    "loss",
+    "train",
+    "save",
+    "load",
+    "discretization_matrix",
+    "step_sensitivity",
+    "StepAdaptation",
+    "step_adaptation",
+    "as_system",
+]
+
+#: Model kinds accepted by `make`.
+KINDS = ("h_input", "h_free", "hypersolver")
+
+#: Step budget of an adaptive solve (a solve that needs more ends with status "max_steps").
+ADAPTIVE_MAX_STEPS = 4096
+
+# ----------------------------------------------------------------------------------- models
+
+
+def _features(y, h):
+    return jnp.concatenate([y, jnp.reshape(h, (1,)).astype(y.dtype)])
+
+
+class HInputMLP(eqx.Module):
+    """f_θ(y, h): an MLP (tanh) whose input is the state and the step size.
+
+    Example:
+        >>> m = HInputMLP(2, key=jax.random.key(0))
+        >>> m(0.0, jnp.ones(2), 0.1).shape
+        (2,)
+    """
+
+    mlp: eqx.nn.MLP
+
+    def __init__(self, dim: int, *, width: int = 16, depth: int = 2, key):
+        self.mlp = eqx.nn.MLP(dim + 1, dim, width, depth, activation=jnp.tanh, key=key)
+
+    def __call__(self, t, y, h):
+        return self.mlp(_features(y, h))
+
+
+class HFreeMLP(eqx.Module):
+    """f_θ(y): the same MLP without h, the control. Its h → 0 limit is itself."""
+
+    mlp: eqx.nn.MLP
+
+    def __init__(self, dim: int, *, width: int = 16, depth: int = 2, key):
+        self.mlp = eqx.nn.MLP(dim, dim, width, depth, activation=jnp.tanh, key=key)
+
+    def __call__(self, t, y, h):
+        return self.mlp(y)
+
+
+class Hypersolver(eqx.Module):
+    """f(t, y) + h·g_θ(y, h) for a known field f (not trained); its h → 0 limit is f.
+
+    Euler on it takes the step y + h·f(y) + h²·g_θ(y, h): g_θ learns Euler's local error.
+    `field` is a plain function (t, y) -> dy/dt, so it holds no trainable arrays.
+    """
+
+    field: Callable
+    g: eqx.nn.MLP
+
+    def __init__(self, field: Callable, dim: int, *, width: int = 16, depth: int = 2, key):
+        self.field = field
+        self.g = eqx.nn.MLP(dim + 1, dim, width, depth, activation=jnp.tanh, key=key)
+
+    def __call__(self, t, y, h):
+        return self.field(t, y) + h * self.g(_features(y, h))
+
+
+_CLASSES = {"h_input": HInputMLP, "h_free": HFreeMLP, "hypersolver": Hypersolver}
+
+
+def make(kind: str, system, *, width: int = 16, depth: int = 2, seed: int = 0) -> eqx.Module:
+    """A freshly initialised model of `kind` (one of KINDS) for `system`'s state dimension.
+
+    The hypersolver's known field is the system's limit field f(t, y, args, 0). The same
+    arguments always give the same model: this is also the skeleton `load` reads into.
+    """
+    if kind not in _CLASSES:
+        raise InvalidArgument(f"kind={kind!r} is not a model kind; valid kinds: {', '.join(KINDS)}")
+    for name, value in (("width", width), ("depth", depth)):
+        if not isinstance(value, int) or value < 1:
+            raise InvalidArgument(f"{name}={value!r} is invalid; it must be an integer >= 1")
+    system = _systems.get(system)
+    dim = int(np.size(system.y0))
+    key = jax.random.key(seed)
+    if kind == "hypersolver":
+
+        def field(t, y):
+            return system.limit_field(t, y, system.args)
+
+        return Hypersolver(field, dim, width=width, depth=depth, key=key)
+    return _CLASSES[kind](dim, width=width, depth=depth, key=key)
+
+
+def kind_of(model) -> str:
+    """The KINDS name of a model built by `make`."""
+    for kind, cls in _CLASSES.items():
+        if isinstance(model, cls):
+            return kind
+    raise InvalidArgument(f"model of type {type(model).__name__} is not one of {', '.join(KINDS)}")
+
+
+def as_system(model, like) -> _systems.System:
+    """The model as a catalog `System` with the initial value and time span of `like`.
+
+    Its limit (h = 0) is what `analysis.sweep` measures convergence towards, and
+    `analysis.stability.one_step_map(as_system(model, like), "Euler", h)` is the trained map.
+    """
+    like = _systems.get(like)
+    return like.with_(
+        name=f"neural({kind_of(model)}, {like.name})",
+        vector_field=lambda t, y, args, h: model(t, y, h),
+        args=None,
+        exact=None,
+        equilibria=None,
+        invariants={},
+        h_dependent=kind_of(model) != "h_free",
+    )
+
+
+# -------------------------------------------------------------------------------- settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One discretization: a solver at a fixed step h, or adaptive (PID, atol = rtol).
+
+    Example:
+        >>> Setting("Euler", h=0.5).label, Setting("Tsit5", rtol=1e-6).label
+        ('Euler h=0.5', 'Tsit5 rtol=1e-06')
+    """
+
+    solver: str
+    h: float | None = None
+    rtol: float | None = None
+
+    def __post_init__(self):
+        _solvers.get(self.solver)  # raises InvalidArgument for an unknown name
+        if (self.h is None) == (self.rtol is None):
+            raise InvalidArgument(
+                f"Setting({self.solver!r}, h={self.h!r}, rtol={self.rtol!r}): give exactly one "
+                "of h (fixed steps) or rtol (adaptive steps)"
+            )
+        name, value = ("h", self.h) if self.h is not None else ("rtol", self.rtol)
+        if not np.isfinite(value) or value <= 0:
+            raise InvalidArgument(f"{name}={value!r} is invalid; it must be finite and > 0")
+        if self.rtol is not None and not _solvers.info(self.solver).adaptive:
+            raise InvalidArgument(
+                f"solver={self.solver!r} has no error estimate, so rtol={self.rtol!r} cannot "
+                "control it; give h instead or pick an adaptive solver"
+            )
+
+    @property
+    def control(self) -> str:
+        """ "fixed" or "adaptive"."""
+        return "fixed" if self.h is not None else "adaptive"
+
+    @property
+    def step(self) -> float:
+        """h for fixed steps, rtol for adaptive ones: the number a grid varies."""
+        return self.h if self.h is not None else self.rtol
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.solver} h={self.h:g}"
+            if self.h is not None
+            else (f"{self.solver} rtol={self.rtol:g}")
+        )
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trajectories:
+    """True trajectories of `system`: ys[i, k] = y(ts[k]) from the initial value ys[i, 0]."""
+
+    system: _systems.System
+    ts: np.ndarray
+    ys: np.ndarray
+
+    @property
+    def y0(self) -> np.ndarray:
+        return self.ys[:, 0]
+
+
+def _true_solve(system, y0, ts):
+    """y(ts) of the system's limit ODE from y(ts[0]) = y0, by the reference solver."""
+    name, rtol = _reference.REFERENCE_SETTINGS["stiff" if system.stiff else "nonstiff"]
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(system.limit_field),
+        getattr(diffrax, name)(),
+        ts[0],
+        ts[-1],
+        None,
+        y0,
+        system.args,
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol),
+        max_steps=100_000,
+    )
+    return sol.ys
+
+
+#: y(ts[b]) from y0s[b] for a batch of initial values and time grids; compiled once per system.
+_true_batch = jax.jit(jax.vmap(_true_solve, in_axes=(None, 0, 0)), static_argnums=0)
+
+
+def trajectories(
+    system,
+    count: int,
+    *,
+    horizon: float | None = None,
+    saves: int = 9,
+    spread: float = 0.5,
+    seed: int = 0,
+) -> Trajectories:
+    """`count` true trajectories from y0 = system.y0 + spread·N(0, I) (seeded), saved at
+    `saves` equally spaced times over [t0, t0 + horizon] (default horizon: t1 - t0).
+
+    Different seeds give disjoint draws: use one for training and another for held-out tests.
+    """
+    warn_if_float32("neural training data")
+    system = _systems.get(system)
+    horizon = system.t1 - system.t0 if horizon is None else horizon
+    if not isinstance(count, int) or count < 1:
+        raise InvalidArgument(f"count={count!r} is invalid; it must be an integer >= 1")
+    if not isinstance(saves, int) or saves < 2:
+        raise InvalidArgument(f"saves={saves!r} is invalid; it must be an integer >= 2")
+    if not np.isfinite(horizon) or horizon <= 0:
+        raise InvalidArgument(f"horizon={horizon!r} is invalid; it must be finite and > 0")
+    rng = np.random.default_rng(seed)
+    base = np.asarray(system.y0, dtype=float)
+    y0s = base + spread * rng.standard_normal((count, *base.shape))
+    ts = system.t0 + np.linspace(0.0, horizon, saves)
+    ys = _true_batch(system, jnp.asarray(y0s), jnp.broadcast_to(ts, (count, saves)))
+    return Trajectories(system, ts, np.asarray(ys))
+
+
+# ---------------------------------------------------------------------------------- solving
+
+
+def _check_on_grid(setting: Setting, ts) -> int:
+    """For fixed steps, the number of steps to ts[-1]; every save time must be on the grid."""
+    if setting.h is None:
+        return ADAPTIVE_MAX_STEPS
+    ratios = (np.asarray(ts) - ts[0]) / setting.h
+    if np.max(np.abs(ratios - np.round(ratios))) > 1e-8 * max(1.0, np.max(ratios)):
+        raise InvalidArgument(
+            f"h={setting.h!r} does not divide the save times {list(np.round(ts - ts[0], 12))}; "
+            "choose h = (save spacing)/m for an integer m, so errors are measured at steps"
+        )
+    return int(round(ratios[-1]))
+
+
+def _solve(model, setting: Setting, step, y0, ts, max_steps: int):
+    """Solve the model from y0 over ts under `setting` with step (h or rtol) = `step`.
+
+    Returns (ys at ts, diffrax result code, number of steps); never raises.
+    """
+    solver = StepAware(_solvers.for_fixed_steps(_solvers.get(setting.solver)))
+    if setting.control == "fixed":
+        controller, dt0 = diffrax.ConstantStepSize(), step
+    else:
+        controller, dt0 = diffrax.PIDController(rtol=step, atol=step), None
+    sol = diffrax.diffeqsolve(
+        StepTerm(lambda t, y, args, h: model(t, y, h)),
+        solver,
+        ts[0],
+        ts[-1],
+        dt0,
+        y0,
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=controller,
+        adjoint=diffrax.RecursiveCheckpointAdjoint(),
+        max_steps=max_steps,
+        throw=False,
+    )
+    return sol.ys, sol.result._value, sol.stats["num_steps"]
+
+
+def _mse(ys, truth):
+    return jnp.mean((ys[:, 1:] - truth[:, 1:]) ** 2)
+
+
+def predict(model, setting: Setting, y0s, ts) -> np.ndarray:
+    """The model's states at `ts` from each initial value in `y0s` (shape (N, len(ts), d))."""
+    max_steps = _check_on_grid(setting, np.asarray(ts))
+    run = jax.jit(jax.vmap(lambda y0: _solve(model, setting, setting.step, y0, ts, max_steps)[0]))
+    return np.asarray(run(jnp.asarray(y0s)))
+
+
+def loss(model, data: Trajectories, setting: Setting) -> float:
+    """Mean squared error of the model under `setting` against `data` (save times after t0)."""
+    ys = predict(model, setting, data.y0, data.ts)
+    return float(np.mean((ys[:, 1:] - data.ys[:, 1:]) ** 2))
+
+
+def train(
+    model,
+    data: Trajectories,
+    setting: Setting,
+    *,
+    steps: int = 300,
+    learning_rate: float = 1e-2,
+):
+    """Fit the model to `data` through the discretization `setting` (discretize-then-optimise).
+
+    Full-batch Adam on the mean squared error, gradients by backpropagation through the
+    diffrax solve (RecursiveCheckpointAdjoint; under an adaptive controller diffrax stops
+    gradients through the step-size choice). The whole loop is one compiled `lax.scan`, so
+    training is deterministic for a given model, data and setting.
+
+    Returns (trained model, losses), losses[k] being the loss before update k.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise InvalidArgument(f"steps={steps!r} is invalid; it must be an integer >= 1")
+    if not np.isfinite(learning_rate) or learning_rate <= 0:
+        raise InvalidArgument(f"learning_rate={learning_rate!r} is invalid; it must be > 0")
+    max_steps = _check_on_grid(setting, data.ts)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    optimiser = optax.adam(learning_rate)
+    ts, y0s, truth = jnp.asarray(data.ts), jnp.asarray(data.y0), jnp.asarray(data.ys)
+
+    def objective(p):
+        m = eqx.combine(p, static)
+        ys = jax.vmap(lambda y0: _solve(m, setting, setting.step, y0, ts, max_steps)[0])(y0s)
+        return _mse(ys, truth)
+
+    @jax.jit
+    def fit(p, state):
+        def update(carry, _):
+            p, state = carry
+            value, grads = jax.value_and_grad(objective)(p)
+            updates, state = optimiser.update(grads, state, p)
+            return (optax.apply_updates(p, updates), state), value
+
+        (p, _), values = jax.lax.scan(update, (p, state), None, length=steps)
+        return p, values
+
+    params, losses = fit(params, optimiser.init(params))
+    return eqx.combine(params, static), np.asarray(losses)
+
+
+# ----------------------------------------------------------------------------- persistence
+
+
+def save(path, model) -> None:
+    """Write the model's arrays with `eqx.tree_serialise_leaves` (atomically; no pickle)."""
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, model)
+    _results.atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def load(path, like):
+    """Read arrays saved by `save` into the skeleton `like` (e.g. `make(kind, system, ...)`).
+
+    A file whose arrays do not match `like` leaf for leaf (count, shapes, dtypes) is refused
+    with InvalidArgument.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidArgument(f"path={str(path)!r} is not a file")
+    refusal = (
+        f"{path} does not hold parameters of this model: the skeleton "
+        f"{type(like).__name__} with leaf shapes "
+        f"{[tuple(x.shape) for x in jax.tree_util.tree_leaves(eqx.filter(like, eqx.is_array))]}"
+    )
+    with path.open("rb") as fh:
+        try:
+            model = eqx.tree_deserialise_leaves(fh, like)
+        except Exception as err:  # numpy/equinox raise several types on a foreign file
+            raise InvalidArgument(f"{refusal} ({type(err).__name__}: {err})") from err
+        if fh.read(1):
+            raise InvalidArgument(f"{refusal} (the file holds more arrays than the skeleton)")
+    return model
+
+
+# ------------------------------------------------------------------ discretization matrix
+
+_COMPILES = {"count": 0}
+
+
+def _grouped(settings: Sequence[Setting]):
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, s in enumerate(settings):
+        if not isinstance(s, Setting):
+            raise InvalidArgument(f"test_settings[{i}]={s!r} is not a neural.Setting")
+        groups.setdefault((s.solver, s.control), []).append(i)
+    return groups
+
+
+def _evaluate(model, settings: Sequence[Setting], data: Trajectories):
+    """Per setting: (status, error, mean steps); one compile per (solver, control), vmapped."""
+    ts, y0s, truth = jnp.asarray(data.ts), jnp.asarray(data.y0), np.asarray(data.ys)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    out: dict[int, tuple[str, float, float]] = {}
+    groups = _grouped(settings)
+    for index in groups.values():
+        members = [settings[i] for i in index]
+        max_steps = max(_check_on_grid(s, data.ts) for s in members)
+
+        def run(p, steps, first=members[0], max_steps=max_steps):
+            m = eqx.combine(p, static)
+            one = lambda step, y0: _solve(m, first, step, y0, ts, max_steps)  # noqa: E731
+            return jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(steps, y0s)
+
+        steps = jnp.asarray([s.step for s in members], dtype=float)
+        compiled = jax.jit(run).lower(params, steps).compile()
+        _COMPILES["count"] += 1
+        ys, codes, nsteps = (np.asarray(x) for x in compiled(params, steps))
+        for j, i in enumerate(index):
+            statuses = [status_of(c, y) for c, y in zip(codes[j], ys[j], strict=True)]
+            bad = [s for s in statuses if s != "ok"]
+            err = math.sqrt(np.mean((ys[j][:, 1:] - truth[:, 1:]) ** 2)) if not bad else np.nan
+            out[i] = (bad[0] if bad else "ok", err, float(np.mean(nsteps[j])))
+    return [out[i] for i in range(len(settings))], len(groups)
+
+
+def discretization_matrix(
+    model, train_setting: Setting, test_settings: Sequence[Setting], data: Trajectories
+) -> pd.DataFrame:
+    """The model's error on held-out trajectories `data` under every test setting.
+
+    One row per test setting, columns: model (its kind), train_setting (label), test_setting
+    (label), test_solver, control ("fixed"/"adaptive"), test_h (NaN if adaptive), test_rtol
+    (NaN if fixed), status ("ok" or the first failure among the trajectories), error (RMS over
+    trajectories, save times after t0 and components; NaN unless ok), num_steps (mean per
+    trajectory). Each (solver, control) group is compiled once and vmapped over its steps or
+    tolerances; `df.attrs["compilations"]` is the number of groups. Fixed steps must divide
+    the save spacing of `data`.
+    """
+    if not isinstance(train_setting, Setting):
+        raise InvalidArgument(f"train_setting={train_setting!r} is not a neural.Setting")
+    if len(test_settings) == 0:
+        raise InvalidArgument("test_settings is empty; give at least one neural.Setting")
+    results, compiles = _evaluate(model, test_settings, data)
+    df = pd.DataFrame(
+        {
+            "model": kind_of(model),
+            "train_setting": train_setting.label,
+            "test_setting": [s.label for s in test_settings],
+            "test_solver": [s.solver for s in test_settings],
+            "control": [s.control for s in test_settings],
+            "test_h": [np.nan if s.h is None else s.h for s in test_settings],
+            "test_rtol": [np.nan if s.rtol is None else s.rtol for s in test_settings],
+            "status": [r[0] for r in results],
+            "error": [r[1] for r in results],
+            "num_steps": [r[2] for r in results],
+        }
+    )
+    df.attrs["compilations"] = compiles
+    return df
+
+
+# ---------------------------------------------------------------------------- sensitivity
+
+
+def step_sensitivity(
+    model,
+    data: Trajectories,
+    solver: str,
+    *,
+    hs: Sequence[float] = (),
+    rtols: Sequence[float] = (),
+    method: str = "autodiff",
+    relative_step: float = 1e-4,
+    log_rtol_step: float = 0.1,
+) -> pd.DataFrame:
+    """d(loss)/dh at fixed steps and d(loss)/d(log rtol) under adaptive control.
+
+    Fixed steps h = Δ/m (Δ the save spacing of `data`, m an integer): the loss after m·k steps
+    of size h is compared with the true y(m·k·h) for k = 1..K, so with m held fixed the loss is
+    a smooth function of h whose value at h is the ordinary loss, and its derivative includes
+    the true solution's motion (dy/dt = f, exactly). method="autodiff" differentiates through the
+    fixed-step solve (h a traced input: both the field's h and the step positions);
+    method="finite_difference" uses central differences h(1 ± relative_step) (a check).
+
+    Adaptive (rtols): diffrax stops gradients through the controller, so d(loss)/d(log rtol) is
+    always a central difference, at rtol·exp(±log_rtol_step) (a tolerance change moves whole
+    steps, so this step is not small).
+
+    Columns: model, solver, control, h, rtol, loss, dloss, wrt ("h" or "log_rtol"), method.
+    """
+    if method not in ("autodiff", "finite_difference"):
+        raise InvalidArgument(
+            f"method={method!r} is invalid; valid: 'autodiff', 'finite_difference'"
+        )
+    if not hs and not rtols:
+        raise InvalidArgument("give hs (fixed steps) or rtols (adaptive), or both")
+    spacing = np.diff(data.ts)
+    if not np.allclose(spacing, spacing[0], rtol=1e-12):
+        raise InvalidArgument("step_sensitivity needs equally spaced save times in data.ts")
+    rows = []
+    y0s, truth0 = jnp.asarray(data.y0), jnp.asarray(data.ys)
+    if hs:
+        setting = Setting(solver, h=hs[0])
+        ms = [_check_on_grid(Setting(solver, h=h), data.ts[:2]) for h in hs]
+        h_arr, m_arr = jnp.asarray(hs, dtype=float), jnp.asarray(ms, dtype=float)
+        count, n = len(data.ts) - 1, len(data.y0)
+        field = jax.vmap(lambda t, y: data.system.limit_field(t, y, data.system.args))
+
+        def times(h, m):
+            return data.ts[0] + h * m * jnp.arange(count + 1)
+
+        def truth(h_arr, m_arr):
+            """y at the save times of every h, by the reference solver, outside autodiff."""
+            grids = jnp.repeat(jax.vmap(times)(h_arr, m_arr), n, axis=0)
+            ys = _true_batch(data.system, jnp.tile(y0s, (len(h_arr), 1)), grids)
+            return ys.reshape(len(h_arr), n, count + 1, -1)[:, :, 1:]
+
+        def fixed_loss(h, m, true):
+            t = times(h, m)
+            ys = jax.vmap(lambda y0: _solve(model, setting, h, y0, t, max(ms) * count)[0])(y0s)
+            # y(t(h)) to first order around the computed truth: exact value, exact d/dh.
+            moved = t[1:] - jax.lax.stop_gradient(t[1:])
+            true_h = true + jax.vmap(lambda y: field(t[1:], y))(true) * moved[None, :, None]
+            return jnp.mean((ys[:, 1:] - true_h) ** 2)
+
+        if method == "autodiff":
+            true = truth(h_arr, m_arr)
+            values = jax.jit(jax.vmap(fixed_loss))(h_arr, m_arr, true)
+            slopes = jax.jit(jax.vmap(jax.grad(fixed_loss)))(h_arr, m_arr, true)
+        else:
+            dh = relative_step * h_arr
+            grid = jnp.concatenate([h_arr, h_arr + dh, h_arr - dh])
+            mm = jnp.concatenate([m_arr, m_arr, m_arr])
+            both = jax.jit(jax.vmap(fixed_loss))(grid, mm, truth(grid, mm)).reshape(3, -1)
+            values, slopes = both[0], (both[1] - both[2]) / (2 * dh)
+        for h, v, s in zip(hs, np.asarray(values), np.asarray(slopes), strict=True):
+            rows.append(("fixed", h, np.nan, v, s, "h", method))
+    if rtols:
+        setting, delta = Setting(solver, rtol=rtols[0]), log_rtol_step
+
+        def adaptive_loss(rtol):
+            ys = jax.vmap(
+                lambda y0: _solve(model, setting, rtol, y0, data.ts, ADAPTIVE_MAX_STEPS)[0]
+            )(y0s)
+            return _mse(ys, truth0)
+
+        r = jnp.asarray(rtols, dtype=float)
+        grid = jnp.concatenate([r, r * math.exp(delta), r * math.exp(-delta)])
+        values = np.asarray(jax.jit(jax.vmap(adaptive_loss))(grid)).reshape(3, len(rtols))
+        for rtol, v, up, down in zip(rtols, *values, strict=True):
+            rows.append(
+                (
+                    "adaptive",
+                    np.nan,
+                    rtol,
+                    v,
+                    (up - down) / (2 * delta),
+                    "log_rtol",
+                    "finite_difference",
+                )
+            )
+    df = pd.DataFrame(rows, columns=["control", "h", "rtol", "loss", "dloss", "wrt", "method"])
+    df.insert(0, "solver", solver)
+    df.insert(0, "model", kind_of(model))
+    return df
+
+
+# ------------------------------------------------------------------- Ott et al. step check
+
+
+@dataclasses.dataclass(frozen=True)
+class StepAdaptation:
+    """Result of `step_adaptation`: the first step that passes (None if none), and the table."""
+
+    step: float | None
+    table: pd.DataFrame
+
+
+def step_adaptation(
+    model,
+    data: Trajectories,
+    *,
+    solver: str,
+    h: float,
+    test_solver: str = "Tsit5",
+    threshold: float = 0.1,
+    max_halvings: int = 6,
+) -> StepAdaptation:
+    """The check of Ott et al. (ICLR 2021): from h, halve the step until the model's error with
+    `solver` and with the more accurate `test_solver` (same h) agree within `threshold`
+    (|e_solver - e_test| ≤ threshold·e_test). The step where they first agree is where the model
+    stops depending on its discretization; `step` is None if it never does within
+    `max_halvings`. The model is not retrained (their procedure then continues training at
+    that step). Both solvers are evaluated in one vmapped compile each.
+
+    Table columns: h, error_solver, error_test, gap (relative), agrees.
+    """
+    if not np.isfinite(threshold) or threshold <= 0:
+        raise InvalidArgument(f"threshold={threshold!r} is invalid; it must be finite and > 0")
+    if not isinstance(max_halvings, int) or max_halvings < 0:
+        raise InvalidArgument(f"max_halvings={max_halvings!r} must be an integer >= 0")
+    hs = [h / 2**k for k in range(max_halvings + 1)]
+    settings = [Setting(solver, h=x) for x in hs] + [Setting(test_solver, h=x) for x in hs]
+    results, _ = _evaluate(model, settings, data)
+    err = np.array([r[1] for r in results])
+    e_solver, e_test = err[: len(hs)], err[len(hs) :]
+    gap = np.abs(e_solver - e_test) / e_test
+    agrees = gap <= threshold  # NaN (a failed solve) never agrees
+    table = pd.DataFrame(
+        {"h": hs, "error_solver": e_solver, "error_test": e_test, "gap": gap, "agrees": agrees}
+    )
+    passing = np.flatnonzero(agrees)
+    return StepAdaptation(float(hs[passing[0]]) if passing.size else None, table)
