@@ -154,7 +154,6 @@ def run_study(
     study = load(name)
     config = study.QUICK if quick else study.CONFIG
     folder = results_dir / name
-    started = datetime.now(UTC)
     t = time.perf_counter()
     current = {**results.provenance(name, config, sources=[study.__file__]), "quick": quick}
     tables, reason = (None, "--force") if force else _load_fresh(folder, current)
@@ -176,8 +175,10 @@ def run_study(
         resumed = store.loaded
         if resumed:
             log(f"[{name}] resumed {resumed} finished chunk(s) from an interrupted run")
-        prov = {**results.provenance(name, config, started=started, sources=[study.__file__])}
-        results.write_tables(folder, tables, {**prov, "quick": quick, "chunk_size": chunk_size})
+        # The provenance snapshot taken before the run (sources as they were when it started).
+        finished = datetime.now(UTC).isoformat(timespec="seconds")
+        prov = {**current, "finished": finished, "chunk_size": chunk_size}
+        results.write_tables(folder, tables, prov)
         shutil.rmtree(folder / CHUNKS, ignore_errors=True)
     else:
         log(f"[{name}] stored results are current; reusing them (--force recomputes)")
@@ -264,9 +265,8 @@ def show(name: str, *, results_dir: Path, figures_dir: Path) -> int:
         print(f"results: none stored in {folder}; run `python -m studies run {name}`")
         return 1
     quick = bool(prov.get("quick"))
-    current = {
-        **results.provenance(name, study.QUICK if quick else study.CONFIG, sources=[study.__file__])
-    }
+    config = study.QUICK if quick else study.CONFIG
+    current = results.provenance(name, config, sources=[study.__file__])
     reason = results.stale_reason(prov, current)
     print(f"results: {folder}/ ({', '.join(f'{t}.parquet' for t in prov['tables'])})")
     figs = sorted(p.name for p in (figures_dir / name).glob("*") if p.is_file())
