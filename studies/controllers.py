@@ -51,7 +51,7 @@ class Config:
     # 3. controller-induced spread
     families: tuple[str, ...] = ("perturbed", "lifted_map", "modified_euler")
     spread_solver: str = "Tsit5"
-    spread_presets: tuple[str, ...] = ("I", "PI42", "PI34", "H211PI", "H211b", "H312b", "H321")
+    spread_presets: tuple[str, ...] = ("I", "PI34", "H211b", "H312b")
     spread_rtols: tuple[float, ...] = tuple(np.logspace(-3, -9, 7))
     freeze_h: float = 0.05
     # 4. y(T) on a fine tolerance grid

@@ -222,3 +222,30 @@ def test_sweep_step_metrics_columns_agree_with_the_counts(decay_rows):
     assert (df["roughness_mean"] <= df["roughness_max"]).all()
     with pytest.raises(InvalidArgument, match="log_steps"):
         analysis.sweep("linear", "Euler", dt0=[0.1], log_steps=10)
+
+
+def test_work_precision_compiles_once_and_keeps_the_best_time():
+    lin = systems.get("linear")
+    wp = controllers.work_precision(lin, [("Tsit5", "PI34")], [1e-4, 1e-8], repeats=3)
+    assert wp.attrs["compilations"] == 1  # three timed runs of one compiled solve
+    once = analysis.sweep(lin, "Tsit5", controller="PI34", rtol=[1e-4, 1e-8], chunk_size=1)
+    np.testing.assert_array_equal(wp["nfev"], once["nfev"])
+    np.testing.assert_allclose(wp["error"], once["error"], rtol=1e-12)
+    assert (wp["wall_s"] > 0).all() and wp["error"].iloc[1] < wp["error"].iloc[0]
+
+
+def test_spread_is_the_max_norm_range_over_ok_rows():
+    rows = pd.DataFrame(
+        {
+            "system": ["a"] * 3 + ["b"] * 2,
+            "rtol": 1e-3,
+            "status": ["ok"] * 4 + ["nonfinite"],
+            "y_final_0": [1.0, 2.0, 4.0, 0.0, 9.0],
+            "y_final_1": [0.0, 10.0, 0.0, 0.0, 0.0],
+        }
+    )
+    s = controllers.spread(rows).set_index("system")
+    assert s.loc["a", "spread"] == 10.0 and s.loc["b", "spread"] == 0.0 and s.loc["b", "n"] == 1
+    assert controllers.spread(rows, output="y_final_0").set_index("system").loc["a", "spread"] == 3
+    with pytest.raises(InvalidArgument, match="output"):
+        controllers.spread(rows, output="y")

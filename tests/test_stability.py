@@ -277,3 +277,21 @@ def test_max_stable_step_is_the_interval_over_the_stiffness():
 def test_bad_input_is_an_invalid_argument_naming_it(call, needle):
     with pytest.raises(InvalidArgument, match=re.escape(needle)):
         call()
+
+
+def test_explicit_runge_kutta_maps_of_a_lifted_map_do_not_depend_on_h():
+    # f = (Φ(y) - y)/h: each stage's h·k_j = Φ(Y_j) - Y_j, so h cancels from every stage.
+    sys = systems.get("lifted_map", map="logistic", mu=3.7)
+    y = jnp.linspace(0.05, 0.95, 7)
+
+    def logistic(x):
+        return 3.7 * x * (1 - x)
+
+    tsit5 = [jax.vmap(stability.one_step_map(sys, "Tsit5", h))(y) for h in (0.1, 1.0, 3.0)]
+    for h, out in zip((0.1, 1.0, 3.0), tsit5, strict=True):
+        euler = jax.vmap(stability.one_step_map(sys, "Euler", h))(y)
+        np.testing.assert_allclose(euler, logistic(y), rtol=1e-13)
+        heun = jax.vmap(stability.one_step_map(sys, "Heun", h))(y)  # (y + Φ(Φ(y)))/2
+        np.testing.assert_allclose(heun, (y + logistic(logistic(y))) / 2, rtol=1e-13)
+        np.testing.assert_allclose(out, tsit5[0], rtol=1e-13)
+    assert not np.allclose(tsit5[0], logistic(y))

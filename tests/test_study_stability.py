@@ -19,6 +19,7 @@ def test_tables_are_present_and_parquet_safe(results):
         "branches",
         "spurious",
         "stiff",
+        "stiff_check",
         "lifted",
     }
     for name, df in results.items():
@@ -70,6 +71,12 @@ def test_stiff_steps_and_orbits_follow_the_theory(results):
     tsit5 = stiff[stiff.solver == "Tsit5"]
     np.testing.assert_allclose(tsit5.h_times_k, iv.loc["Tsit5", "real_interval"], rtol=2e-6)
     assert np.isinf(stiff[stiff.implicit].max_stable_step).all()
+    # Real diffrax solves: bounded just below the largest stable step, exploding just above.
+    check = results["stiff_check"]
+    below = check[check.h_over_max_stable < 1]
+    assert (below.status == "ok").all() and (below.error < 1e-2).all()
+    above = check[check.h_over_max_stable > 1]
+    assert (~np.isfinite(above.error) | (above.error > 1e3)).all()
     orbits = results["orbits"]
     # Φ'(1) = 1 - h: y = 1 attracts, within |1 - h|^n_transient ≤ 0.7^300 where |1 - h| ≤ 0.7.
     calm = orbits[(orbits.solver == "Euler") & (abs(orbits.h - 1) <= 0.7)]

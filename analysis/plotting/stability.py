@@ -158,3 +158,43 @@ def max_step_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt
             ax.set_title(title)
         ax.legend(loc="lower left", fontsize="small", ncol=2)
     return fig
+
+
+def step_check_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.Figure:
+    """Errors of real solves near the largest stable step, against stiffness (log-log).
+
+    `df`: columns solver, stiffness, h_over_max_stable, error, status. Filled markers: below
+    the largest stable step (ratio < 1); hollow: above it. Non-finite errors sit on the top edge.
+    """
+    with paper_style():
+        fig, ax = _axes(ax)
+        for solver, g in df.groupby("solver", sort=False):
+            style = solver_style(solver)
+            for below in (True, False):
+                s = g[(g["h_over_max_stable"] < 1) == below]
+                err = np.where(np.isfinite(s["error"]), s["error"], np.nan)
+                ax.scatter(
+                    s["stiffness"],
+                    err,
+                    marker=style["marker"],
+                    facecolors=style["color"] if below else "none",
+                    edgecolors=style["color"],
+                    label=solver if below else None,
+                )
+                blown = s[~np.isfinite(s["error"])]
+                ax.plot(
+                    blown["stiffness"],
+                    np.ones(len(blown)),
+                    ls="none",
+                    marker=style["marker"],
+                    mfc="none",
+                    color=style["color"],
+                    transform=ax.get_xaxis_transform(),
+                    clip_on=False,
+                )
+        log_axis(ax, "x", "stiffness k")
+        log_axis(ax, "y", "error at t1")
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="center left", fontsize="small", ncol=2)
+    return fig
