@@ -37,6 +37,7 @@ from .stability import (
     max_step_plot,
     orbit_diagram_plot,
     stability_regions,
+    step_check_plot,
 )
 
 __all__ = [
@@ -64,4 +65,5 @@ __all__ = [
     "lyapunov_plot",
     "branches_plot",
     "max_step_plot",
+    "step_check_plot",
 ]
