@@ -31,6 +31,7 @@ from .controllers import (
     work_precision_plot,
 )
 from .convergence import error_vs_step, local_orders_vs, observed_orders, order_cap
+from .discrete import conjugacy_plot, defect_plot, drift_plot, map_vs_limit_plot
 from .stability import (
     branches_plot,
     lyapunov_plot,
@@ -52,6 +53,10 @@ __all__ = [
     "slope_triangle",
     "solver_style",
     "error_vs_step",
+    "conjugacy_plot",
+    "drift_plot",
+    "defect_plot",
+    "map_vs_limit_plot",
     "observed_orders",
     "order_cap",
     "local_orders_vs",

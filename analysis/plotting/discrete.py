@@ -1,0 +1,174 @@
+"""Discrete-map figures: conjugate orbit diagrams, drift from a lifted map, modified-equation
+defects, and a map against its continuous limit. Each takes the tidy DataFrames of
+`analysis.discrete` (or of the discrete_maps study) and returns a Figure.
+
+Example:
+    >>> from analysis import discrete, plotting
+    >>> df = discrete.modified_equation_defect("Euler", "logistic", (0, 1, 2), [0.1, 0.05, 0.02])
+    >>> fig = plotting.defect_plot(df)
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ._style import DOUBLE_WIDTH, log_axis, paper_style, solver_style
+
+#: Exact zeros on log axes are drawn at this value (and the caption says so).
+ZERO_FLOOR = 1e-17
+
+
+def _fitted_slope(h, value) -> float:
+    keep = np.isfinite(value) & (value > 0)
+    if keep.sum() < 2:
+        return np.nan
+    return float(np.polyfit(np.log(h[keep]), np.log(value[keep]), 1)[0])
+
+
+def conjugacy_plot(df: pd.DataFrame) -> plt.Figure:
+    """Euler's orbit diagram in h (left) and the logistic map's in μ with Euler's rescaled points.
+
+    `df` columns: h, mu, y_euler, x_euler, x_logistic (one row per kept iterate).
+    """
+    with paper_style():
+        fig, (left, right) = plt.subplots(1, 2, figsize=(DOUBLE_WIDTH, 2.6))
+        dots = dict(lw=0, rasterized=True)
+        left.scatter(df["h"], df["y_euler"], s=0.2, c="k", alpha=0.4, **dots)
+        left.set_xlabel("step size h (time units)")
+        left.set_ylabel(r"Euler iterates $y_n$")
+        left.set_title(r"Euler on $y' = r\,y(1-y)$")
+        right.scatter(df["mu"], df["x_logistic"], s=2.5, c="0.7", label="logistic map", **dots)
+        right.scatter(
+            df["mu"],
+            df["x_euler"],
+            s=0.2,
+            c="k",
+            alpha=0.6,
+            label=r"Euler, $x = hry/(1+hr)$",
+            **dots,
+        )
+        right.set_xlabel(r"$\mu = 1 + h r$")
+        right.set_ylabel(r"$x_n$")
+        right.set_title(r"logistic map $x \mapsto \mu x(1-x)$")
+        right.legend(loc="lower left", markerscale=4)
+    return fig
+
+
+def drift_plot(df: pd.DataFrame) -> plt.Figure:
+    """Gap between solver orbits and the lifted map's orbit against time, one panel per map.
+
+    `df` columns: map, solver (label), status, t, drift. Zeros are drawn at ZERO_FLOOR; a run
+    whose status is not "ok" is named in the legend and not drawn.
+    """
+    maps = list(dict.fromkeys(df["map"]))
+    with paper_style():
+        fig, axes = plt.subplots(
+            1, len(maps), figsize=(DOUBLE_WIDTH, 2.6), sharey=True, squeeze=False
+        )
+        for ax, name in zip(axes[0], maps, strict=True):
+            for label, g in df[df["map"] == name].groupby("solver", sort=False):
+                style = solver_style(label.split(" ")[0])
+                if "adaptive" in label:
+                    style["color"] = solver_style("PI42")["color"]
+                status = g["status"].iloc[0]
+                if status != "ok":
+                    ax.plot(
+                        [],
+                        [],
+                        ls="none",
+                        marker="x",
+                        color=style["color"],
+                        label=f"{label}: {status}",
+                    )
+                    continue
+                ax.plot(
+                    g["t"],
+                    np.maximum(g["drift"], ZERO_FLOOR),
+                    marker=style["marker"],
+                    color=style["color"],
+                    markevery=max(1, len(g) // 10),
+                    label=label,
+                )
+            log_axis(ax, "y", r"gap to $\Phi^n(y_0)$, max-norm")
+            ax.set_xlabel("t = n·h (time units)")
+            ax.set_title(f"lifted {name} map")
+        axes[0][0].legend(loc="center right", fontsize="small")
+    return fig
+
+
+def defect_plot(df: pd.DataFrame) -> plt.Figure:
+    """Modified-equation defect against h, one panel per solver, one line per order (slopes).
+
+    `df` columns: solver, order, h, defect, status (as from `discrete.modified_equation_defect`).
+    """
+    solvers = list(dict.fromkeys(df["solver"]))
+    with paper_style():
+        fig, axes = plt.subplots(
+            1, len(solvers), figsize=(DOUBLE_WIDTH, 2.6), sharey=True, squeeze=False
+        )
+        markers = "os^D"
+        for ax, solver in zip(axes[0], solvers, strict=True):
+            color = solver_style(solver)["color"]
+            for i, (order, g) in enumerate(df[df["solver"] == solver].groupby("order")):
+                ok = g[(g["status"] == "ok") & (g["defect"] > 0)].sort_values("h")
+                slope = _fitted_slope(ok["h"].to_numpy(), ok["defect"].to_numpy())
+                ax.loglog(
+                    ok["h"],
+                    ok["defect"],
+                    marker=markers[i % len(markers)],
+                    color=color,
+                    alpha=1.0 - 0.25 * i,
+                    ls=("-", "--", ":", "-.")[i % 4],
+                    label=f"{order} terms (slope {slope:.2f})",
+                )
+            ax.set_xlabel("step size h (time units)")
+            ax.set_title(solver)
+            ax.legend(loc="lower right", fontsize="small")
+        axes[0][0].set_ylabel(r"defect $|\varphi_h^{\tilde f_h}(y) - \Phi_h(y)|$")
+    return fig
+
+
+def map_vs_limit_plot(gap: pd.DataFrame, curve: pd.DataFrame | None = None) -> plt.Figure:
+    """A map against an ODE: the gap over time (left) and a phase-portrait overlay (right).
+
+    `gap` is `discrete.compare`'s output (2-d states); `curve` optionally a dense ODE solution
+    (columns y_ode_0, y_ode_1) for a smooth line.
+    """
+    with paper_style():
+        fig, (left, right) = plt.subplots(1, 2, figsize=(DOUBLE_WIDTH, 2.8))
+        ok = gap[gap["status"] == "ok"]
+        later = ok[ok["step"] > 0]  # the orbits share their start: no gap at n = 0
+        left.plot(later["t"], np.maximum(later["error"], ZERO_FLOOR), color="k", marker="none")
+        threshold = float(gap["threshold"].iloc[0])
+        left.axhline(threshold, color="tab:red", lw=0.8, label=f"threshold {threshold:g}")
+        crossing = gap["time_to_threshold"].iloc[0]
+        if np.isfinite(crossing):
+            left.axvline(
+                crossing, color="tab:red", ls="--", lw=0.8, label=f"exceeded at t = {crossing:g}"
+            )
+        log_axis(left, "y", "gap map/ODE, max-norm")
+        left.set_xlabel("t (time units)")
+        left.legend(loc="lower right", fontsize="small")
+        line = curve if curve is not None else ok
+        right.plot(
+            line["y_ode_0"], line["y_ode_1"], color="0.4", lw=0.8, label="continuous limit (ODE)"
+        )
+        right.scatter(ok["y_map_0"], ok["y_map_1"], s=4, c="k", zorder=3, label="map iterates")
+        right.scatter(
+            ok["y_map_0"].iloc[:1],
+            ok["y_map_1"].iloc[:1],
+            s=20,
+            marker="*",
+            c="tab:red",
+            zorder=4,
+            label="start",
+        )
+        right.set_xlabel(r"$y_0$")
+        right.set_ylabel(r"$y_1$")
+        right.legend(loc="best", fontsize="small")
+    return fig
+
+
+__all__ = ["conjugacy_plot", "drift_plot", "defect_plot", "map_vs_limit_plot", "ZERO_FLOOR"]
