@@ -57,11 +57,11 @@ def test_pid_coefficients_reproduce_the_soderlind_betas(name):
         ("H0321", [0, 0, 0]),  # deadbeat by design (Söderlind 2003)
         ("H211b", [0, 0, 1 - 2 / 4]),  # {0, 1 - 2/b}
         ("H312b", [0, 0, 1 - 4 / 8]),  # {0, 0, 1 - 4/b}
-        ("H321", [1 / 3, 1 / 2, 2 / 3]),
+        ("H321", [1 / 3, 1 / 2, 2 / 3]),  # q³ - 3/2 q² + 13/18 q - 1/9, factored by hand
         ("PI34", [0, 0.8, -0.5]),  # q² - 0.3q - 0.4
     ],
 )
-def test_closed_loop_poles_are_the_published_ones(name, poles):
+def test_closed_loop_poles_are_the_roots_of_the_filter_polynomial(name, poles):
     got = np.sort_complex(controllers.closed_loop_poles(name))
     np.testing.assert_allclose(got, np.sort_complex(np.array(poles, complex)), atol=1e-6)
 
@@ -160,6 +160,20 @@ def test_smooth_limiter_bounds_the_step_ratio_by_one_plus_atan():
     x = 0.9 * (1 / tiny) ** (1 / 5)
     assert float(t1 - t0) == pytest.approx(h * (1 + np.arctan(x - 1)), rel=1e-12)
     assert float(t1 - t0) < h * (1 + np.pi / 2)
+
+
+def test_ratio_rejection_rule_accepts_by_the_step_ratio_not_the_error():
+    """Söderlind & Wang 2006: accept iff the (limited) ratio x ≥ accept_ratio."""
+    state = (jnp.array(1.0), jnp.array(1.0), jnp.array(0.1), jnp.array(0.1), False)
+
+    def accepted(err, **kw):
+        ctrl = controllers.SoderlindController(rtol=0.0, atol=1.0, safety=1.0, **kw)
+        args = (jnp.array(0.0), jnp.array(0.1), jnp.array(1.0), jnp.array(1.0), None)
+        return bool(ctrl.adapt_step_size(*args, jnp.array(err), 5, state)[0])
+
+    # e = 1.2: x = 1.2^(-1/5) = 0.964 ≥ 0.9, so the ratio rule keeps what the error rule rejects.
+    assert not accepted(1.2) and accepted(1.2, accept_ratio=0.9, limiter=True)
+    assert not accepted(2.0, accept_ratio=0.9, limiter=True)  # x = 0.8706, limited 0.8713 < 0.9
 
 
 def test_step_logger_records_every_attempt_and_agrees_with_diffrax_counts():
