@@ -93,6 +93,23 @@ def test_euler_modified_equation_defect_orders():
         assert abs(fit_slope(g["h"], g["defect"]) - expected) < 0.2
 
 
+@pytest.mark.parametrize(
+    "system, solver, slopes",
+    [
+        # Non-autonomous, started at t0 = 0.3: the time derivative enters every term.
+        (systems.get("prothero_robinson", stiffness=2.0).with_(t0=0.3), "Euler", (2, 3, 4)),
+        # Step-dependent f + h·sin(y): Heun is only first order on it, so f₂ ≠ 0 now.
+        (systems.get("perturbed", base="logistic", q=1), "Heun", (2, 3, 4)),
+    ],
+)
+def test_modified_equation_for_non_autonomous_and_step_dependent_fields(system, solver, slopes):
+    hs = np.geomspace(0.005, 0.05, 4)
+    df = discrete.modified_equation_defect(solver, system, (0, 1, 2), hs, y=0.5)
+    for order, expected in enumerate(slopes):
+        g = df[df["order"] == order]
+        assert abs(fit_slope(g["h"], g["defect"]) - expected) < 0.2, order
+
+
 def test_compare_euler_map_with_its_ode():
     sys = systems.get("logistic")
     h = 0.1

@@ -70,8 +70,9 @@ def drift_plot(df: pd.DataFrame) -> plt.Figure:
         for ax, name in zip(axes[0], maps, strict=True):
             for label, g in df[df["map"] == name].groupby("solver", sort=False):
                 style = solver_style(label.split(" ")[0])
+                dashes = "-"
                 if "adaptive" in label:
-                    style["color"] = solver_style("PI42")["color"]
+                    style["color"], dashes = solver_style("PI42")["color"], "--"
                 status = g["status"].iloc[0]
                 if status != "ok":
                     ax.plot(
@@ -88,13 +89,14 @@ def drift_plot(df: pd.DataFrame) -> plt.Figure:
                     np.maximum(g["drift"], ZERO_FLOOR),
                     marker=style["marker"],
                     color=style["color"],
+                    ls=dashes,
                     markevery=max(1, len(g) // 10),
                     label=label,
                 )
             log_axis(ax, "y", r"gap to $\Phi^n(y_0)$, max-norm")
             ax.set_xlabel("t = n·h (time units)")
             ax.set_title(f"lifted {name} map")
-        axes[0][0].legend(loc="center right", fontsize="small")
+            ax.legend(loc="center right", fontsize="small")
     return fig
 
 
@@ -167,7 +169,7 @@ def map_vs_limit_plot(gap: pd.DataFrame, curve: pd.DataFrame | None = None) -> p
         )
         right.set_xlabel(r"$y_0$")
         right.set_ylabel(r"$y_1$")
-        right.legend(loc="best", fontsize="small")
+        right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     return fig
 
 
