@@ -27,13 +27,17 @@ figures: $(STAMP)
 quick-figures: $(STAMP)
 	$(BIN)/python -m studies run all --quick
 
+# Benchmarks (a fresh process per measurement; ~5-10 min on 2 cores): writes benchmarks/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
 lint: $(STAMP)
-	$(BIN)/ruff check analysis studies tests
-	$(BIN)/ruff format --check analysis studies tests
+	$(BIN)/ruff check analysis studies tests benchmarks
+	$(BIN)/ruff format --check analysis studies tests benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff format analysis studies tests
-	$(BIN)/ruff check --fix analysis studies tests
+	$(BIN)/ruff format analysis studies tests benchmarks
+	$(BIN)/ruff check --fix analysis studies tests benchmarks
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,109 @@
+"""Run the benchmarks, one fresh process per measurement, and write benchmarks/RESULTS.md.
+
+    python -m benchmarks                 # everything (what `make bench` runs)
+    python -m benchmarks --quick         # tiny sizes: checks the harness, numbers meaningless
+    python -m benchmarks --only fixed orbit --out /tmp/RESULTS.md
+
+Each (workload, method) runs in its own process (`--child WORKLOAD METHOD`), so its compile
+caches start empty and its peak resident memory is its own. The raw records go to the JSON file
+next to the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CHILD_TIMEOUT_S = 600
+
+
+def _child(workload: str, method: str, quick: bool) -> None:
+    from . import workloads
+
+    scale = workloads.QUICK if quick else workloads.FULL
+    record = workloads.MEASUREMENTS[(workload, method)](scale)
+    print("RECORD " + json.dumps(record.finish()), flush=True)
+
+
+def _run_child(workload: str, method: str, quick: bool) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks", "--child", workload, method]
+    cmd += ["--quick"] if quick else []
+    env = {**os.environ, "JAX_ENABLE_X64": "1", "PYTHONPATH": str(HERE.parent)}
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, timeout=CHILD_TIMEOUT_S, cwd=HERE.parent
+        )
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RECORD ")]
+        if proc.returncode == 0 and lines:
+            return json.loads(lines[-1][len("RECORD ") :])
+        error = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+    except subprocess.TimeoutExpired:
+        error = [f"timed out after {CHILD_TIMEOUT_S} s"]
+    return {
+        "workload": workload,
+        "method": method,
+        "error": error[0],
+        "wall_s": time.perf_counter() - start,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (harness check)")
+    parser.add_argument("--only", nargs="*", help="workloads to run (fixed adaptive orbit ...)")
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"), help="report path")
+    parser.add_argument("--render", metavar="JSON", help="only rewrite the report from raw records")
+    parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "METHOD"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(*args.child, args.quick)
+        return 0
+
+    from . import report, workloads
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    raw = out.with_suffix(".json")
+    if args.render:
+        data = json.loads(Path(args.render).read_text())
+        out.write_text(
+            report.render(data["records"], data["machine"], data["command"], data["quick"])
+        )
+        return 0
+    command = (
+        "make bench"
+        if not (args.quick or args.only)
+        else "python -m benchmarks "
+        + " ".join(
+            (["--quick"] if args.quick else []) + (["--only", *args.only] if args.only else [])
+        )
+    )
+    data = {"machine": report.machine(), "command": command, "quick": args.quick, "records": []}
+    start = time.perf_counter()
+    for workload, method in workloads.MEASUREMENTS:
+        if args.only and workload not in args.only:
+            continue
+        print(f"[bench] {workload} / {method} ...", end=" ", flush=True)
+        rec = _run_child(workload, method, args.quick)
+        data["records"].append(rec)
+        raw.write_text(json.dumps(data, indent=1))  # kept if a later measurement fails
+        print(rec.get("error") or f"{rec['end_to_end_s']:.2f} s end to end", flush=True)
+    data["machine"]["total_wall_s"] = time.perf_counter() - start
+    data["machine"]["load_after"] = os.getloadavg()
+    raw.write_text(json.dumps(data, indent=1))
+    out.write_text(report.render(data["records"], data["machine"], command, args.quick))
+    print(f"[bench] wrote {out} in {data['machine']['total_wall_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
