@@ -210,7 +210,8 @@ def fit_order(
     h = np.asarray(h, dtype=float)
     err = np.asarray(err, dtype=float)
     _check_fit_args(h, err, status, floor, reference_error, confidence, min_points, order_tol)
-    ok = np.ones(len(h), bool) if status is None else np.asarray(status) == "ok"
+    status = None if status is None else np.asarray(status)
+    ok = np.ones(len(h), bool) if status is None else status == "ok"
     excluded: list[tuple[float, str]] = []
     for k in np.flatnonzero(~ok):
         excluded.append((float(h[k]), f"failed ({status[k]})"))
@@ -335,7 +336,7 @@ def _limit_trajectory(system: _systems.System, ts: np.ndarray):
 def _norm(e: np.ndarray, norm: str, ts: np.ndarray, idx: dict) -> np.ndarray:
     """Norm of errors e with shape (rows, times, state) on the union grid `ts`."""
     if norm == "final":
-        return np.max(np.abs(e[:, -1]), axis=-1)
+        return np.max(np.abs(e[:, idx["final"][0]]), axis=-1)
     if norm == "max":
         return np.max(np.abs(e[:, idx["max"]]), axis=(1, 2))
     t = ts[idx["l2"]]
@@ -366,7 +367,9 @@ def _grid(system, norms, save_ts, n_dense):
             raise InvalidArgument(f"n_dense={n_dense!r} is invalid; it must be an integer ≥ 2")
         parts["l2"] = np.linspace(t0, t1, int(n_dense))
     ts = np.unique(np.concatenate(list(parts.values())))
-    idx = {k: np.searchsorted(ts, v) for k, v in parts.items()}
+    ts = ts if t1 >= t0 else ts[::-1]  # ordered from t0 to t1, so t1 is last
+    pos = {t: i for i, t in enumerate(ts.tolist())}
+    idx = {k: np.array([pos[t] for t in v.tolist()]) for k, v in parts.items()}
     return ts, idx
 
 

@@ -20,10 +20,15 @@ def test_table_lists_every_solver_with_observed_and_nominal_order(results):
         assert col in orders
     final = smooth[smooth["norm"] == "final"]
     assert (final["status"] == "ok").all()
-    # Every solver within 0.2 of its nominal order, and its interval is honest about the spread.
-    assert np.all(np.abs(final["order"] - final["nominal_order"]) < 0.2), final[
-        ["solver", "order", "nominal_order"]
-    ]
+    # On the (linear) harmonic oscillator the errors follow from each solver's stability
+    # function R(z); the orders fitted to those predicted errors on the same steps are the
+    # mathematics the measurements must match.
+    assert np.all(np.abs(final["order"] - final["predicted_order"]) < 0.1), final
+    # Every solver shows its nominal order, except where R(z) - e^z has a tiny leading
+    # coefficient (Dopri8: 1.3e-3/9!), so the next term dominates at every resolvable step.
+    near = np.abs(final["predicted_order"] - final["nominal_order"]) < 0.2
+    assert set(final["solver"][~near]) <= {"Dopri8"}
+    assert np.all(np.abs(final["order"] - final["nominal_order"])[near] < 0.2), final
 
 
 def test_step_dependent_cap_and_modified_euler_orders(results):
