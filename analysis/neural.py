@@ -392,28 +392,31 @@ def train(
     if not np.isfinite(learning_rate) or learning_rate <= 0:
         raise InvalidArgument(f"learning_rate={learning_rate!r} is invalid; it must be > 0")
     max_steps = _check_on_grid(setting, data.ts)
+    arrays = (jnp.asarray(data.ts), jnp.asarray(data.y0), jnp.asarray(data.ys))
+    model, losses = _fit(model, setting, max_steps, steps, learning_rate, *arrays)
+    return model, np.asarray(losses)
+
+
+@eqx.filter_jit
+def _fit(model, setting, max_steps, steps, learning_rate, ts, y0s, truth):
+    """The training loop of `train`, compiled once per (model structure, setting, steps, lr)."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
     optimiser = optax.adam(learning_rate)
-    ts, y0s, truth = jnp.asarray(data.ts), jnp.asarray(data.y0), jnp.asarray(data.ys)
 
     def objective(p):
         m = eqx.combine(p, static)
         ys = jax.vmap(lambda y0: _solve(m, setting, setting.step, y0, ts, max_steps)[0])(y0s)
         return _mse(ys, truth)
 
-    @jax.jit
-    def fit(p, state):
-        def update(carry, _):
-            p, state = carry
-            value, grads = jax.value_and_grad(objective)(p)
-            updates, state = optimiser.update(grads, state, p)
-            return (optax.apply_updates(p, updates), state), value
+    def update(carry, _):
+        p, state = carry
+        value, grads = jax.value_and_grad(objective)(p)
+        updates, state = optimiser.update(grads, state, p)
+        return (optax.apply_updates(p, updates), state), value
 
-        (p, _), values = jax.lax.scan(update, (p, state), None, length=steps)
-        return p, values
-
-    params, losses = fit(params, optimiser.init(params))
-    return eqx.combine(params, static), np.asarray(losses)
+    init = (params, optimiser.init(params))
+    (params, _), losses = jax.lax.scan(update, init, None, length=steps)
+    return eqx.combine(params, static), losses
 
 
 # ----------------------------------------------------------------------------- persistence
@@ -593,8 +596,7 @@ def step_sensitivity(
 
         if method == "autodiff":
             true = truth(h_arr, m_arr)
-            values = jax.jit(jax.vmap(fixed_loss))(h_arr, m_arr, true)
-            slopes = jax.jit(jax.vmap(jax.grad(fixed_loss)))(h_arr, m_arr, true)
+            values, slopes = jax.jit(jax.vmap(jax.value_and_grad(fixed_loss)))(h_arr, m_arr, true)
         else:
             dh = relative_step * h_arr
             grid = jnp.concatenate([h_arr, h_arr + dh, h_arr - dh])
