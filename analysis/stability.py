@@ -131,12 +131,8 @@ def _cached(key, build):
 
 
 def _solver_key(solver):
-    obj = _solvers.get(solver)  # validates a name before anything is traced
-    try:
-        hash(obj)
-        return obj
-    except TypeError:
-        return id(obj)
+    """The solver object as a cache key (equal solvers share compiled code); validates names."""
+    return _solvers.get(solver)
 
 
 def _padded(fn, xs, *rest):
@@ -185,7 +181,11 @@ def _amplifier(solver, field):
 
 
 def _check_step(name, value):
-    if not (np.ndim(value) == 0 and np.isfinite(value) and value > 0):
+    try:
+        ok = np.ndim(value) == 0 and math.isfinite(float(value)) and float(value) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
         raise InvalidArgument(f"{name}={value!r} is invalid; it must be a finite number > 0")
     return float(value)
 

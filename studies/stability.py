@@ -320,7 +320,7 @@ def plot(results: dict[str, pd.DataFrame]) -> dict:
     figs = {}
     with plotting.paper_style():
         regions = results["regions"]
-        fig, axes = plt.subplots(1, 2, figsize=(plotting.DOUBLE_WIDTH, 3.2), sharey=True)
+        fig, axes = plt.subplots(1, 2, figsize=(plotting.DOUBLE_WIDTH, 4.2), sharey=True)
         for ax, panel, title in zip(
             axes, ("solver", "effective"), ("explicit solvers", "effective regions"), strict=True
         ):
@@ -357,9 +357,14 @@ def plot(results: dict[str, pd.DataFrame]) -> dict:
                 ax.get_legend().remove()
         figs["logistic_branches"] = fig
 
-        fig, axes = plt.subplots(1, 2, figsize=(plotting.DOUBLE_WIDTH, 2.8))
-        plotting.max_step_plot(results["stiff"], ax=axes[0], title="largest stable step")
-        plotting.step_check_plot(results["stiff_check"], ax=axes[1], title="real solves")
+        fig, axes = plt.subplots(1, 2, figsize=(plotting.DOUBLE_WIDTH, 3.2))
+        plotting.max_step_plot(
+            results["stiff"], ax=axes[0], title="largest stable step", legend=False
+        )
+        plotting.step_check_plot(
+            results["stiff_check"], ax=axes[1], title="real solves", legend=False
+        )
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=5)
         figs["stiff"] = fig
 
         lifted = results["lifted"]

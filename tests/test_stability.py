@@ -265,6 +265,7 @@ def test_max_stable_step_is_the_interval_over_the_stiffness():
         (lambda: stability.tableau_amplification("HalfSolver(Euler)", 1.0), "tableau"),
         (lambda: stability.fixed_points("logistic", "Euler", -0.1, (0, 1)), "h=-0.1"),
         (lambda: stability.fixed_points("logistic", "Euler", 0.1, (1, 0)), "bounds"),
+        (lambda: stability.fixed_points("logistic", "Euler", "big", (0, 1)), "h='big'"),
         (lambda: stability.fixed_points("harmonic", "Euler", 0.1, [(0, 1)] * 3), "bounds"),
         (lambda: stability.fixed_points("logistic", "Euler", 0.1, (0, 1), period=0), "period"),
         (lambda: stability.fixed_point_branches("logistic", "Heun", [], (0, 1)), "hs"),
@@ -295,3 +296,20 @@ def test_explicit_runge_kutta_maps_of_a_lifted_map_do_not_depend_on_h():
         np.testing.assert_allclose(heun, (y + logistic(logistic(y))) / 2, rtol=1e-13)
         np.testing.assert_allclose(out, tsit5[0], rtol=1e-13)
     assert not np.allclose(tsit5[0], logistic(y))
+
+
+def test_branches_and_orbits_are_traced_once_for_all_h():
+    traces = []
+    base = systems.get("logistic")
+
+    def field(t, y, args, h):
+        traces.append(1)  # runs only while jax traces the field
+        return base.vector_field(t, y, args, h)
+
+    sys = base.with_(vector_field=field)
+    stability.fixed_point_branches(sys, "Heun", np.linspace(0.5, 3.5, 7), (-1, 3))
+    stability.orbit_diagram(sys, "Heun", np.linspace(0.5, 3.5, 7), [0.2, 0.6])
+    first = len(traces)
+    stability.fixed_point_branches(sys, "Heun", np.linspace(0.1, 3.9, 7), (-1, 3))
+    stability.orbit_diagram(sys, "Heun", np.linspace(0.1, 3.9, 7), [0.3, 0.9])
+    assert first > 0 and len(traces) == first

@@ -31,7 +31,7 @@ def stability_regions(df: pd.DataFrame, *, ax=None, title: str | None = None) ->
     coincides with another. The stable side is |R| < 1 (the origin's side for explicit methods).
     """
     with paper_style():
-        fig, ax = _axes(ax, 3.0)
+        fig, ax = _axes(ax, 4.0)
         for label, g in df.groupby("label", sort=False):
             grid = g.pivot(index="im", columns="re", values="abs_r")
             style = solver_style(label)
@@ -53,7 +53,7 @@ def stability_regions(df: pd.DataFrame, *, ax=None, title: str | None = None) ->
         ax.set_ylabel(r"Im $z$")
         if title:
             ax.set_title(title)
-        ax.legend(loc="upper left", fontsize="small")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize="small")
     return fig
 
 
@@ -135,7 +135,9 @@ def branches_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt
     return fig
 
 
-def max_step_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.Figure:
+def max_step_plot(
+    df: pd.DataFrame, *, ax=None, title: str | None = None, legend: bool = True
+) -> plt.Figure:
     """Largest stable step against stiffness, log-log, one line per solver.
 
     `df`: columns solver, stiffness, max_stable_step, h_max (the largest h probed). A solver
@@ -156,11 +158,14 @@ def max_step_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt
         log_axis(ax, "y", "largest stable step h")
         if title:
             ax.set_title(title)
-        ax.legend(loc="lower left", fontsize="small", ncol=2)
+        if legend:
+            ax.legend(loc="lower left", fontsize="small", ncol=2)
     return fig
 
 
-def step_check_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.Figure:
+def step_check_plot(
+    df: pd.DataFrame, *, ax=None, title: str | None = None, legend: bool = True
+) -> plt.Figure:
     """Errors of real solves near the largest stable step, against stiffness (log-log).
 
     `df`: columns solver, stiffness, h_over_max_stable, error, status. Filled markers: below
@@ -182,6 +187,8 @@ def step_check_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> p
                     label=solver if below else None,
                 )
                 blown = s[~np.isfinite(s["error"])]
+                if blown.empty:  # an empty line in axes coordinates upsets constrained layout
+                    continue
                 ax.plot(
                     blown["stiffness"],
                     np.ones(len(blown)),
@@ -196,5 +203,6 @@ def step_check_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> p
         log_axis(ax, "y", "error at t1")
         if title:
             ax.set_title(title)
-        ax.legend(loc="center left", fontsize="small", ncol=2)
+        if legend:
+            ax.legend(loc="center left", fontsize="small", ncol=2)
     return fig
