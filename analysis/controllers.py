@@ -355,7 +355,8 @@ def step_metrics(h, accepted, count) -> dict[str, float]:
     """Rejection rate and step-ratio roughness of one logged solve.
 
     roughness = |log(h_{n+1}/h_n)| over consecutive *accepted* steps, the last accepted step
-    excluded (diffrax shortens it to land on t1). NaN where fewer than three steps were accepted.
+    excluded (diffrax shortens it to land on t1); the start-up ramp from dt0 is included, so
+    roughness_max is often its first growth factor. NaN if fewer than three steps were accepted.
     `attempts_logged` < count means the buffer was too small and the metrics cover a prefix.
     """
     n = min(int(count), len(h))
@@ -461,7 +462,7 @@ def work_precision(systems, pairs, rtol, *, atol=None, repeats=3, log_steps=0, *
     Each (system, solver, controller) group is compiled once and run `repeats` times one solve
     at a time (chunk_size=1, so a row's time is its own); `wall_s` is the best of the repeats.
     Only the first run uses an active chunk store (`analysis.results.recording`); the repeats
-    always solve, so their times are real.
+    always solve, so their times are real. rtol and atol are paired as in `sweep`.
     `log_steps` > 0 adds the `STEP_METRICS` columns (see `sweep`). Returns the sweep rows.
     """
     from . import results as _results
@@ -472,15 +473,23 @@ def work_precision(systems, pairs, rtol, *, atol=None, repeats=3, log_steps=0, *
         raise InvalidArgument(f"repeats={repeats!r} is invalid; it must be an integer ≥ 1")
     one = isinstance(systems, (str, _systems.System))
     systems = [_systems.get(s) for s in ([systems] if one else systems)]  # one group per object
+    rtols = np.atleast_1d(np.asarray(rtol, float))
+    atols = rtols if atol is None else np.broadcast_to(np.asarray(atol, float), rtols.shape)
+    # The first solve of every sweep call runs slower (dispatch warm-up, ~2x for sub-ms solves).
+    # Sweeps run the loosest rtol first, ties in input order: a copy of it leads and is dropped.
+    i = [int(np.argmax(rtols))]
+    kw = dict(rtol=np.r_[rtols[i], rtols], atol=np.r_[atols[i], atols], chunk_size=1)
     frames = []
     for solver, controller in pairs:
-        kw = dict(controller=controller, rtol=rtol, atol=atol, chunk_size=1, log_steps=log_steps)
+        kw.update(controller=controller, log_steps=log_steps)
         runs = [sweep(systems, solver, **kw, **sweep_kw)]
         with _results.recording(None):  # repeats are timed, never loaded from a chunk store
             runs += [sweep(systems, solver, **kw, **sweep_kw) for _ in range(int(repeats) - 1)]
-        best = runs[0].copy()
+        compilations = sum(r.attrs["compilations"] for r in runs)
+        runs = [r[r.index % (len(rtols) + 1) != 0] for r in runs]  # drop each system's warm-up
+        best = runs[0].reset_index(drop=True)
         best["wall_s"] = np.min(np.stack([r["wall_s"].to_numpy() for r in runs]), axis=0)
-        best.attrs["compilations"] = sum(r.attrs["compilations"] for r in runs)
+        best.attrs["compilations"] = compilations
         frames.append(best)
     out = pd.concat(frames, ignore_index=True)
     out.attrs["compilations"] = sum(f.attrs["compilations"] for f in frames)
