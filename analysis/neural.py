@@ -327,19 +327,19 @@ def _check_on_grid(setting: Setting, ts) -> int:
     return int(round(ratios[-1]))
 
 
-def _solve(model, setting: Setting, step, y0, ts, max_steps: int):
-    """Solve the model from y0 over ts under `setting` with step (h or rtol) = `step`.
+def _solve(model, solver: str, control: str, step, y0, ts, max_steps: int):
+    """Solve the model from y0 over ts with `solver` at step (h, or rtol if adaptive) `step`.
 
     Returns (ys at ts, diffrax result code, number of steps); never raises.
     """
-    solver = StepAware(_solvers.for_fixed_steps(_solvers.get(setting.solver)))
-    if setting.control == "fixed":
+    stepper = StepAware(_solvers.for_fixed_steps(_solvers.get(solver)))
+    if control == "fixed":
         controller, dt0 = diffrax.ConstantStepSize(), step
     else:
         controller, dt0 = diffrax.PIDController(rtol=step, atol=step), None
     sol = diffrax.diffeqsolve(
         StepTerm(lambda t, y, args, h: model(t, y, h)),
-        solver,
+        stepper,
         ts[0],
         ts[-1],
         dt0,
@@ -353,6 +353,24 @@ def _solve(model, setting: Setting, step, y0, ts, max_steps: int):
     return sol.ys, sol.result._value, sol.stats["num_steps"]
 
 
+_TRACES = {"count": 0}
+
+
+@eqx.filter_jit
+def _run(model, solver: str, control: str, max_steps: int, steps, y0s, ts):
+    """Every (step, initial value) pair: ys (S, N, K, d), codes (S, N), num_steps (S, N).
+
+    Compiled once per (model structure, solver, control, max_steps, array shapes): models of
+    the same kind share it, whatever their trained values.
+    """
+    _TRACES["count"] += 1  # runs only while tracing, i.e. once per compilation
+
+    def one(step, y0):
+        return _solve(model, solver, control, step, y0, ts, max_steps)
+
+    return jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(steps, y0s)
+
+
 def _mse(ys, truth):
     return jnp.mean((ys[:, 1:] - truth[:, 1:]) ** 2)
 
@@ -360,8 +378,9 @@ def _mse(ys, truth):
 def predict(model, setting: Setting, y0s, ts) -> np.ndarray:
     """The model's states at `ts` from each initial value in `y0s` (shape (N, len(ts), d))."""
     max_steps = _check_on_grid(setting, np.asarray(ts))
-    run = jax.jit(jax.vmap(lambda y0: _solve(model, setting, setting.step, y0, ts, max_steps)[0]))
-    return np.asarray(run(jnp.asarray(y0s)))
+    steps = jnp.asarray([setting.step], dtype=float)
+    ys, _, _ = _run(model, setting.solver, setting.control, max_steps, steps, y0s, ts)
+    return np.asarray(ys[0])
 
 
 def loss(model, data: Trajectories, setting: Setting) -> float:
@@ -405,7 +424,8 @@ def _fit(model, setting, max_steps, steps, learning_rate, ts, y0s, truth):
 
     def objective(p):
         m = eqx.combine(p, static)
-        ys = jax.vmap(lambda y0: _solve(m, setting, setting.step, y0, ts, max_steps)[0])(y0s)
+        s = setting
+        ys = jax.vmap(lambda y0: _solve(m, s.solver, s.control, s.step, y0, ts, max_steps)[0])(y0s)
         return _mse(ys, truth)
 
     def update(carry, _):
@@ -455,8 +475,6 @@ def load(path, like):
 
 # ------------------------------------------------------------------ discretization matrix
 
-_COMPILES = {"count": 0}
-
 
 def _grouped(settings: Sequence[Setting]):
     groups: dict[tuple[str, str], list[int]] = {}
@@ -468,30 +486,26 @@ def _grouped(settings: Sequence[Setting]):
 
 
 def _evaluate(model, settings: Sequence[Setting], data: Trajectories):
-    """Per setting: (status, error, mean steps); one compile per (solver, control), vmapped."""
-    ts, y0s, truth = jnp.asarray(data.ts), jnp.asarray(data.y0), np.asarray(data.ys)
-    params, static = eqx.partition(model, eqx.is_inexact_array)
+    """Per setting: (status, error, mean steps), and how many solve functions were compiled.
+
+    One `_run` per (solver, control) group, vmapped over the group's steps or tolerances.
+    """
+    truth = np.asarray(data.ys)
     out: dict[int, tuple[str, float, float]] = {}
-    groups = _grouped(settings)
-    for index in groups.values():
+    before = _TRACES["count"]
+    for (solver, control), index in _grouped(settings).items():
         members = [settings[i] for i in index]
         max_steps = max(_check_on_grid(s, data.ts) for s in members)
-
-        def run(p, steps, first=members[0], max_steps=max_steps):
-            m = eqx.combine(p, static)
-            one = lambda step, y0: _solve(m, first, step, y0, ts, max_steps)  # noqa: E731
-            return jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(steps, y0s)
-
         steps = jnp.asarray([s.step for s in members], dtype=float)
-        compiled = jax.jit(run).lower(params, steps).compile()
-        _COMPILES["count"] += 1
-        ys, codes, nsteps = (np.asarray(x) for x in compiled(params, steps))
+        ys, codes, nsteps = (
+            np.asarray(x) for x in _run(model, solver, control, max_steps, steps, data.y0, data.ts)
+        )
         for j, i in enumerate(index):
             statuses = [status_of(c, y) for c, y in zip(codes[j], ys[j], strict=True)]
             bad = [s for s in statuses if s != "ok"]
             err = math.sqrt(np.mean((ys[j][:, 1:] - truth[:, 1:]) ** 2)) if not bad else np.nan
             out[i] = (bad[0] if bad else "ok", err, float(np.mean(nsteps[j])))
-    return [out[i] for i in range(len(settings))], len(groups)
+    return [out[i] for i in range(len(settings))], _TRACES["count"] - before
 
 
 def discretization_matrix(
@@ -503,9 +517,10 @@ def discretization_matrix(
     (label), test_solver, control ("fixed"/"adaptive"), test_h (NaN if adaptive), test_rtol
     (NaN if fixed), status ("ok" or the first failure among the trajectories), error (RMS over
     trajectories, save times after t0 and components; NaN unless ok), num_steps (mean per
-    trajectory). Each (solver, control) group is compiled once and vmapped over its steps or
-    tolerances; `df.attrs["compilations"]` is the number of groups. Fixed steps must divide
-    the save spacing of `data`.
+    trajectory). Each (solver, control) group is one vmapped solve over its steps or
+    tolerances, compiled once per model structure (`df.attrs["compilations"]`: how many this
+    call compiled; 0 when a model of the same kind was evaluated on the same grid before).
+    Fixed steps must divide the save spacing of `data`.
     """
     if not isinstance(train_setting, Setting):
         raise InvalidArgument(f"train_setting={train_setting!r} is not a neural.Setting")
@@ -531,6 +546,43 @@ def discretization_matrix(
 
 
 # ---------------------------------------------------------------------------- sensitivity
+
+
+def _scaled_times(t0, h, m, count):
+    return t0 + h * m * jnp.arange(count + 1)
+
+
+def _scaled_truth(data: Trajectories, h_arr, m_arr):
+    """y at the save times m·k·h of every h (shape (H, N, K, d)), by the reference solver.
+
+    One batch per h, shaped like `trajectories`' own, so they share one compiled solver.
+    """
+    count, n = len(data.ts) - 1, len(data.y0)
+    out = []
+    for h, m in zip(np.asarray(h_arr), np.asarray(m_arr), strict=True):
+        grid = jnp.broadcast_to(_scaled_times(data.ts[0], h, m, count), (n, count + 1))
+        out.append(_true_batch(data.system, jnp.asarray(data.y0), grid)[:, 1:])
+    return jnp.stack(out)
+
+
+@eqx.filter_jit
+def _scaled_loss(model, data, solver: str, max_steps: int, autodiff: bool, h_arr, m_arr, truth):
+    """The loss after m·k steps of size h against y(m·k·h), for each (h, m); with d/dh if
+    `autodiff`. Compiled once per (model structure, data, solver, max_steps, shapes)."""
+    system, y0s = data.system, jnp.asarray(data.y0)
+    field = jax.vmap(lambda t, y: system.limit_field(t, y, system.args))
+
+    def loss_at(h, m, true):
+        t = _scaled_times(data.ts[0], h, m, true.shape[1])
+        ys = jax.vmap(lambda y0: _solve(model, solver, "fixed", h, y0, t, max_steps)[0])(y0s)
+        # y(t(h)) to first order around the computed truth: the exact value and exact d/dh.
+        moved = t[1:] - jax.lax.stop_gradient(t[1:])
+        true_h = true + jax.vmap(lambda y: field(t[1:], y))(true) * moved[None, :, None]
+        return jnp.mean((ys[:, 1:] - true_h) ** 2)
+
+    if autodiff:
+        return jax.vmap(jax.value_and_grad(loss_at))(h_arr, m_arr, truth)
+    return jax.vmap(loss_at)(h_arr, m_arr, truth), None
 
 
 def step_sensitivity(
@@ -569,66 +621,43 @@ def step_sensitivity(
     if not np.allclose(spacing, spacing[0], rtol=1e-12):
         raise InvalidArgument("step_sensitivity needs equally spaced save times in data.ts")
     rows = []
-    y0s, truth0 = jnp.asarray(data.y0), jnp.asarray(data.ys)
     if hs:
-        setting = Setting(solver, h=hs[0])
         ms = [_check_on_grid(Setting(solver, h=h), data.ts[:2]) for h in hs]
         h_arr, m_arr = jnp.asarray(hs, dtype=float), jnp.asarray(ms, dtype=float)
-        count, n = len(data.ts) - 1, len(data.y0)
-        field = jax.vmap(lambda t, y: data.system.limit_field(t, y, data.system.args))
-
-        def times(h, m):
-            return data.ts[0] + h * m * jnp.arange(count + 1)
-
-        def truth(h_arr, m_arr):
-            """y at the save times of every h, by the reference solver, outside autodiff."""
-            grids = jnp.repeat(jax.vmap(times)(h_arr, m_arr), n, axis=0)
-            ys = _true_batch(data.system, jnp.tile(y0s, (len(h_arr), 1)), grids)
-            return ys.reshape(len(h_arr), n, count + 1, -1)[:, :, 1:]
-
-        def fixed_loss(h, m, true):
-            t = times(h, m)
-            ys = jax.vmap(lambda y0: _solve(model, setting, h, y0, t, max(ms) * count)[0])(y0s)
-            # y(t(h)) to first order around the computed truth: exact value, exact d/dh.
-            moved = t[1:] - jax.lax.stop_gradient(t[1:])
-            true_h = true + jax.vmap(lambda y: field(t[1:], y))(true) * moved[None, :, None]
-            return jnp.mean((ys[:, 1:] - true_h) ** 2)
-
+        max_steps = max(ms) * (len(data.ts) - 1)
         if method == "autodiff":
-            true = truth(h_arr, m_arr)
-            values, slopes = jax.jit(jax.vmap(jax.value_and_grad(fixed_loss)))(h_arr, m_arr, true)
+            values, slopes = _scaled_loss(
+                model,
+                data,
+                solver,
+                max_steps,
+                True,
+                h_arr,
+                m_arr,
+                _scaled_truth(data, h_arr, m_arr),
+            )
         else:
             dh = relative_step * h_arr
             grid = jnp.concatenate([h_arr, h_arr + dh, h_arr - dh])
             mm = jnp.concatenate([m_arr, m_arr, m_arr])
-            both = jax.jit(jax.vmap(fixed_loss))(grid, mm, truth(grid, mm)).reshape(3, -1)
+            truth = _scaled_truth(data, grid, mm)
+            both, _ = _scaled_loss(model, data, solver, max_steps, False, grid, mm, truth)
+            both = both.reshape(3, -1)
             values, slopes = both[0], (both[1] - both[2]) / (2 * dh)
-        for h, v, s in zip(hs, np.asarray(values), np.asarray(slopes), strict=True):
-            rows.append(("fixed", h, np.nan, v, s, "h", method))
+        for h, v, d in zip(hs, np.asarray(values), np.asarray(slopes), strict=True):
+            rows.append(("fixed", h, np.nan, v, d, "h", method))
     if rtols:
-        setting, delta = Setting(solver, rtol=rtols[0]), log_rtol_step
-
-        def adaptive_loss(rtol):
-            ys = jax.vmap(
-                lambda y0: _solve(model, setting, rtol, y0, data.ts, ADAPTIVE_MAX_STEPS)[0]
-            )(y0s)
-            return _mse(ys, truth0)
-
-        r = jnp.asarray(rtols, dtype=float)
-        grid = jnp.concatenate([r, r * math.exp(delta), r * math.exp(-delta)])
-        values = np.asarray(jax.jit(jax.vmap(adaptive_loss))(grid)).reshape(3, len(rtols))
+        r = np.asarray(rtols, dtype=float)
+        grid = jnp.asarray(
+            np.concatenate([r, r * math.exp(log_rtol_step), r * math.exp(-log_rtol_step)])
+        )
+        ys, codes, _ = _run(model, solver, "adaptive", ADAPTIVE_MAX_STEPS, grid, data.y0, data.ts)
+        ok = np.all(np.asarray(codes) == 0, axis=1) & np.all(np.isfinite(ys), axis=(1, 2, 3))
+        mse = np.mean((np.asarray(ys)[:, :, 1:] - data.ys[None, :, 1:]) ** 2, axis=(1, 2, 3))
+        values = np.where(ok, mse, np.nan).reshape(3, len(rtols))
         for rtol, v, up, down in zip(rtols, *values, strict=True):
-            rows.append(
-                (
-                    "adaptive",
-                    np.nan,
-                    rtol,
-                    v,
-                    (up - down) / (2 * delta),
-                    "log_rtol",
-                    "finite_difference",
-                )
-            )
+            slope = (up - down) / (2 * log_rtol_step)
+            rows.append(("adaptive", np.nan, rtol, v, slope, "log_rtol", "finite_difference"))
     df = pd.DataFrame(rows, columns=["control", "h", "rtol", "loss", "dloss", "wrt", "method"])
     df.insert(0, "solver", solver)
     df.insert(0, "model", kind_of(model))

@@ -153,10 +153,26 @@ def test_discretization_matrix_shape_and_columns(trained, data):
         "num_steps",
     ]
     assert len(df) == len(settings)
-    assert df.attrs["compilations"] == 3  # Euler fixed, Tsit5 fixed, Dopri5 adaptive
     assert (df["status"] == "ok").all() and (df["model"] == "h_input").all()
     assert list(df["num_steps"][:3]) == [6, 24, 12]
     assert df["test_h"].isna().tolist() == [False, False, False, True, True]
+
+
+def test_discretization_matrix_compiles_once_per_solver_kind_and_model_structure(data):
+    _, test = data
+    settings = [
+        neural.Setting("Euler", h=1.0),
+        neural.Setting("Euler", h=0.5),
+        neural.Setting("Tsit5", h=0.5),
+        neural.Setting("Dopri5", rtol=1e-3),
+        neural.Setting("Dopri5", rtol=1e-6),
+    ]
+    first, second = (neural.make("h_free", SPIRAL, width=7, seed=s) for s in (0, 1))
+    df = neural.discretization_matrix(first, COARSE, settings, test)
+    assert df.attrs["compilations"] == 3  # Euler fixed, Tsit5 fixed, Dopri5 adaptive
+    again = neural.discretization_matrix(second, COARSE, settings, test)
+    assert again.attrs["compilations"] == 0  # same structure, other values: no new compile
+    assert not np.allclose(df["error"], again["error"])
 
 
 def test_discretization_matrix_error_is_eulers_exact_error(data):
