@@ -8,9 +8,10 @@ midpoint rule as maps in h: orbit diagrams with Lyapunov exponents (Euler is the
 with μ = 1 + h: period doubling at h = 2), fixed-point branches with the spurious ones marked,
 and a table of the spurious fixed points. (3) Prothero–Robinson y' = -k(y - sin t) + cos t: the
 largest h at which Φ_h is stable (DΦ_h = R(-kh) everywhere) for explicit and implicit solvers
-as the stiffness k grows. (4) The logistic map Φ(y) = μy(1 - y) lifted to the step-dependent
-field (Φ(y) - y)/h, with μ carried as a second, constant state component: its orbit diagram
-over μ under Euler (which iterates Φ itself) and under Heun and Tsit5 (which do not).
+as the stiffness k grows, checked by real fixed-step solves just below and above it. (4) The
+logistic map Φ(y) = μy(1 - y) lifted to the step-dependent field (Φ(y) - y)/h, with μ carried
+as a second, constant state component: its orbit diagram over μ under Euler (which iterates Φ
+itself) and under Heun and Tsit5 (which do not).
 """
 
 from __future__ import annotations
