@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export JAX_ENABLE_X64 := 1
 
-.PHONY: all test test-fast figures quick-figures lint format bench clean
+.PHONY: all test test-fast figures quick-figures lint format bench docs clean
 
 all: test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -26,6 +26,10 @@ figures: $(STAMP)
 
 quick-figures: $(STAMP)
 	$(BIN)/python -m studies run all --quick
+
+# The documentation site (mkdocs + mkdocstrings), built strictly: a broken reference fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Benchmarks (a fresh process per measurement; ~5-10 min on 2 cores): writes benchmarks/RESULTS.md.
 bench: $(STAMP)
