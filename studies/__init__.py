@@ -2,8 +2,9 @@
 
 A study module exposes `CONFIG` and `QUICK` (frozen dataclasses), `run(config)` returning a dict
 of named DataFrames (no file I/O), `plot(results)` returning a dict of named Figures, and
-`CAPTIONS` (figure name -> what it shows and what to look for). The runner
-(`python -m studies`) does every bit of I/O.
+`CAPTIONS` (figure name -> what it shows and what to look for); optionally `PAPER_TABLES` (names
+of returned tables, or name -> LaTeX caption) that the runner also writes as CSV and LaTeX next
+to the figures. The runner (`python -m studies`) does every bit of I/O.
 """
 
 import importlib
