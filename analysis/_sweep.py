@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import controllers as _controllers
+from . import distributed as _distributed
 from . import reference as _reference
 from . import results as _results
 from . import solvers as _solvers
@@ -154,15 +155,16 @@ def _solve_fn(group: _Group):
     return solve
 
 
-def _compiled(group: _Group, example):
+def _compiled(group: _Group, example, mesh=None):
     # Systems hash by identity and solvers (equinox Modules) by structure: a _Group is the key.
-    if group not in _COMPILED:
+    # With a mesh, `example` is already placed on it and jit takes its shardings from there.
+    if (group, mesh) not in _COMPILED:
         batched = jax.vmap(_solve_fn(group), in_axes=(0, 0, 0, None, None))
         start = time.perf_counter()
         compiled = jax.jit(batched).lower(*example).compile()
         _COMPILES["count"] += 1
-        _COMPILED[group] = (compiled, time.perf_counter() - start)
-    return _COMPILED[group]
+        _COMPILED[group, mesh] = (compiled, time.perf_counter() - start)
+    return _COMPILED[group, mesh]
 
 
 def _grid(fixed: bool, dt0, rtol, atol) -> pd.DataFrame:
@@ -236,40 +238,64 @@ def _identity(group: _Group) -> str:
     )
 
 
-def _run_group(group: _Group, grid: pd.DataFrame, store=None) -> pd.DataFrame:
-    system = group.system
+def _chunks(group: _Group, grid: pd.DataFrame):
+    """The group's grid sorted by expected cost and cut into chunks of `chunk_size` inputs.
+
+    Returns (order, sorted columns, [(h, rtol, atol) arrays, number of real solves] per chunk);
+    a short last chunk is padded by repeating its last point, so every chunk has the same shape.
+    """
     # Sort by expected cost so each vmapped chunk holds solves of similar length.
     order = np.lexsort((-grid["rtol"].fillna(0).to_numpy(), -grid["h"].fillna(0).to_numpy()))
     n, size = len(grid), group.chunk_size
     cols = {c: grid[c].to_numpy()[order] for c in ("dt0", "h", "rtol", "atol")}
     filled = {c: np.nan_to_num(v, nan=1.0) for c, v in cols.items()}
-    y0, args = system.y0, system.args
-    example = tuple(jnp.zeros(size) for _ in range(3)) + (y0, args)
-    compile_s = 0.0
-    identity = _identity(group) if store is not None else ""
-    pieces = []
+    chunks = []
     for start in range(0, n, size):
-        stop = min(start + size, n)
         idx = np.arange(start, start + size).clip(max=n - 1)  # pad by repeating the last point
-        inputs = tuple(filled[c][idx] for c in ("h", "rtol", "atol"))
-        key = store.key(identity, *inputs) if store is not None else None
-        out = store.load(key) if store is not None else None
-        cached = out is not None
-        if cached:
-            wall = float(out.pop("wall_s"))
-        else:  # compiled lazily, so a group whose chunks are all stored never compiles
-            compiled, compile_s = _compiled(group, example)
-            t = time.perf_counter()
-            out = jax.block_until_ready(compiled(*map(jnp.asarray, inputs), y0, args))
-            wall = (time.perf_counter() - t) / (stop - start)
-            out = {k: np.asarray(v)[: stop - start] for k, v in out.items()}
-            if store is not None:
-                store.save(key, {**out, "wall_s": np.float64(wall)})
-        if store is not None:
-            store.advance(1, stop - start, cached=cached)
-        pieces.append((out, wall))
-    out = {k: np.concatenate([p[0][k] for p in pieces]) for k in pieces[0][0]}
-    walls = np.concatenate([np.full(len(p[0]["num_steps"]), p[1]) for p in pieces])
+        chunks.append((tuple(filled[c][idx] for c in ("h", "rtol", "atol")), min(size, n - start)))
+    return order, cols, chunks
+
+
+def _solve_chunk(group: _Group, inputs, count: int, mesh=None) -> dict:
+    """Solve one chunk: the group's compiled jit(vmap(solve)) on its (h, rtol, atol) inputs.
+
+    A pure function of its arguments (the same chunk gives the same numbers wherever it runs),
+    so an executor may run it in this process, on a Dask worker (`analysis.distributed`), or
+    again after a lost worker. With a `jax.sharding.Mesh` (one axis, "batch") the chunk's batch
+    axis is split over the mesh's devices, padded to a multiple of their number.
+
+    Returns the outputs of the first `count` solves, "wall_s" (run time per solve), "compile_s"
+    (the group's compile time in this process) and "compiled" (1 if this call compiled it).
+    """
+    y0, args = group.system.y0, group.system.args
+    inputs = tuple(np.asarray(x, dtype=float) for x in inputs)
+    if mesh is not None:
+        pad = -len(inputs[0]) % mesh.size
+        inputs = tuple(np.concatenate([x, np.repeat(x[-1:], pad)]) for x in inputs)
+        batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+        whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        inputs, (y0, args) = jax.device_put(inputs, batch), jax.device_put((y0, args), whole)
+    else:
+        inputs = tuple(map(jnp.asarray, inputs))
+    before = compile_count()
+    compiled, compile_s = _compiled(group, (*inputs, y0, args), mesh)
+    t = time.perf_counter()
+    out = jax.block_until_ready(compiled(*inputs, y0, args))
+    wall = (time.perf_counter() - t) / count
+    out = {k: np.asarray(v)[:count] for k, v in out.items()}
+    return out | {
+        "wall_s": np.float64(wall),
+        "compile_s": np.float64(compile_s),
+        "compiled": np.int64(compile_count() - before),
+    }
+
+
+def _rows(group: _Group, order, cols: dict, outs: list[dict]) -> pd.DataFrame:
+    """The group's rows, in grid order, from its chunks' outputs (in chunk order)."""
+    system = group.system
+    n = len(order)
+    out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0] if np.ndim(outs[0][k])}
+    walls = np.concatenate([np.full(len(o["num_steps"]), o["wall_s"]) for o in outs])
     y_final = out["y_final"].reshape(n, -1)
     rows = pd.DataFrame(cols)
     rows["status"] = [status_of(c, y) for c, y in zip(out["result"], y_final, strict=True)]
@@ -299,10 +325,45 @@ def _run_group(group: _Group, grid: pd.DataFrame, store=None) -> pd.DataFrame:
     rows.insert(1, "solver", _solvers.name_of(group.solver))
     rows.insert(2, "controller", group.controller)
     rows.insert(7, "t1", float(system.t1))
-    rows.attrs["compile_s"] = compile_s
+    rows.attrs["compile_s"] = max(float(o.get("compile_s", 0.0)) for o in outs)
     inverse = np.empty(n, dtype=int)
     inverse[order] = np.arange(n)
     return rows.iloc[inverse].reset_index(drop=True)
+
+
+def _run_groups(groups: list, store, executor) -> tuple[list[pd.DataFrame], int]:
+    """Solve every (group, grid) pair's chunks with `executor`, through `store`; (frames, compiles).
+
+    Stored chunks are loaded (a group whose chunks are all stored never compiles); the others go
+    to the executor together, and each is saved to the store as soon as it comes back, so an
+    interrupted run loses only unfinished chunks.
+    """
+    plans, outs, tasks = [], [], []
+    for g, (group, grid) in enumerate(groups):
+        order, cols, chunks = _chunks(group, grid)
+        plans.append((order, cols))
+        outs.append([None] * len(chunks))
+        identity = _identity(group) if store is not None else ""
+        for c, (inputs, count) in enumerate(chunks):
+            key = store.key(identity, *inputs) if store is not None else None
+            out = store.load(key) if store is not None else None
+            if out is None:
+                tasks.append(((g, c, key), group, inputs, count))
+            else:
+                outs[g][c] = out
+                store.advance(1, count, cached=True)
+    compilations = 0
+    for i, out in executor.map([t[1:] for t in tasks]):
+        (g, c, key) = tasks[i][0]
+        compilations += int(out.pop("compiled"))
+        if store is not None:
+            store.save(key, {k: v for k, v in out.items() if k != "compile_s"})
+            store.advance(1, len(out["num_steps"]), cached=False)
+        outs[g][c] = out
+    frames = [
+        _rows(group, *plan, o) for (group, _), plan, o in zip(groups, plans, outs, strict=True)
+    ]
+    return frames, compilations
 
 
 def sweep(
@@ -320,6 +381,8 @@ def sweep(
     save_ts=None,
     log_steps: int = 0,
     store: _results.ChunkStore | None = None,
+    executor=None,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Solve every (system, solver, setting) combination and return one row per solve.
 
@@ -349,15 +412,23 @@ def sweep(
             stored chunk is loaded instead of solved, so an interrupted sweep resumes; a group
             whose chunks are all stored is not compiled. Its `chunk_size` applies when
             `chunk_size` is None.
+        executor: where the chunks run (`analysis.distributed`): "local" (this process, one
+            chunk after another), "sharded" (each chunk's batch split over this machine's jax
+            devices), "dask" (chunks as tasks on a dask.distributed cluster), or a
+            dask.distributed Client. Default: the one made active by
+            `analysis.distributed.using`, else "local". Every executor gives the same table.
+        scheduler: with executor="dask", the address of a running Dask scheduler (e.g.
+            "tcp://10.0.0.5:8786"); None starts a LocalCluster for this call.
 
     Returns:
         A DataFrame with columns system, solver, controller, dt0, h, rtol, atol, t1, status,
         num_steps, num_accepted, num_rejected, nfev, error, error_source, wall_s, y_final_i.
         `error` is the max-norm of y(t1) minus the exact (or reference) h → 0 solution; wall_s is
         the run time of the row's chunk divided by its solves (compilation excluded).
-        `df.attrs["compilations"]` counts compilations made by this call.
+        `df.attrs["compilations"]` counts compilations made by this call (on workers too).
     """
     warn_if_float32("a sweep's errors")
+    runner = _distributed.resolve(executor, scheduler)  # checked before anything compiles
     system_objs = [_systems.get(s) for s in _as_list(systems)]
     solver_objs = [_solvers.get(s) for s in _as_list(solvers)]
     if not system_objs or not solver_objs:
@@ -394,8 +465,7 @@ def sweep(
         per_group = math.ceil(n_grid / size)
         groups = len(system_objs) * len(solver_objs)
         store.begin(per_group * groups, n_grid * groups)
-    before = compile_count()
-    frames = []
+    groups = []
     for system in system_objs:
         grid = _grid(fixed, dt0, rtol, atol)
         _check_span(system, grid)
@@ -423,7 +493,9 @@ def sweep(
                 save_ts=save_ts,
                 log_steps=int(log_steps),
             )
-            frames.append(_run_group(group, grid, store))
+            groups.append((group, grid))
+    with runner as chunk_executor:
+        frames, compilations = _run_groups(groups, store, chunk_executor)
     df = pd.concat(frames, ignore_index=True)
-    df.attrs["compilations"] = compile_count() - before
+    df.attrs["compilations"] = compilations
     return df

@@ -1,0 +1,217 @@
+"""Where sweep chunks run: this process, the devices of this machine, or a Dask cluster.
+
+`analysis.sweep` cuts each (system, solver, controller kind) group's grid into chunks of
+`chunk_size` settings, each one call of the group's compiled jit(vmap(solve)). An executor says
+where those calls run (`sweep(..., executor=...)`, or for a whole block `using(...)`):
+
+- ``"local"`` (default): in this process, one chunk after another.
+- ``"sharded"``: in this process, each chunk's batch axis split over `jax.devices()` with a
+  `jax.sharding.NamedSharding` on a one-axis `Mesh` ("batch"): several GPUs, or CPU devices made
+  with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (set before jax is imported).
+- ``"dask"``: each chunk a task on a dask.distributed cluster: an existing one
+  (``scheduler="tcp://host:8786"``, or pass a `dask.distributed.Client` as the executor), or a
+  loopback LocalCluster started for the call. A task carries the group (its System with only
+  what the solve needs, the solver, the controller preset name and options), pickled once with
+  cloudpickle, and the chunk's inputs; each worker compiles a group once and reuses it for its
+  later chunks. Chunk outputs come back as arrays and go through the sweep's ChunkStore as each
+  one finishes, so an interrupted run keeps its finished chunks. Chunks are pure functions of
+  their task, so Dask reruns the chunks of a lost worker elsewhere and nothing is lost.
+
+Every executor solves the same chunks (same size, same order, same padding), so the same
+config gives the same table: fixed-step rows agree to round-off, adaptive rows too.
+
+Example:
+    >>> import analysis
+    >>> df = analysis.sweep("linear", "Euler", dt0=[0.1, 0.05], executor="dask")  # doctest: +SKIP
+    >>> with analysis.distributed.using("dask", scheduler="tcp://10.0.0.5:8786"):  # doctest: +SKIP
+    ...     df = analysis.sweep("van_der_pol", ["Tsit5", "Dopri5"], controller="PI34", rtol=tols)
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import contextvars
+import dataclasses
+import hashlib
+
+import jax
+import numpy as np
+
+from . import _sweep
+from .errors import InvalidArgument
+
+__all__ = ["EXECUTORS", "Local", "Sharded", "Dask", "resolve", "using", "activate"]
+
+#: Executor names accepted by `analysis.sweep(executor=...)` and `--executor`.
+EXECUTORS = ("local", "sharded", "dask")
+
+
+class Local:
+    """Chunks solved in this process, in order."""
+
+    def map(self, tasks):
+        """Yield (index, outputs) for each (group, inputs, count) task as it finishes."""
+        for i, (group, inputs, count) in enumerate(tasks):
+            yield i, _sweep._solve_chunk(group, inputs, count)
+
+
+class Sharded:
+    """Chunks solved in this process with their batch axis split over `devices`.
+
+    Example:
+        >>> Sharded().mesh.axis_names
+        ('batch',)
+    """
+
+    def __init__(self, devices=None):
+        self.mesh = jax.sharding.Mesh(np.array(list(devices or jax.devices())), ("batch",))
+
+    def map(self, tasks):
+        for i, (group, inputs, count) in enumerate(tasks):
+            yield i, _sweep._solve_chunk(group, inputs, count, mesh=self.mesh)
+
+
+class Dask:
+    """Chunks submitted as tasks through a `dask.distributed.Client`, yielded as they finish."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def map(self, tasks):
+        from dask.distributed import as_completed
+
+        packed = {}
+        for group, _, _ in tasks:  # pickling fails here, before anything is submitted
+            if group not in packed:
+                packed[group] = _pack(group)
+        x64 = bool(jax.config.read("jax_enable_x64"))
+        futures = {}
+        for i, (group, inputs, count) in enumerate(tasks):
+            digest, payload = packed[group]
+            inputs = tuple(np.asarray(x) for x in inputs)
+            future = self.client.submit(
+                _run_on_worker, digest, payload, inputs, count, x64, pure=False
+            )
+            futures[future] = i
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:  # an interrupted sweep leaves no work behind on the cluster
+            self.client.cancel(list(futures))
+
+
+def _pack(group) -> tuple[str, bytes]:
+    """The group as cloudpickle bytes (and their SHA-256), keeping what the solve needs."""
+    import cloudpickle
+
+    system = group.system
+    slim = dataclasses.replace(
+        group, system=system.with_(exact=None, equilibria=None, invariants={})
+    )
+    try:
+        payload = cloudpickle.dumps(slim)
+    except Exception as e:  # pickling raises many types (TypeError, PicklingError, ...)
+        raise InvalidArgument(
+            f"system={system.name!r} cannot be sent to Dask workers: pickling its group "
+            f"failed ({type(e).__name__}: {e}); build its vector field and args from picklable "
+            "parts (functions, arrays, numbers), or use executor='local' or 'sharded'"
+        ) from e
+    return hashlib.sha256(payload).hexdigest(), payload
+
+
+_WORKER_GROUPS: dict = {}  # digest -> unpickled group, so a worker compiles each group once
+
+
+def _run_on_worker(digest: str, payload: bytes, inputs, count: int, x64: bool) -> dict:
+    """A chunk on a Dask worker: the same x64 mode as the client, then `_sweep._solve_chunk`."""
+    import cloudpickle
+
+    jax.config.update("jax_enable_x64", x64)  # before unpickling, so float64 arrays stay so
+    if digest not in _WORKER_GROUPS:
+        _WORKER_GROUPS[digest] = cloudpickle.loads(payload)
+    return _sweep._solve_chunk(_WORKER_GROUPS[digest], inputs, count)
+
+
+@contextlib.contextmanager
+def _dask(scheduler: str | None):
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield Dask(client)
+        return
+    cluster = LocalCluster(
+        processes=True, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
+    )
+    with cluster, Client(cluster) as client:
+        yield Dask(client)
+
+
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("executor", default=None)
+
+
+def resolve(executor=None, scheduler: str | None = None):
+    """Check an executor choice; return a context manager that yields the executor.
+
+    `executor` is None (the one made active by `using`, else "local"; with a `scheduler`,
+    "dask"), a name in `EXECUTORS`, a `dask.distributed.Client`, or a `Local`/`Sharded`/`Dask`.
+    Entering it connects to `scheduler` (or starts a LocalCluster for "dask" without one), and
+    leaving it disconnects (or shuts that cluster down). A client passed in is left open.
+    Raises InvalidArgument for anything else, before anything connects or compiles.
+    """
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise InvalidArgument(
+            f"scheduler={scheduler!r} is invalid; give a Dask scheduler address such as "
+            "'tcp://10.0.0.5:8786', or None"
+        )
+    if executor is None:
+        if scheduler is None and _ACTIVE.get() is not None:
+            return contextlib.nullcontext(_ACTIVE.get())
+        executor = "local" if scheduler is None else "dask"
+    if scheduler is not None and executor != "dask":
+        raise InvalidArgument(
+            f"scheduler={scheduler!r} was given with executor={executor!r}; a scheduler "
+            "address is only used with executor='dask'"
+        )
+    if isinstance(executor, Local | Sharded | Dask):
+        return contextlib.nullcontext(executor)
+    if isinstance(executor, str) and executor in EXECUTORS:
+        if executor == "dask":
+            return _dask(scheduler)
+        return contextlib.nullcontext(Local() if executor == "local" else Sharded())
+    from dask.distributed import Client
+
+    if isinstance(executor, Client):
+        return contextlib.nullcontext(Dask(executor))
+    raise InvalidArgument(
+        f"executor={executor!r} is invalid; use one of {', '.join(map(repr, EXECUTORS))} "
+        "or a dask.distributed.Client"
+    )
+
+
+@contextlib.contextmanager
+def using(executor, scheduler: str | None = None):
+    """Make `executor` the default of every `analysis.sweep` call in the block.
+
+    A Dask client or LocalCluster it opens is shared by those sweeps and closed at the end.
+
+    Example:
+        >>> with using("dask", scheduler="tcp://10.0.0.5:8786"):  # doctest: +SKIP
+        ...     tables = study.run(study.CONFIG)
+    """
+    with resolve(executor, scheduler) as chosen:
+        token = _ACTIVE.set(chosen)
+        try:
+            yield chosen
+        finally:
+            _ACTIVE.reset(token)
+
+
+def activate(executor, scheduler: str | None = None):
+    """`using` for the rest of this process (the study runner's --executor); closed at exit."""
+    stack = contextlib.ExitStack()
+    chosen = stack.enter_context(resolve(executor, scheduler))
+    _ACTIVE.set(chosen)
+    atexit.register(stack.close)
+    return chosen

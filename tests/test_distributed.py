@@ -1,0 +1,182 @@
+"""Executors: a sweep on a real Dask LocalCluster, or sharded over two host devices, gives the
+same table as the local run; a worker killed mid-run loses nothing; bad choices are refused."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analysis
+from analysis import distributed, results, systems
+
+_DTS = 1.0 / np.arange(4, 11)  # 7 fixed steps on the span [0, 1]
+_TOLS = [1e-3, 1e-5, 1e-7]
+
+
+def _same_table(a: pd.DataFrame, b: pd.DataFrame):
+    """Equal row by row (wall_s aside); floats to round-off."""
+    cols = [c for c in a.columns if c != "wall_s"]
+    assert list(b.columns) == list(a.columns)
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=False, rtol=1e-13, atol=0)
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two worker processes on loopback, one thread each; shut down however the module ends."""
+    dd = pytest.importorskip("dask.distributed")
+    cluster = dd.LocalCluster(
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        dashboard_address=None,
+        host="127.0.0.1",
+    )
+    client = dd.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def test_bad_choices_are_refused_before_anything_compiles():
+    before = analysis.compile_count()
+    with pytest.raises(analysis.InvalidArgument, match="executor='spark'"):
+        analysis.sweep("linear", "Euler", dt0=[0.1], executor="spark")
+    with pytest.raises(analysis.InvalidArgument, match="only used with executor='dask'"):
+        analysis.sweep("linear", "Euler", dt0=[0.1], executor="local", scheduler="tcp://x:1")
+    with pytest.raises(analysis.InvalidArgument, match="scheduler=8786"):
+        analysis.sweep("linear", "Euler", dt0=[0.1], executor="dask", scheduler=8786)
+    # A field that closes over a lock cannot be pickled, so it cannot go to a worker; the client
+    # is never touched (None here) because every group is pickled before anything is submitted.
+    lock = threading.Lock()
+
+    def field(t, y, args, h):
+        with lock:
+            return -y
+
+    unpicklable = systems.System("locked", field, y0=np.array([1.0]))
+    with pytest.raises(analysis.InvalidArgument, match="'locked' cannot be sent to Dask"):
+        analysis.sweep(unpicklable, "Euler", dt0=[0.1], executor=distributed.Dask(None))
+    assert analysis.compile_count() == before
+
+
+def test_dask_tables_equal_the_local_ones(client, tmp_path):
+    sys_list = ["linear", systems.get("perturbed", base="linear", c=1.0, q=1)]
+    fixed = dict(dt0=_DTS, chunk_size=3)  # 3 chunks per group, the last one padded
+    local = analysis.sweep(sys_list, ["Euler", "Heun"], **fixed)
+    store = results.ChunkStore(tmp_path)
+    remote = analysis.sweep(sys_list, ["Euler", "Heun"], executor=client, store=store, **fixed)
+    _same_table(local, remote)
+    assert store.saved == 4 * 3 and remote.attrs["compilations"] >= 4  # compiled on workers
+    # Euler on y' = -y is y_N = (1 - h)^N exactly, whichever worker solved the row.
+    euler = remote[(remote.system == "linear") & (remote.solver == "Euler")]
+    np.testing.assert_allclose(euler["y_final_0"], (1 - _DTS) ** np.round(1 / _DTS), rtol=1e-12)
+    # The chunks the cluster stored are the local run's chunks: a local rerun only loads them.
+    again = analysis.sweep(sys_list, ["Euler", "Heun"], store=results.ChunkStore(tmp_path), **fixed)
+    assert again.attrs["compilations"] == 0
+    _same_table(local, again)
+
+    # Adaptive: same chunks, so the same steps and the same numbers; through a scheduler address
+    # and through `using`, the two ways a study reaches a cluster.
+    adaptive = dict(controller="PI34", rtol=_TOLS, chunk_size=2)
+    local = analysis.sweep("van_der_pol", ["Tsit5", "Bosh3"], **adaptive)
+    address = client.scheduler.address
+    remote = analysis.sweep(
+        "van_der_pol", ["Tsit5", "Bosh3"], executor="dask", scheduler=address, **adaptive
+    )
+    _same_table(local, remote)
+    with distributed.using(client):
+        _same_table(local, analysis.sweep("van_der_pol", ["Tsit5", "Bosh3"], **adaptive))
+    assert (local.status == "ok").all()
+
+
+class _KillOnFirstChunk:
+    """Sweep progress that SIGKILLs a worker holding a chunk as soon as the first chunk is in."""
+
+    def __init__(self, client):
+        self.client, self.done, self.killed = client, 0, None
+
+    def begin(self, chunks, solves):
+        self.chunks = chunks
+
+    def advance(self, chunks, solves, cached):
+        self.done += chunks
+        if self.killed is None:
+            busy = [w for w, keys in self.client.processing().items() if keys]
+            pid = self.client.run(os.getpid, workers=busy[:1])[busy[0]]
+            os.kill(pid, signal.SIGKILL)
+            self.killed = {"pid": pid, "done": self.done, "busy": len(busy)}
+
+
+def test_a_worker_killed_mid_run_loses_nothing(client, tmp_path):
+    kw = dict(dt0=_DTS, chunk_size=1)  # 7 chunks, one solve each
+    local = analysis.sweep("harmonic", "Tsit5", **kw)
+    progress = _KillOnFirstChunk(client)
+    store = results.ChunkStore(tmp_path, progress=progress)
+    remote = analysis.sweep("harmonic", "Tsit5", executor=client, store=store, **kw)
+    assert progress.killed["done"] == 1 < progress.chunks == 7  # killed with work in flight
+    with pytest.raises(ProcessLookupError):
+        os.kill(progress.killed["pid"], 0)  # that worker process is gone
+    assert store.saved == 7 and progress.done == 7
+    _same_table(local, remote)
+
+
+_SHARDED = textwrap.dedent(
+    """
+    import json, jax
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np, analysis
+    from analysis import _sweep
+
+    out = {"devices": len(jax.devices())}
+    cases = {
+        "fixed": ("linear10", ["Heun", "Tsit5"], dict(dt0=1.0 / np.arange(4, 11), chunk_size=3)),
+        "adaptive": ("van_der_pol", ["Tsit5"], dict(controller="PI34", rtol=[1e-3, 1e-6])),
+    }
+    for case, (system, solvers, kw) in cases.items():
+        local = analysis.sweep(system, solvers, **kw)
+        sharded = analysis.sweep(system, solvers, executor="sharded", **kw)
+        ys = [c for c in local.columns if c.startswith("y_final")]
+        out[case] = {
+            "same_text": local.drop(columns=["wall_s", "error", *ys]).equals(
+                sharded.drop(columns=["wall_s", "error", *ys])),
+            "y_diff": float(np.max(np.abs(local[ys].to_numpy() - sharded[ys].to_numpy()))),
+            "y_scale": float(np.max(np.abs(local[ys].to_numpy()))),
+            "status": sorted(set(sharded.status)),
+        }
+    meshes = [key[1] for key in _sweep._COMPILED if key[1] is not None]
+    out["mesh_devices"] = sorted({m.size for m in meshes})
+    shardings = [_sweep._COMPILED[k][0].output_shardings for k in _sweep._COMPILED if k[1]]
+    out["output_devices"] = sorted({len(s["y_final"].device_set) for s in shardings})
+    out["output_specs"] = sorted({s["y_final"].spec[0] for s in shardings})
+    print("RESULT", json.dumps(out))
+    """
+)
+
+
+def test_sharded_over_two_host_devices_equals_local():
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_ENABLE_X64": "1",
+        "JAX_PLATFORMS": "cpu",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    out = json.loads(line[len("RESULT ") :])
+    assert out["devices"] == 2 and out["mesh_devices"] == [2] and out["output_devices"] == [2]
+    assert out["output_specs"] == ["batch"]  # the batch axis is split
+    for case in ("fixed", "adaptive"):
+        assert out[case]["same_text"] and out[case]["status"] == ["ok"]
+        assert out[case]["y_diff"] <= 1e-13 * out[case]["y_scale"]
