@@ -13,6 +13,7 @@ from hypothesis.extra.numpy import arrays
 
 import analysis
 from analysis import StepAware, StepTerm
+from analysis.systems import System
 
 FINITE = st.floats(-1.0, 1.0, allow_nan=False, allow_infinity=False)
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True)
@@ -95,3 +96,50 @@ def test_sweeps_are_deterministic(dts):
     second = analysis.sweep("logistic", ["Heun", "Tsit5"], dt0=dts, chunk_size=4)
     cols = [c for c in first.columns if c != "wall_s"]
     assert first[cols].equals(second[cols])
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    p=st.floats(0.5, 6.0),
+    log_c=st.floats(-3.0, 3.0),
+    h_max=st.floats(0.05, 0.5),
+    n=st.integers(5, 10),
+    noise=arrays(np.float64, 10, elements=st.floats(-0.01, 0.01)),
+    ratios=arrays(np.float64, 9, elements=st.floats(0.3, 0.6)),
+)
+def test_fit_order_recovers_p_from_noisy_power_laws_on_any_grid(p, log_c, h_max, n, noise, ratios):
+    # Irregular grids (each step 0.3-0.6 times the previous, never assumed to halve) with 1%
+    # multiplicative noise: local orders then wobble by at most ~0.04, inside ORDER_TOL.
+    h = h_max * np.cumprod(np.concatenate([[1.0], ratios[: n - 1]]))
+    err = 10**log_c * h**p * (1 + noise[:n])
+    fit = analysis.convergence.fit_order(h, err)
+    assert fit.status == "ok"
+    assert abs(fit.order - p) < 0.05
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(
+    re=st.floats(-3.0, 0.5),
+    im=st.floats(-2.5, 2.5),
+    h=st.floats(0.05, 1.0),
+    name=st.sampled_from(["Euler", "Heun", "Bosh3", "Tsit5", "ImplicitEuler"]),
+)
+def test_amplification_equals_the_one_step_map_of_linear_decay(re, im, h, name):
+    # y' = λy with λ = (re + i·im)/h as the real system (u, v)' = [[a, -b], [b, a]](u, v):
+    # one step from (1, 0) is (Re R(hλ), Im R(hλ)).
+    z = complex(re, im)
+    lam = z / h
+    system = System(
+        name="rotation",
+        vector_field=_rotation,
+        y0=jnp.array([1.0, 0.0]),
+        args=jnp.array([lam.real, lam.imag]),
+    )
+    phi = analysis.stability.one_step_map(system, name, h)
+    r = analysis.stability.amplification(name, np.array([z]))[0]
+    np.testing.assert_allclose(np.asarray(phi(system.y0)), [r.real, r.imag], rtol=1e-10, atol=1e-12)
+
+
+def _rotation(t, y, ab, h):
+    a, b = ab
+    return jnp.stack([a * y[0] - b * y[1], b * y[0] + a * y[1]])
