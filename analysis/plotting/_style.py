@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import weakref
 from pathlib import Path
 
@@ -27,6 +28,9 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")  # figures are files here; no display is assumed
+# Some fonts matplotlib ships carry a zero creation date in their "head" table; fontTools logs
+# "timestamp seems very low" when subsetting them into a PDF. Harmless, so not shown.
+logging.getLogger("fontTools.ttLib.tables._h_e_a_d").setLevel(logging.ERROR)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
