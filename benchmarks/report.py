@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import math
 import os
 import platform
 import subprocess
@@ -134,7 +135,7 @@ def render(records: list[dict], machine: dict, command: str, quick: bool = False
         "",
         f"- Machine: {machine['nproc']} CPU cores ({machine['cpu']}), "
         f"{machine['memory_gib']} GiB memory, {machine['platform']}, Python {machine['python']}; "
-        "no GPU (jax on CPU).",
+        "jax on CPU.",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in machine["packages"].items()) + ".",
         f"- Load average (1/5/15 min) before: {', '.join(f'{x:.1f}' for x in load_b)}; after: "
         f"{', '.join(f'{x:.1f}' for x in load_a)}. "
@@ -144,6 +145,7 @@ def render(records: list[dict], machine: dict, command: str, quick: bool = False
             if max(load_b[0], load_a[0]) > machine["nproc"] * 0.75
             else "The machine was otherwise idle."
         ),
+        "- No GPU was lent to this task, so there are no GPU figures; nothing here needs one.",
         "- Method: every (workload, method) runs in a fresh process. *End to end* is the "
         "first full pass (tracing, compilation, reference solutions, solving, assembling "
         "results); *compile* is the tracing + lowering + XLA compile time inside it, from jax's "
@@ -175,8 +177,35 @@ def render(records: list[dict], machine: dict, command: str, quick: bool = False
             ratio_lines, _ = _ratios(recs)
             L += ratio_lines + ([""] if ratio_lines else [])
             L += _notes(recs) + [""]
-        L += EXPLAIN.get(key, [])
+        if key == "fixed":
+            L += _per_group(recs)
+        L += EXPLAIN[key](recs)
     return "\n".join(L) + "\n"
+
+
+def _per_group(recs: list[dict]) -> list[str]:
+    by = {r["method"]: r for r in recs if "error" not in r}
+    if SWEEP not in by or "lax.scan RK" not in by:
+        return []
+    sweep = by[SWEEP]["extra"]["per_group_s"]
+    scan = by["lax.scan RK"]["extra"]["per_group_s"]
+    step = by.get("lax.scan of diffrax step", {}).get("extra", {}).get("per_group_s", {})
+    L = [
+        "Run time per (system, solver), medians of the warm passes:",
+        "",
+        "| system / solver | sweep kernel (ms) | lax.scan RK (ms) | kernel / scan | "
+        "diffrax step in lax.scan (ms) |",
+        "|---|---|---|---|---|",
+    ]
+    for key, t in sweep.items():
+        if key not in scan:
+            continue
+        d = step.get(key)
+        L.append(
+            f"| {key} | {_f(t * 1e3)} | {_f(scan[key] * 1e3)} | {_f(t / scan[key])}× | "
+            f"{_f(d * 1e3) if d else '–'} |"
+        )
+    return L + [""]
 
 
 def _targets(groups) -> list[str]:
@@ -205,17 +234,18 @@ def _targets(groups) -> list[str]:
     adaptive = {r["method"]: r for r in groups.get("adaptive", []) if "error" not in r}
     if SWEEP in adaptive:
         s = adaptive[SWEEP]
-        groups = s["extra"]["groups"]
+        n_groups = s["extra"]["groups"]
         L.append(
             f"| W2: one compilation per (system, solver, controller kind) | "
-            f"{s['compilations']} for {groups} groups × {s['n_solves'] // groups} tolerances"
-            f" | {_verdict(s['compilations'] == groups)} |"
+            f"{s['compilations']} for {n_groups} groups × {s['n_solves'] // n_groups} "
+            f"tolerances | {_verdict(s['compilations'] == n_groups)} |"
         )
     for r in groups.get("orbit", []):
         if "error" not in r:
             L.append(
-                f"| W3: orbit diagram under 5 s end to end | {_f(r['end_to_end_s'])} s "
-                f"(run {_f(r['run_s'])} s) | {_verdict(r['end_to_end_s'] < 5)} |"
+                f"| W3: orbit diagram under 5 s end to end ({r['method']}) | "
+                f"{_f(r['end_to_end_s'])} s (run {_f(r['run_s'])} s) | "
+                f"{_verdict(r['end_to_end_s'] < 5)} |"
             )
     for r in groups.get("stepaware", []):
         if "error" not in r:
@@ -279,4 +309,169 @@ def _memory(recs: list[dict]) -> list[str]:
     return L + [""]
 
 
-EXPLAIN: dict[str, list[str]] = {}
+def _by(recs):
+    return {r["method"]: r for r in recs if "error" not in r}
+
+
+def _explain_fixed(recs) -> list[str]:
+    by = _by(recs)
+    s = by.get(SWEEP)
+    if s is None:
+        return []
+    L = [
+        "**Where the time goes.** The sweep compiles one program per (system, solver), "
+        f"{s['compilations']} in all: {_f(s['compile_s'])} s of its {_f(s['end_to_end_s'])} s "
+        f"end to end, against {_f(s['run_s'])} s to run the {s['n_solves']} solves (DataFrame, "
+        "errors against the exact or reference solution included). A vmapped program costs "
+        "about twice the compile time of a single solve, once.",
+    ]
+    if "naive loop" in by:
+        nv = by["naive loop"]
+        L.append(
+            f"The naive loop compiles once per step size ({nv['compilations']:,} XLA "
+            f"compilations, {_f(nv['compile_s'])} s of its {_f(nv['end_to_end_s'])} s): its "
+            "cost is compilation, so the ratio to the sweep is roughly (compile time of one "
+            "solve × settings) / (compile time of the vmapped programs), whatever the solves cost."
+        )
+    if "solve_ivp loop" in by:
+        sp = by["solve_ivp loop"]
+        run, e2e = sp["run_s"] / s["run_s"], sp["end_to_end_s"] / s["end_to_end_s"]
+        L.append(
+            f"solve_ivp compiles nothing and pays Python per step ({_f(sp['n_solves'])} solves, "
+            f"{_f(sp['nfev'])} evaluations in {_f(sp['run_s'])} s). Its ratio to the sweep is "
+            f"{_f(run)}× in run time and {_f(e2e)}× end to end"
+            + (
+                ": at this size the sweep's one-off compilation is a large part of scipy's "
+                "whole loop. The run-time ratio is the one that grows with the workload (more "
+                "settings, smaller steps, longer spans); end to end the sweep gains that "
+                "ratio only once a study's run time dwarfs its compile time."
+                if e2e < run / 2
+                else "."
+            )
+        )
+    if "lax.scan RK" in by:
+        sc = by["lax.scan RK"]
+        eff = s["extra"].get("lane_efficiency")
+        L.append(
+            f"**The gap to the hand-written lax.scan loop** ({_f(s['run_s'] / sc['run_s'])}× "
+            f"in run time, {_f(s['extra']['kernel_s'] / sc['run_s'])}× for the compiled chunks "
+            "alone). Both run each vmapped chunk for as many steps as its largest N with "
+            "finished lanes masked"
+            + (f" (useful fraction of the vmapped steps: {eff:.0%})" if eff else "")
+            + ", so both do the same padded work. The difference is the step itself: "
+            + _solver_ratios(s, sc)
+            + ". diffrax's Runge–Kutta "
+            "step runs its stages in an inner while loop that writes each stage into a stacked "
+            "buffer, and computes the error estimate and dense-output coefficients even at "
+            "fixed steps; on CPU each inner-loop iteration is a handful of separate kernels, so "
+            "for states of 2 and 10 components, per-stage overhead rather than arithmetic sets "
+            "the speed. The diagnostic row *lax.scan of diffrax step* (diffrax's own "
+            "`solver.step` in the same masked scan, no diffeqsolve, no sweep) costs about what "
+            "the sweep's kernel costs: the gap lies inside diffrax's step, not in the sweep "
+            "engine or diffeqsolve's loop. Closing it would take a hand-written fixed-step "
+            "Runge–Kutta path in the engine, duplicating diffrax and giving up StepAware, "
+            "implicit solvers and diffrax's statistics, which this toolkit does not do."
+        )
+    return [p + "\n" for p in L]
+
+
+def _solver_ratios(sweep: dict, scan: dict) -> str:
+    """'kernel / scan per solver: Euler a×, ...' (geometric mean over the systems)."""
+    ratios: dict[str, list[float]] = {}
+    for key, t in sweep["extra"]["per_group_s"].items():
+        if key in scan["extra"]["per_group_s"]:
+            ratios.setdefault(key.split("/")[1], []).append(t / scan["extra"]["per_group_s"][key])
+    parts = [f"{k} {_f(math.prod(v) ** (1 / len(v)))}×" for k, v in ratios.items()]
+    return "kernel / scan per solver (geometric mean over the two systems) " + ", ".join(parts)
+
+
+def _explain_adaptive(recs) -> list[str]:
+    by = _by(recs)
+    s = by.get(SWEEP)
+    if s is None:
+        return []
+    eff = s["extra"].get("lane_efficiency")
+    L = [
+        f"**Compilations.** {s['compilations']} solve programs for "
+        f"{s['extra']['groups']} (system, solver, preset) groups, whatever the number of "
+        f"tolerances; no compilation in the warm passes ({s.get('warm_compilations')}).",
+    ]
+    if "jit loop" in by and eff:
+        jl = by["jit loop"]
+        L.append(
+            f"**vmap and adaptive steps.** A vmapped adaptive chunk runs until its slowest lane "
+            f"is done; lanes that finish early idle. Here one chunk holds all "
+            f"{s['n_solves'] // s['extra']['groups']} tolerances of a group (7 decades), so only "
+            f"{eff:.0%} of the vmapped steps are useful, and on a 2-core CPU, where vmap buys "
+            "little parallelism for 2- and 4-component states, that waste shows: run time "
+            f"{_f(s['run_s'])} s for the sweep against {_f(jl['run_s'])} s for the one-jit "
+            "loop, which solves each tolerance alone. The sweep sorts a group's grid by "
+            "tolerance before cutting chunks, so a smaller `chunk_size=` groups solves of "
+            "similar length and cuts the padding, still at one compilation per group."
+        )
+    if "solve_ivp loop" in by:
+        L.append(
+            "solve_ivp's Radau evaluates its Jacobian by finite differences (one field call per "
+            "column, counted in the evaluations column); scipy has no controller presets, so "
+            "its single loop stands for each of the three."
+        )
+    return [p + "\n" for p in L]
+
+
+def _explain_orbit(recs) -> list[str]:
+    by = _by(recs)
+    lib, scan = by.get("stability.orbit_diagram"), by.get("vmapped scan (arrays)")
+    if not lib or not scan:
+        return []
+    return [
+        f"The iteration itself (the arrays row) takes {_f(scan['run_s'])} s to run. "
+        "`stability.orbit_diagram` iterates the same orbits plus a tangent vector each (for "
+        "the Lyapunov exponent) and returns one tidy row per kept iterate; its run time is "
+        f"{_f(lib['run_s'])} s and its peak memory {_f(lib['peak_rss_mb'])} MiB against "
+        f"{_f(scan['peak_rss_mb'])} MiB for the arrays. A cProfile of one cold call, taken "
+        "separately while writing this harness (not part of this run), put about three "
+        "quarters of its time in assembling the 12.8-million-row DataFrame (numpy repeat and "
+        "fancy indexing, pandas/Arrow construction of the string columns) and about a tenth "
+        "in the compiled iteration."
+        + (
+            " So the 5 s target is met by the iteration and missed by the long-format output, "
+            "a design choice of `stability.orbit_diagram` (one row per iterate)."
+            if lib["end_to_end_s"] >= 5 > scan["end_to_end_s"]
+            else ""
+        )
+        + "\n"
+    ]
+
+
+def _explain_stepaware(recs) -> list[str]:
+    return [
+        "On an h-free field StepAware decides at trace time (`uses_h` reads the field's "
+        "jaxpr) that nothing sees h and calls the wrapped solver's own step, FSAL reuse "
+        "included: the compiled program is the bare solver's, the results are bitwise equal "
+        "(max |Δy| = 0) and the measured overhead is timing noise. On an h-dependent field an "
+        "FSAL solver re-evaluates its first stage each step (the reused one carries the "
+        "previous h): one evaluation per step, the *extra evaluations* column "
+        "(stages / (stages - 1) - 1). The *extra cost* column is what that costs in time against "
+        "the same field frozen at each lane's h, where FSAL reuse is valid; it can be below "
+        "the evaluation ratio because a step also pays for the stage loop, error estimate and "
+        "dense output. At fixed steps both compute the same numbers (max |Δy| at round-off).\n"
+    ]
+
+
+def _explain_memory(recs) -> list[str]:
+    return [
+        "A sweep holds one chunk's solver state at a time (the compiled program is the same "
+        "for any grid: one solve compilation in each run), so a 10× larger grid adds only its "
+        "rows (inputs, outputs, DataFrame). The unchunked run holds the whole grid's solver "
+        "state at once. The baseline is the process after importing jax and the toolkit; the "
+        "increase includes compiling the program (the same in all three).\n"
+    ]
+
+
+EXPLAIN = {
+    "fixed": _explain_fixed,
+    "adaptive": _explain_adaptive,
+    "orbit": _explain_orbit,
+    "stepaware": _explain_stepaware,
+    "memory": _explain_memory,
+}

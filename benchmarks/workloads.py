@@ -108,11 +108,24 @@ def _subsample(n: int, k: int) -> np.ndarray:
 # ------------------------------------------------------------------ workload 1: fixed steps
 
 
+def lane_efficiency(frames) -> float:
+    """Σ steps / Σ (solves × longest solve) over the (system, solver) groups of sweep rows.
+
+    A vmapped chunk runs as many steps as its longest solve, finished lanes idling, so this is
+    the fraction of the vmapped work that is useful (each group here is a single chunk).
+    """
+    useful = padded = 0
+    for df in frames:
+        for _, g in df.groupby("solver"):
+            useful += int(g["num_steps"].sum())
+            padded += len(g) * int(g["num_steps"].max())
+    return useful / padded
+
+
 def fixed_sweep(scale: Scale) -> Record:
     """analysis.sweep over the whole grid: one call per system, all five solvers."""
     sys = _fixed_systems()
     n = step_counts(scale.fixed_steps)
-    kernel = {}
 
     def run_pass():
         total = nfev = programs = 0
@@ -122,11 +135,17 @@ def fixed_sweep(scale: Scale) -> Record:
             programs += df.attrs["compilations"]
             for solver, wall in df.groupby("solver")["wall_s"].sum().items():
                 kernel.setdefault(f"{s.name}/{solver}", []).append(float(wall))
+            lanes.append(df)
         return total, nfev, programs
 
+    kernel, lanes = {}, []
     rec = measure_jitted("fixed", "sweep", run_pass, scale.repeats)
     per_group = {k: statistics.median(v[1:]) for k, v in kernel.items()}  # warm passes
-    rec.extra = {"kernel_s": sum(per_group.values()), "per_group_s": per_group}
+    rec.extra = {
+        "kernel_s": sum(per_group.values()),
+        "per_group_s": per_group,
+        "lane_efficiency": lane_efficiency(lanes[-len(sys) :]),
+    }
     rec.notes = (
         "analysis.sweep, one call per system; kernel = the compiled chunks alone, without "
         "DataFrame assembly and error computation"
@@ -297,11 +316,14 @@ def adaptive_sweep(scale: Scale) -> Record:
                 programs += df.attrs["compilations"]
                 for solver, g in df.groupby("solver"):
                     per_group[f"{s.name}/{solver}/{preset}"] = g["status"].value_counts().to_dict()
+                lanes.append(df)
         return total, nfev, programs
 
+    lanes = []
     rec = measure_jitted("adaptive", "sweep", run_pass, scale.repeats)
     rec.extra["groups"] = len(sys) * len(ADAPTIVE_SOLVERS) * len(PRESETS)
     rec.extra["statuses"] = per_group
+    rec.extra["lane_efficiency"] = lane_efficiency(lanes[-len(sys) * len(PRESETS) :])
     rec.notes = "analysis.sweep(controller=preset, rtol=tols, atol=rtol)"
     return rec
 
@@ -545,7 +567,7 @@ def stepaware(scale: Scale) -> Record:
         }
         outs = {k: np.asarray(fn(hs)) for k, fn in variants.items()}
         times = {k: [] for k in variants}
-        for _ in range(max(2 * scale.repeats, 5)):
+        for _ in range(max(3 * scale.repeats, 5)):
             for k, fn in variants.items():
                 times[k].append(repeat(lambda fn=fn: jax.block_until_ready(fn(hs)), 1)[0])
         med = {k: statistics.median(v) for k, v in times.items()}

@@ -94,6 +94,7 @@ def test_adaptive_sweep_compiles_once_per_group_whatever_the_number_of_tolerance
     assert counts == [2, 2]
 
 
+@pytest.mark.slow  # three fresh processes, each importing jax and compiling
 def test_chunked_sweep_memory_is_set_by_the_chunk_not_the_grid():
     """Peak RSS of three fresh processes: grid G and 10G at one chunk size, and 10G unchunked."""
     env = {**os.environ, "JAX_ENABLE_X64": "1", "PYTHONPATH": str(ROOT)}
