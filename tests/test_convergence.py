@@ -237,3 +237,17 @@ def test_bad_measure_arguments_fail_before_compiling(decay):
     with pytest.raises(InvalidArgument, match="n_dense"):
         convergence.measure(decay, "Euler", dt0=[0.1], norms="l2", n_dense=1)
     assert analysis.compile_count() == before
+
+
+def test_reference_solve_is_checked_against_the_runs():
+    """Without an exact solution the target is a Dopri8 solve whose own error is estimated."""
+    lv = systems.get("lotka_volterra")
+    dts = [lv.t1 / n for n in (200, 300, 400, 600, 800)]
+    df = convergence.measure(lv, "Heun", dt0=dts, norms=("final", "max"))
+    assert df["target"].str.startswith("limit: reference (Dopri8").all()
+    ref_error = df["reference_error"].to_numpy()
+    assert np.all((ref_error > 0) & (ref_error < 1e-9))
+    assert np.all(df["error"] > convergence.REFERENCE_MARGIN * ref_error)
+    table = convergence.orders(df)
+    assert (table["status"] == "ok").all() and (table["excluded"] == "").all()
+    assert np.all(np.abs(table["order"] - 2) < 0.1)

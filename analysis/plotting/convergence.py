@@ -155,7 +155,8 @@ def local_orders_vs(
     with paper_style():
         fig, ax = _axes(ax)
         for name, g in rows[rows["status"] == "ok"].groupby(by, sort=True):
-            g = g[g["error"] > 0].sort_values("h")
+            floor = g["roundoff_floor"] if "roundoff_floor" in g else 0.0
+            g = g[g["error"] > floor].sort_values("h")  # no local orders from round-off
             if len(g) < 2:
                 continue
             lo = _convergence.local_orders(g["h"], g["error"])
