@@ -208,10 +208,24 @@ def using(executor, scheduler: str | None = None):
             _ACTIVE.reset(token)
 
 
+_ACTIVATED: list[contextlib.ExitStack] = []  # what the last `activate` opened
+
+
 def activate(executor, scheduler: str | None = None):
-    """`using` for the rest of this process (the study runner's --executor); closed at exit."""
+    """Like `using`, for the rest of this process (the study runner's --executor).
+
+    What it opens is closed by the next `activate` or when the process exits.
+    """
+    block = resolve(executor, scheduler)
+    _close_activated()
     stack = contextlib.ExitStack()
-    chosen = stack.enter_context(resolve(executor, scheduler))
+    chosen = stack.enter_context(block)
+    _ACTIVATED.append(stack)
     _ACTIVE.set(chosen)
-    atexit.register(stack.close)
     return chosen
+
+
+@atexit.register
+def _close_activated():
+    while _ACTIVATED:
+        _ACTIVATED.pop().close()

@@ -12,6 +12,7 @@ others still run, and the exit status is non-zero.
 Example:
     python -m studies run demo --quick --out /tmp/figs
     python -m studies show demo
+    python -m studies run convergence --executor dask --scheduler tcp://10.0.0.5:8786
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis import results  # noqa: E402
+from analysis import distributed, results  # noqa: E402
 
 from . import STUDIES, describe, load  # noqa: E402
 
@@ -303,6 +304,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--chunk-size", type=int, default=None, help="solves per stored sweep chunk (default 128)"
     )
+    run.add_argument(
+        "--executor",
+        choices=distributed.EXECUTORS,
+        default="local",
+        help="where sweep chunks run: here, sharded over this machine's devices, or on Dask",
+    )
+    run.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="with --executor dask: a running Dask scheduler (default: start a LocalCluster)",
+    )
     sh = sub.add_parser("show", help="where a study's results are, their provenance, a summary")
     sh.add_argument("name")
     sh.add_argument("--out", type=Path, default=ROOT, help="folder holding results/ and figures/")
@@ -323,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         return show(args.name, results_dir=results_dir, figures_dir=figures_dir)
     if args.chunk_size is not None and args.chunk_size < 1:
         print(f"error: --chunk-size={args.chunk_size} must be ≥ 1", file=sys.stderr)
+        return 2
+    try:  # every sweep of the studies below runs there (a Dask client stays open till exit)
+        distributed.activate(args.executor, scheduler=args.scheduler)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     failed = []
     total = time.perf_counter()
