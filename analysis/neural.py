@@ -72,6 +72,7 @@ __all__ = [
     "save",
     "load",
     "discretization_matrix",
+    "predictions",
     "step_sensitivity",
     "StepAdaptation",
     "step_adaptation",
@@ -327,9 +328,11 @@ def _check_on_grid(setting: Setting, ts) -> int:
     return int(round(ratios[-1]))
 
 
-def _solve(model, solver: str, control: str, step, y0, ts, max_steps: int):
+def _solve(model, solver: str, control: str, step, y0, ts, max_steps: int, *, forward=False):
     """Solve the model from y0 over ts with `solver` at step (h, or rtol if adaptive) `step`.
 
+    Reverse-mode differentiable (RecursiveCheckpointAdjoint), or forward-mode with
+    `forward=True` (diffrax.ForwardMode: cheaper for one scalar input such as h).
     Returns (ys at ts, diffrax result code, number of steps); never raises.
     """
     stepper = StepAware(_solvers.for_fixed_steps(_solvers.get(solver)))
@@ -346,7 +349,7 @@ def _solve(model, solver: str, control: str, step, y0, ts, max_steps: int):
         y0,
         saveat=diffrax.SaveAt(ts=ts),
         stepsize_controller=controller,
-        adjoint=diffrax.RecursiveCheckpointAdjoint(),
+        adjoint=diffrax.ForwardMode() if forward else diffrax.RecursiveCheckpointAdjoint(),
         max_steps=max_steps,
         throw=False,
     )
@@ -485,18 +488,28 @@ def _grouped(settings: Sequence[Setting]):
     return groups
 
 
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
 def _evaluate(model, settings: Sequence[Setting], data: Trajectories):
-    """Per setting: (status, error, mean steps), and how many solve functions were compiled.
+    """Per setting: (status, error, mean steps, states (N, K, d)), and how many solve functions
+    were compiled.
 
     One `_run` per (solver, control) group, vmapped over the group's steps or tolerances.
     """
     truth = np.asarray(data.ys)
-    out: dict[int, tuple[str, float, float]] = {}
+    out: dict[int, tuple] = {}
     before = _TRACES["count"]
     for (solver, control), index in _grouped(settings).items():
         members = [settings[i] for i in index]
-        max_steps = max(_check_on_grid(s, data.ts) for s in members)
-        steps = jnp.asarray([s.step for s in members], dtype=float)
+        # Step budgets and grid lengths rounded up to powers of two: grids of similar size (a
+        # matrix, a step check, predictions) then share one compiled function.
+        max_steps = _pow2(max(_check_on_grid(s, data.ts) for s in members))
+        padded = [s.step for s in members] + [members[0].step] * (
+            _pow2(len(members)) - len(members)
+        )
+        steps = jnp.asarray(padded, dtype=float)
         ys, codes, nsteps = (
             np.asarray(x) for x in _run(model, solver, control, max_steps, steps, data.y0, data.ts)
         )
@@ -504,7 +517,7 @@ def _evaluate(model, settings: Sequence[Setting], data: Trajectories):
             statuses = [status_of(c, y) for c, y in zip(codes[j], ys[j], strict=True)]
             bad = [s for s in statuses if s != "ok"]
             err = math.sqrt(np.mean((ys[j][:, 1:] - truth[:, 1:]) ** 2)) if not bad else np.nan
-            out[i] = (bad[0] if bad else "ok", err, float(np.mean(nsteps[j])))
+            out[i] = (bad[0] if bad else "ok", err, float(np.mean(nsteps[j])), ys[j])
     return [out[i] for i in range(len(settings))], _TRACES["count"] - before
 
 
@@ -545,6 +558,38 @@ def discretization_matrix(
     return df
 
 
+def predictions(
+    model, settings: Sequence[Setting], data: Trajectories, *, which: Sequence[int] = (0,)
+) -> pd.DataFrame:
+    """The model's states at data.ts for trajectories `which` of `data`, under each setting.
+
+    Long format: model, setting, solver, control, h, rtol, trajectory, t, y0, y1, ... The solves
+    are those of `discretization_matrix` (same groups, same compiled functions), so calling both
+    with the same settings and data compiles nothing twice.
+    """
+    results, _ = _evaluate(model, settings, data)
+    frames = []
+    for s, r in zip(settings, results, strict=True):
+        for i in which:
+            states = r[3][i]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "model": kind_of(model),
+                        "setting": s.label,
+                        "solver": s.solver,
+                        "control": s.control,
+                        "h": np.nan if s.h is None else s.h,
+                        "rtol": np.nan if s.rtol is None else s.rtol,
+                        "trajectory": i,
+                        "t": data.ts,
+                    }
+                    | {f"y{c}": states[:, c] for c in range(states.shape[1])}
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
 # ---------------------------------------------------------------------------- sensitivity
 
 
@@ -574,14 +619,17 @@ def _scaled_loss(model, data, solver: str, max_steps: int, autodiff: bool, h_arr
 
     def loss_at(h, m, true):
         t = _scaled_times(data.ts[0], h, m, true.shape[1])
-        ys = jax.vmap(lambda y0: _solve(model, solver, "fixed", h, y0, t, max_steps)[0])(y0s)
+        ys = jax.vmap(
+            lambda y0: _solve(model, solver, "fixed", h, y0, t, max_steps, forward=True)[0]
+        )(y0s)
         # y(t(h)) to first order around the computed truth: the exact value and exact d/dh.
         moved = t[1:] - jax.lax.stop_gradient(t[1:])
         true_h = true + jax.vmap(lambda y: field(t[1:], y))(true) * moved[None, :, None]
         return jnp.mean((ys[:, 1:] - true_h) ** 2)
 
-    if autodiff:
-        return jax.vmap(jax.value_and_grad(loss_at))(h_arr, m_arr, truth)
+    if autodiff:  # forward mode: h is a single scalar
+        tangent = lambda h, m, true: jax.jvp(lambda x: loss_at(x, m, true), (h,), (1.0,))  # noqa: E731
+        return jax.vmap(tangent)(h_arr, m_arr, truth)
     return jax.vmap(loss_at)(h_arr, m_arr, truth), None
 
 
@@ -602,7 +650,7 @@ def step_sensitivity(
     of size h is compared with the true y(m·k·h) for k = 1..K, so with m held fixed the loss is
     a smooth function of h whose value at h is the ordinary loss, and its derivative includes
     the true solution's motion (dy/dt = f, exactly). method="autodiff" differentiates through the
-    fixed-step solve (h a traced input: both the field's h and the step positions);
+    fixed-step solve in forward mode (h a traced input: the field's h and the step positions);
     method="finite_difference" uses central differences h(1 ± relative_step) (a check).
 
     Adaptive (rtols): diffrax stops gradients through the controller, so d(loss)/d(log rtol) is

@@ -32,6 +32,12 @@ from .controllers import (
 )
 from .convergence import error_vs_step, local_orders_vs, observed_orders, order_cap
 from .discrete import conjugacy_plot, defect_plot, drift_plot, map_vs_limit_plot
+from .neural import (
+    discretization_heatmaps,
+    step_adaptation_plot,
+    step_sensitivity_plot,
+    trajectory_panels,
+)
 from .stability import (
     branches_plot,
     lyapunov_plot,
@@ -71,4 +77,8 @@ __all__ = [
     "branches_plot",
     "max_step_plot",
     "step_check_plot",
+    "discretization_heatmaps",
+    "trajectory_panels",
+    "step_sensitivity_plot",
+    "step_adaptation_plot",
 ]

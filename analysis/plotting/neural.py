@@ -1,0 +1,202 @@
+"""Neural-field figures: the train × test discretization matrix, trajectories, step sensitivity.
+
+Each function takes the tidy DataFrames of `analysis.neural` (as collected by `studies.neural`)
+and returns a Figure.
+
+Example:
+    >>> from analysis import neural, systems
+    >>> import analysis.plotting as aplt
+    >>> spiral = systems.get("linear10", dim=2, seed=0)
+    >>> data = neural.trajectories(spiral, 4, horizon=6.0, saves=7)
+    >>> model = neural.make("h_free", spiral)
+    >>> s = neural.Setting("Euler", h=1.0)
+    >>> fig = aplt.discretization_heatmaps(neural.discretization_matrix(model, s, [s], data))
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ._style import DOUBLE_WIDTH, log_axis, paper_style
+
+#: One colour per model kind (and black for the truth), the same in every neural figure.
+KIND_COLOURS = {"h_input": "tab:red", "h_free": "tab:blue", "hypersolver": "tab:green"}
+KIND_LABELS = {
+    "h_input": "h-input MLP f(y, h)",
+    "h_free": "h-free MLP f(y)",
+    "hypersolver": "hypersolver f + h·g(y, h)",
+}
+
+
+def _ordered(series: pd.Series) -> list:
+    return list(dict.fromkeys(series))
+
+
+def discretization_heatmaps(matrix: pd.DataFrame) -> plt.Figure:
+    """One heatmap per model kind: train settings (rows) × test settings (columns).
+
+    Colour and number: log10 of the held-out RMS error; failed solves are blank; the cell
+    where the test setting is the training setting is outlined. One shared colour scale.
+    """
+    kinds = _ordered(matrix["model"])
+    trains = _ordered(matrix["train_setting"])
+    tests = _ordered(matrix["test_setting"])
+    logs = np.log10(matrix["error"].where(matrix["status"] == "ok"))
+    lo, hi = np.nanmin(logs), np.nanmax(logs)
+    with paper_style():
+        fig, axes = plt.subplots(
+            len(kinds),
+            1,
+            figsize=(DOUBLE_WIDTH, 0.9 + (0.45 + 0.3 * len(trains)) * len(kinds)),
+            squeeze=False,
+            sharex=True,
+            constrained_layout=True,
+        )
+        for ax, kind in zip(axes[:, 0], kinds, strict=True):
+            rows = matrix[matrix["model"] == kind].assign(log_error=logs)
+            grid = rows.pivot_table(
+                index="train_setting", columns="test_setting", values="log_error"
+            )
+            grid = grid.reindex(index=trains, columns=tests).to_numpy(float)
+            im = ax.imshow(grid, aspect="auto", vmin=lo, vmax=hi, cmap="viridis")
+            ax.grid(False)
+            for (i, j), value in np.ndenumerate(grid):
+                if np.isfinite(value):
+                    shade = "white" if value < (lo + hi) / 2 else "black"
+                    ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=5, color=shade)
+                if trains[i] == tests[j]:
+                    ax.add_patch(
+                        plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="white", lw=1.2)
+                    )
+            ax.set_yticks(range(len(trains)), [f"train {t}" for t in trains])
+            ax.set_title(KIND_LABELS.get(kind, kind))
+        axes[-1, 0].set_xticks(range(len(tests)), tests, rotation=90)
+        axes[-1, 0].set_xlabel("test setting")
+        # One bar for the whole column (the house `colorbar` takes a single axes).
+        bar = fig.colorbar(im, ax=axes[:, 0])
+        bar.set_label("log10 RMS error on held-out trajectories")
+    return fig
+
+
+def trajectory_panels(trajectories: pd.DataFrame) -> plt.Figure:
+    """Phase-plane trajectories, one panel per (model kind, train setting), truth in black.
+
+    `trajectories` has columns model, train_setting, test_h, t, y0, y1; rows with model
+    "truth" are the reference. Each test h is one shade, darker for smaller h.
+    """
+    truth = trajectories[trajectories["model"] == "truth"]
+    rows = trajectories[trajectories["model"] != "truth"]
+    kinds, trains = _ordered(rows["model"]), _ordered(rows["train_setting"])
+    hs = np.sort(rows["test_h"].unique())[::-1]
+    shades = plt.get_cmap("plasma")(np.linspace(0.15, 0.8, len(hs)))
+    with paper_style():
+        fig, axes = plt.subplots(
+            len(kinds),
+            len(trains),
+            figsize=(DOUBLE_WIDTH * min(1.0, 0.35 * len(trains) + 0.1), 1.9 * len(kinds)),
+            squeeze=False,
+            sharex=True,
+            sharey=True,
+            constrained_layout=True,
+        )
+        for i, kind in enumerate(kinds):
+            for j, train in enumerate(trains):
+                ax = axes[i, j]
+                ax.plot(truth["y0"], truth["y1"], "k-", lw=1.4, label="truth")
+                for h, shade in zip(hs, shades, strict=True):
+                    g = rows[
+                        (rows["model"] == kind)
+                        & (rows["train_setting"] == train)
+                        & (rows["test_h"] == h)
+                    ]
+                    ax.plot(g["y0"], g["y1"], "o-", ms=2.5, lw=0.9, color=shade, label=f"h={h:g}")
+                ax.set_title(f"{KIND_LABELS.get(kind, kind)}\ntrained {train}", fontsize=7)
+                if i == len(kinds) - 1:
+                    ax.set_xlabel("y0")
+                if j == 0:
+                    ax.set_ylabel("y1")
+        axes[0, -1].legend(title="test step (train solver)", fontsize=6, loc="best")
+    return fig
+
+
+def step_sensitivity_plot(sensitivity: pd.DataFrame) -> plt.Figure:
+    """Loss (top) and d(loss)/dh (bottom) against h at fixed steps, one column per training
+    setting, one line per model kind; a dotted line marks the training step."""
+    fixed = sensitivity[sensitivity["wrt"] == "h"]
+    trains = _ordered(fixed["train_setting"])
+    with paper_style():
+        fig, axes = plt.subplots(
+            2,
+            len(trains),
+            figsize=(DOUBLE_WIDTH, 3.6),
+            squeeze=False,
+            sharex="col",
+            constrained_layout=True,
+        )
+        for j, train in enumerate(trains):
+            g = fixed[fixed["train_setting"] == train]
+            for kind, k in g.groupby("model", sort=False):
+                k = k.sort_values("h")
+                style = dict(
+                    color=KIND_COLOURS.get(kind),
+                    marker="o",
+                    ms=3,
+                    label=KIND_LABELS.get(kind, kind),
+                )
+                axes[0, j].plot(k["h"], k["loss"], **style)
+                axes[1, j].plot(k["h"], k["dloss"], **style)
+            train_h = float(train.split("h=")[1]) if "h=" in train else None
+            for ax in axes[:, j]:
+                log_axis(ax, "x", "step size h")
+                if train_h is not None:
+                    ax.axvline(train_h, color="0.5", ls=":", lw=1)
+            axes[0, j].set_yscale("log")
+            axes[0, j].set_ylabel("held-out loss (MSE)")
+            scale = np.nanmax(np.abs(g["dloss"])) if len(g) else 1.0
+            axes[1, j].set_yscale("symlog", linthresh=max(scale * 1e-3, 1e-12))
+            axes[1, j].axhline(0.0, color="0.3", lw=0.6)
+            axes[1, j].set_ylabel("d(loss)/dh (autodiff)")
+            axes[0, j].set_title(f"trained {train}; tested with {g['solver'].iloc[0]}")
+        axes[0, 0].legend(fontsize=6)
+    return fig
+
+
+def step_adaptation_plot(step_check: pd.DataFrame) -> plt.Figure:
+    """Ott et al.'s check: error under the training solver (solid) and the accurate test solver
+    (dashed) as h is halved, one panel per training setting; a star marks the first h where
+    they agree."""
+    trains = _ordered(step_check["train_setting"])
+    with paper_style():
+        fig, axes = plt.subplots(
+            1,
+            len(trains),
+            figsize=(DOUBLE_WIDTH, 2.6),
+            squeeze=False,
+            sharey=True,
+            constrained_layout=True,
+        )
+        for ax, train in zip(axes[0], trains, strict=True):
+            g = step_check[step_check["train_setting"] == train]
+            for kind, k in g.groupby("model", sort=False):
+                colour = KIND_COLOURS.get(kind)
+                ax.plot(
+                    k["h"],
+                    k["error_solver"],
+                    "o-",
+                    ms=3,
+                    color=colour,
+                    label=KIND_LABELS.get(kind, kind),
+                )
+                ax.plot(k["h"], k["error_test"], "s--", ms=3, color=colour, alpha=0.7)
+                step = k["step"].iloc[0]
+                if np.isfinite(step):
+                    at = k[k["h"] == step]
+                    ax.plot(at["h"], at["error_solver"], "*", ms=10, color=colour, mec="k")
+            log_axis(ax, "x", "step size h")
+            ax.set_yscale("log")
+            ax.set_title(f"trained {train} (solid) vs {g['test_solver'].iloc[0]} (dashed)")
+        axes[0, 0].set_ylabel("RMS error, held-out")
+        axes[0, 0].legend(fontsize=6)
+    return fig

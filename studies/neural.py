@@ -1,0 +1,210 @@
+"""Neural step-dependent fields: did the network learn a vector field or its discretization?
+
+Data: held-out and training trajectories of the damped spiral y' = A·y (the catalog's `linear10`
+with dim = 2, seed = 0; eigenvalues -0.61 ± 0.46i), saved every time unit. Three model kinds
+(`analysis.neural`): an MLP that takes h as an input, the same MLP without h (control), and a
+hypersolver f + h·g_θ(y, h) around the true field. Each is trained through two discretizations,
+Euler at the coarse step h = 1 and Tsit5 at the fine step h = 1/8 (discretize-then-optimise).
+Each trained model is then tested on held-out trajectories under Euler, Heun and Tsit5 at steps
+h = 1 … 1/16 and under adaptive Dopri5 (the train × test discretization matrix of Ott et al.,
+ICLR 2021); its trajectories at several test h are drawn against the truth; d(loss)/dh is taken
+by autodiff at fixed steps (finite differences in log rtol under adaptive control); their
+step-adaptation check (halve h until the training solver and Tsit5 agree within 10 %) is run;
+and the convergence tools measure each model's observed order towards its own h → 0 limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+import analysis
+from analysis import convergence, neural, systems
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    system: str = "linear10"
+    system_params: tuple = (("dim", 2), ("seed", 0))
+    horizon: float = 6.0
+    saves: int = 7  # save spacing horizon/(saves - 1) = 1: every test h below divides it
+    n_train: int = 32
+    n_test: int = 32
+    spread: float = 0.5
+    kinds: tuple[str, ...] = neural.KINDS
+    width: int = 16
+    depth: int = 2
+    train_steps: int = 300
+    learning_rate: float = 1e-2
+    seed: int = 0
+    train_settings: tuple[tuple[str, float], ...] = (("Euler", 1.0), ("Tsit5", 0.125))
+    test_solvers: tuple[str, ...] = ("Euler", "Heun", "Tsit5")
+    test_hs: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125, 0.0625)
+    adaptive_solver: str = "Dopri5"
+    test_rtols: tuple[float, ...] = (1e-3, 1e-6)
+    trajectory_hs: tuple[float, ...] = (1.0, 0.25, 0.0625)
+    sensitivity_ms: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)  # h = spacing / m
+    sensitivity_rtols: tuple[float, ...] = (1e-3, 1e-4, 1e-5, 1e-6)  # adaptive_solver, by FD
+    check_solvers: tuple[tuple[str, str], ...] = (("Euler", "Tsit5"), ("Tsit5", "Dopri8"))
+    check_threshold: float = 0.1
+    check_halvings: int = 5
+    order_steps: tuple[int, ...] = (6, 12, 24, 48, 96, 192)  # steps over the horizon
+    order_solvers: tuple[str, ...] = ("Euler", "Heun")
+
+
+CONFIG = Config()
+QUICK = Config(
+    n_train=8,
+    n_test=8,
+    width=8,
+    train_steps=60,
+    test_solvers=("Euler", "Tsit5"),
+    test_hs=(1.0, 0.5, 0.25),
+    test_rtols=(1e-4,),
+    trajectory_hs=(1.0, 0.25),
+    sensitivity_ms=(1, 2, 4),
+    sensitivity_rtols=(),
+    check_halvings=2,
+    order_solvers=(),
+)
+
+CAPTIONS = {
+    "matrix": (
+        "Train × test discretization matrix (Ott et al., ICLR 2021): log10 RMS error on held-out "
+        "spiral trajectories of each model kind (panels), trained with Euler at h = 1 or Tsit5 "
+        "at h = 1/8 (rows), tested with each solver and step or adaptive tolerance (columns). A "
+        "model that learned the ODE has a flat row once the test solver is accurate; the "
+        "h-input model trained with Euler at h = 1 is best at its own setting and gets worse as "
+        "h shrinks: it learned Euler's map at h = 1."
+    ),
+    "trajectories": (
+        "One held-out trajectory (phase plane) of each model under its training solver at "
+        "several test steps h, against the truth (black). Look for curves that move away from "
+        "the truth as h shrinks (a learned discretization) or stay put (a learned field)."
+    ),
+    "sensitivity": (
+        "Step sensitivity under each model's training solver: top, the held-out loss at steps "
+        "h = 1/m (m steps per save interval); bottom, d(loss)/dh by autodiff through the "
+        "fixed-step solve (the field's h input and the step positions both move). A model "
+        "trained at its step sits at a minimum of the loss (derivative ≈ 0 there)."
+    ),
+    "step_check": (
+        "Ott et al.'s step-adaptation check: error of each model under its training solver "
+        "(solid) and under a more accurate one at the same h (dashed: Tsit5 for Euler-trained "
+        "models, Dopri8 for Tsit5-trained ones) as h is halved from the training step; the star "
+        "is the first h where the two agree within 10 %, where the model starts to behave like "
+        "an ODE. No star: they never agree within the halvings tried."
+    ),
+}
+
+
+def _settings(config: Config) -> tuple[list[neural.Setting], list[neural.Setting]]:
+    train = [neural.Setting(solver, h=h) for solver, h in config.train_settings]
+    test = [neural.Setting(s, h=h) for s in config.test_solvers for h in config.test_hs]
+    test += [neural.Setting(config.adaptive_solver, rtol=r) for r in config.test_rtols]
+    return train, test
+
+
+def _orders(model, setting, system, config) -> pd.DataFrame:
+    """Observed order of each solver towards the model's own h → 0 limit (analysis.sweep)."""
+    limit = neural.as_system(model, system.with_(t1=system.t0 + config.horizon))
+    dts = [config.horizon / n for n in config.order_steps]
+    rows = analysis.sweep(limit, list(config.order_solvers), dt0=dts)
+    out = []
+    for solver, g in rows.groupby("solver", sort=False):
+        fit = convergence.fit_order(g["h"], g["error"], status=g["status"])
+        out.append((solver, fit.order, fit.ci_low, fit.ci_high, fit.points_used, fit.status))
+    columns = ["solver", "observed_order", "ci_low", "ci_high", "points_used", "fit_status"]
+    df = pd.DataFrame(out, columns=columns)
+    df.insert(0, "train_setting", setting.label)
+    df.insert(0, "model", neural.kind_of(model))
+    return df
+
+
+def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
+    """Train every (kind, train setting), then measure every trained model."""
+    system = systems.get(config.system, **dict(config.system_params))
+    common = dict(horizon=config.horizon, saves=config.saves, spread=config.spread)
+    train_data = neural.trajectories(system, config.n_train, seed=config.seed, **common)
+    test_data = neural.trajectories(system, config.n_test, seed=config.seed + 1, **common)
+    train_settings, test_settings = _settings(config)
+    spacing = config.horizon / (config.saves - 1)
+    sensitivity_hs = [spacing / m for m in config.sensitivity_ms]
+    tables: dict[str, list[pd.DataFrame]] = {
+        k: [] for k in ("training", "matrix", "trajectories", "sensitivity", "step_check", "orders")
+    }
+    truth = test_data.ys[0]
+    dims = [f"y{i}" for i in range(truth.shape[1])]
+    tables["trajectories"].append(
+        pd.DataFrame(
+            {"model": "truth", "train_setting": "", "test_h": np.nan, "t": test_data.ts}
+            | {d: truth[:, i] for i, d in enumerate(dims)}
+        )
+    )
+    for kind in config.kinds:
+        init = neural.make(kind, system, width=config.width, depth=config.depth, seed=config.seed)
+        for setting in train_settings:
+            model, losses = neural.train(
+                init,
+                train_data,
+                setting,
+                steps=config.train_steps,
+                learning_rate=config.learning_rate,
+            )
+            label = dict(model=kind, train_setting=setting.label)
+            tables["training"].append(
+                pd.DataFrame(label | {"iteration": np.arange(len(losses)), "loss": losses})
+            )
+            tables["matrix"].append(
+                neural.discretization_matrix(model, setting, test_settings, test_data)
+            )
+            states = neural.predictions(model, test_settings, test_data)
+            keep = (states["solver"] == setting.solver) & states["h"].isin(config.trajectory_hs)
+            tables["trajectories"].append(
+                states[keep]
+                .rename(columns={"h": "test_h"})
+                .assign(train_setting=setting.label)[
+                    ["model", "train_setting", "test_h", "t", *dims]
+                ]
+            )
+            fixed = neural.step_sensitivity(model, test_data, setting.solver, hs=sensitivity_hs)
+            tables["sensitivity"].append(fixed.assign(train_setting=setting.label))
+            if config.sensitivity_rtols:
+                adaptive = neural.step_sensitivity(
+                    model, test_data, config.adaptive_solver, rtols=config.sensitivity_rtols
+                )
+                tables["sensitivity"].append(adaptive.assign(train_setting=setting.label))
+            check = neural.step_adaptation(
+                model,
+                test_data,
+                solver=setting.solver,
+                h=setting.h,
+                test_solver=dict(config.check_solvers)[setting.solver],
+                threshold=config.check_threshold,
+                max_halvings=config.check_halvings,
+            )
+            tables["step_check"].append(
+                check.table.assign(
+                    **label,
+                    solver=setting.solver,
+                    test_solver=dict(config.check_solvers)[setting.solver],
+                    step=np.nan if check.step is None else check.step,
+                )
+            )
+            if config.order_solvers:
+                tables["orders"].append(_orders(model, setting, system, config))
+    return {k: pd.concat(v, ignore_index=True) for k, v in tables.items() if v}
+
+
+def plot(results: dict[str, pd.DataFrame]) -> dict:
+    """Heatmaps of the matrix, trajectories vs truth, the sensitivity curve, the step check."""
+    from analysis import plotting
+
+    return {
+        "matrix": plotting.discretization_heatmaps(results["matrix"]),
+        "trajectories": plotting.trajectory_panels(results["trajectories"]),
+        "sensitivity": plotting.step_sensitivity_plot(results["sensitivity"]),
+        "step_check": plotting.step_adaptation_plot(results["step_check"]),
+    }
