@@ -117,6 +117,9 @@ def _solve_fn(group: _Group):
         solver = group.solver
     if fixed:
         solver = _solvers.for_fixed_steps(solver)
+    # SaveAt(ts) reads the solver's dense output (its interpolant) at each extra save time.
+    save_ts = jnp.asarray(group.save_ts) if group.save_ts else None
+    saveat = diffrax.SaveAt(t1=True, ts=save_ts, controller_state=group.log_steps > 0)
 
     def solve(dt0, rtol, atol, y0, args):
         if fixed:
@@ -134,12 +137,7 @@ def _solve_fn(group: _Group):
             y0,
             args,
             stepsize_controller=ctrl,
-            # SaveAt(ts) reads the solver's dense output (its interpolant) at each time.
-            saveat=diffrax.SaveAt(
-                t1=True,
-                ts=jnp.asarray(group.save_ts or [system.t1]),
-                controller_state=group.log_steps > 0,
-            ),
+            saveat=saveat,
             max_steps=group.max_steps,
             throw=False,
         )
