@@ -487,7 +487,8 @@ def orders(df: pd.DataFrame, *, confidence: float = 0.95, **fit_options) -> pd.D
 
     Returns one row per group: system, solver, target, norm, relative, order, ci_low, ci_high,
     nominal_order, points_used, excluded (text: each left-out h and why), n_failed, status,
-    reason, h_min, h_max (of the fitted range), reference_error (the target's own error).
+    reason, h_min, h_max (of the fitted range), local_orders (text, between consecutive valid
+    points from the smallest h up), reference_error (the target's own error).
     `fit_options` go to `fit_order` (min_points, order_tol).
     """
     keys = ["system", "solver", "target", "norm", "relative"]
@@ -522,6 +523,7 @@ def orders(df: pd.DataFrame, *, confidence: float = 0.95, **fit_options) -> pd.D
                 reason=fit.reason,
                 h_min=float(used_h.min()) if len(used_h) else np.nan,
                 h_max=float(used_h.max()) if len(used_h) else np.nan,
+                local_orders=" ".join(f"{x:.2f}" for x in fit.local_orders),
                 reference_error=float(g["reference_error"].iloc[0]),
             )
         )

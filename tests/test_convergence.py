@@ -151,6 +151,8 @@ def test_relative_norm_divides_by_the_same_norm_of_the_target(decay, euler_decay
 def test_euler_and_tsit5_on_decay_have_orders_1_and_5(decay, euler_decay):
     euler = convergence.orders(euler_decay)
     assert (euler["status"] == "ok").all()
+    local = np.array(euler["local_orders"].iloc[0].split(), dtype=float)
+    assert len(local) == len(STEPS) - 1 and np.all(np.abs(local - 1) < 0.1)
     assert np.all(np.abs(euler["order"] - 1) < 0.15)
     # Tsit5's principal error coefficient on real λ is small, so the h^6 term is large: even in
     # exact arithmetic the local orders are 5.24, 5.18, 5.13, 5.08 between N = 16, 24, 32, 48, 64
