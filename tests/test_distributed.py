@@ -119,6 +119,12 @@ def test_runner_executor_option_gives_the_local_tables(client, tmp_path):
     assert runner.main(["run", "demo", "--executor", "sharded", "--scheduler", address]) == 2
 
 
+@pytest.mark.slow
+def test_dask_without_a_scheduler_starts_and_stops_its_own_cluster():
+    local = analysis.sweep("linear", "Heun", dt0=_DTS, chunk_size=4)
+    _same_table(local, analysis.sweep("linear", "Heun", dt0=_DTS, chunk_size=4, executor="dask"))
+
+
 class _KillOnFirstChunk:
     """Sweep progress that SIGKILLs a worker holding a chunk as soon as the first chunk is in."""
 
@@ -132,18 +138,22 @@ class _KillOnFirstChunk:
         self.done += chunks
         if self.killed is None:
             busy = [w for w, keys in self.client.processing().items() if keys]
-            pid = self.client.run(os.getpid, workers=busy[:1])[busy[0]]
-            os.kill(pid, signal.SIGKILL)
-            self.killed = {"pid": pid, "done": self.done, "busy": len(busy)}
+            self.killed = {"done": self.done, "busy": len(busy), "pid": None}
+            if busy:
+                self.killed["pid"] = self.client.run(os.getpid, workers=busy[:1])[busy[0]]
+                os.kill(self.killed["pid"], signal.SIGKILL)
 
 
 def test_a_worker_killed_mid_run_loses_nothing(client, tmp_path):
-    kw = dict(dt0=_DTS, chunk_size=1)  # 7 chunks, one solve each
+    # 7 chunks of one solve each, 3·10⁵ Tsit5 steps apiece (a few tenths of a second), so the
+    # other chunks are still running or queued when the first one is in.
+    kw = dict(dt0=2 * np.pi / np.arange(300_000, 300_007), chunk_size=1)
     local = analysis.sweep("harmonic", "Tsit5", **kw)
     progress = _KillOnFirstChunk(client)
     store = results.ChunkStore(tmp_path, progress=progress)
     remote = analysis.sweep("harmonic", "Tsit5", executor=client, store=store, **kw)
-    assert progress.killed["done"] == 1 < progress.chunks == 7  # killed with work in flight
+    assert progress.killed["done"] == 1 < progress.chunks == 7
+    assert progress.killed["busy"] >= 1  # the killed worker held a chunk
     with pytest.raises(ProcessLookupError):
         os.kill(progress.killed["pid"], 0)  # that worker process is gone
     assert store.saved == 7 and progress.done == 7
