@@ -64,6 +64,7 @@ class Scale:
     orbit: tuple[int, int, int, int] = (2000, 64, 1000, 100)  # h, y0, iterations, kept
     memory: tuple[int, int, int] = (2048, 128, 64)  # grid, chunk, state dimension
     repeats: int = 5
+    fast_repeats: int = 11  # warm passes of the fixed-step workload (each well under a second)
     naive_per_group: int = 2  # naive-loop settings timed per group, then scaled linearly
     jit_loop_presets: tuple[str, ...] = ("PI34",)  # adaptive jit loop: measured presets
 
@@ -75,6 +76,7 @@ QUICK = Scale(
     orbit=(200, 8, 100, 10),
     memory=(1024, 64, 64),
     repeats=2,
+    fast_repeats=2,
     naive_per_group=1,
 )
 
@@ -108,21 +110,26 @@ def _subsample(n: int, k: int) -> np.ndarray:
 # ------------------------------------------------------------------ workload 1: fixed steps
 
 
-def lane_efficiency(frames) -> float:
-    """Σ steps / Σ (solves × longest solve) over the (system, solver) groups of sweep rows.
+def lane_efficiency(frames, chunk: int | None = None) -> float:
+    """Σ steps / Σ (solves × longest solve in its chunk) over sweep rows, chunk by chunk.
 
     A vmapped chunk runs as many steps as its longest solve, finished lanes idling, so this is
-    the fraction of the vmapped work that is useful (each group here is a single chunk).
+    the fraction of the vmapped work that is useful. Chunks are cut as the sweep cuts them:
+    each (system, solver) group sorted by h, then rtol, descending; `chunk` None = one chunk.
     """
     useful = padded = 0
     for df in frames:
-        for _, g in df.groupby("solver"):
-            useful += int(g["num_steps"].sum())
-            padded += len(g) * int(g["num_steps"].max())
+        for _, g in df.groupby(["system", "solver"]):
+            g = g.sort_values(["h", "rtol"], ascending=False, na_position="last")
+            size = chunk or len(g)
+            for start in range(0, len(g), size):
+                steps = g["num_steps"].to_numpy()[start : start + size]
+                useful += int(steps.sum())
+                padded += len(steps) * int(steps.max())
     return useful / padded
 
 
-def fixed_sweep(scale: Scale) -> Record:
+def fixed_sweep(scale: Scale, chunk_size: int | None = None) -> Record:
     """analysis.sweep over the whole grid: one call per system, all five solvers."""
     sys = _fixed_systems()
     n = step_counts(scale.fixed_steps)
@@ -130,7 +137,7 @@ def fixed_sweep(scale: Scale) -> Record:
     def run_pass():
         total = nfev = programs = 0
         for s in sys.values():
-            df = analysis.sweep(s, FIXED_SOLVERS, dt0=(s.t1 - s.t0) / n)
+            df = analysis.sweep(s, FIXED_SOLVERS, dt0=(s.t1 - s.t0) / n, chunk_size=chunk_size)
             total, nfev = total + len(df), nfev + int(df["nfev"].sum())
             programs += df.attrs["compilations"]
             for solver, wall in df.groupby("solver")["wall_s"].sum().items():
@@ -139,18 +146,26 @@ def fixed_sweep(scale: Scale) -> Record:
         return total, nfev, programs
 
     kernel, lanes = {}, []
-    rec = measure_jitted("fixed", "sweep", run_pass, scale.repeats)
+    method = "sweep" if chunk_size is None else f"sweep, chunk_size={chunk_size}"
+    rec = measure_jitted("fixed", method, run_pass, scale.fast_repeats)
     per_group = {k: statistics.median(v[1:]) for k, v in kernel.items()}  # warm passes
     rec.extra = {
         "kernel_s": sum(per_group.values()),
         "per_group_s": per_group,
-        "lane_efficiency": lane_efficiency(lanes[-len(sys) :]),
+        "lane_efficiency": lane_efficiency(lanes[-len(sys) :], chunk_size),
     }
     rec.notes = (
-        "analysis.sweep, one call per system; kernel = the compiled chunks alone, without "
-        "DataFrame assembly and error computation"
+        "analysis.sweep, one call per system"
+        + ("" if chunk_size is None else f", chunks of {chunk_size} solves of similar N")
+        + "; kernel = the compiled chunks alone, without DataFrame assembly and error "
+        "computation"
     )
     return rec
+
+
+def fixed_sweep_chunked(scale: Scale) -> Record:
+    """The same sweep with chunk_size=16: chunks of similar N pad less (see lane_efficiency)."""
+    return fixed_sweep(scale, chunk_size=16)
 
 
 def _scan_pass(programs: dict, n, per_group: dict):
@@ -168,7 +183,7 @@ def _scan_pass(programs: dict, n, per_group: dict):
 
 def _scan_record(method: str, programs: dict, n, scale: Scale, notes: str) -> Record:
     per_group = {}
-    rec = measure_jitted("fixed", method, _scan_pass(programs, n, per_group), scale.repeats)
+    rec = measure_jitted("fixed", method, _scan_pass(programs, n, per_group), scale.fast_repeats)
     rec.extra = {"per_group_s": {k: statistics.median(v[1:]) for k, v in per_group.items()}}
     rec.notes = notes
     return rec
@@ -221,7 +236,7 @@ def fixed_jit_loop(scale: Scale) -> Record:
                 total += 1
         return total, nfev, len(programs)
 
-    rec = measure_jitted("fixed", "jit loop", run_pass, scale.repeats)
+    rec = measure_jitted("fixed", "jit loop", run_pass, scale.fast_repeats)
     rec.notes = "jax.jit(diffeqsolve) with dt0 traced, compiled once per (system, solver)"
     return rec
 
@@ -663,6 +678,7 @@ def memory_unchunked(scale: Scale) -> Record:
 
 MEASUREMENTS = {
     ("fixed", "sweep"): fixed_sweep,
+    ("fixed", "sweep, chunk_size=16"): fixed_sweep_chunked,
     ("fixed", "lax.scan RK"): fixed_scan,
     ("fixed", "lax.scan of diffrax step"): fixed_step_scan,
     ("fixed", "jit loop"): fixed_jit_loop,

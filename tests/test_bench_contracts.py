@@ -76,7 +76,7 @@ def test_naive_loop_recompiles_for_each_python_float_and_the_jit_loop_does_not()
 
 
 def test_fixed_step_workload_compiles_once_per_system_and_solver_and_never_again():
-    scale = workloads.Scale(fixed_steps=3, repeats=1)
+    scale = workloads.Scale(fixed_steps=3, repeats=1, fast_repeats=1)
     rec = workloads.fixed_sweep(scale)
     assert rec.compilations == len(workloads.FIXED_SYSTEMS) * len(workloads.FIXED_SOLVERS)
     assert rec.warm_compilations == 0 and rec.n_solves == rec.compilations * 3
