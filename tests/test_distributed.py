@@ -65,6 +65,10 @@ def test_bad_choices_are_refused_before_anything_compiles():
     unpicklable = systems.System("locked", field, y0=np.array([1.0]))
     with pytest.raises(analysis.InvalidArgument, match="'locked' cannot be sent to Dask"):
         analysis.sweep(unpicklable, "Euler", dt0=[0.1], executor=distributed.Dask(None))
+    from studies import __main__ as runner
+
+    argv = ["run", "demo", "--executor", "sharded", "--scheduler", "tcp://127.0.0.1:1"]
+    assert runner.main(argv) == 2  # refused before connecting or running anything
     assert analysis.compile_count() == before
 
 
@@ -98,6 +102,7 @@ def test_adaptive_dask_tables_equal_the_local_ones(client):
     assert (local.status == "ok").all() and local.num_rejected.sum() > 0  # really adaptive
 
 
+@pytest.mark.slow
 def test_runner_executor_option_gives_the_local_tables(client, tmp_path):
     from studies import __main__ as runner
 
@@ -116,7 +121,6 @@ def test_runner_executor_option_gives_the_local_tables(client, tmp_path):
     assert sorted(remote) == sorted(local)
     for name in local:
         _same_table(local[name], remote[name])
-    assert runner.main(["run", "demo", "--executor", "sharded", "--scheduler", address]) == 2
 
 
 @pytest.mark.slow
