@@ -165,8 +165,13 @@ def _complex_linear_system(field) -> _systems.System:
         out = field(y[0] + 1j * y[1], lam[0] + 1j * lam[1], h)
         return jnp.stack([jnp.real(out), jnp.imag(out)])
 
+    # args = (Re λ, Im λ); the step functions pass their own λ, -1 is a representative value.
     return _systems.System(
-        name="complex_linear", vector_field=f, y0=jnp.array([1.0, 0.0]), h_dependent=True
+        name="complex_linear",
+        vector_field=f,
+        y0=jnp.array([1.0, 0.0]),
+        args=jnp.array([-1.0, 0.0]),
+        h_dependent=True,
     )
 
 

@@ -73,6 +73,44 @@ class System:
     invariants: dict = dataclasses.field(default_factory=dict)
     params: dict = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self):
+        """Check the problem before anything is compiled: span, finite data, field shape.
+
+        Systems built inside a jax trace (traced t1, y0 or args) are internal and not checked.
+        """
+        leaves = jax.tree_util.tree_leaves((self.t0, self.t1, self.y0, self.args))
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+            return
+        t0, t1 = self.t0, self.t1
+        if not (np.isfinite(t0) and np.isfinite(t1)) or not t1 > t0:
+            raise InvalidArgument(
+                f"system {self.name!r}: t0={t0!r}, t1={t1!r} is invalid; t1 must be finite and "
+                "after t0 (for reverse time, call diffrax.diffeqsolve with t1 < t0 and "
+                "StepAware(solver, signed=True) directly)"
+            )
+        for what, tree in (("y0", self.y0), ("args", self.args)):
+            for leaf in jax.tree_util.tree_leaves(tree):
+                if not _all_finite(leaf):
+                    raise InvalidArgument(
+                        f"system {self.name!r}: {what} has non-finite entries ({leaf!r}); "
+                        f"{what} must be finite"
+                    )
+        y0 = jnp.asarray(self.y0)
+        h = jnp.zeros((), jnp.result_type(float))
+        try:
+            out = jax.eval_shape(self.vector_field, t0, y0, self.args, h)
+        except Exception as e:  # the user's field failed to trace: say where
+            raise InvalidArgument(
+                f"system {self.name!r}: vector_field(t, y, args, h) fails on y0 of shape "
+                f"{y0.shape}: {type(e).__name__}: {e}"
+            ) from e
+        if getattr(out, "shape", None) != y0.shape or getattr(out, "dtype", None) != y0.dtype:
+            raise InvalidArgument(
+                f"system {self.name!r}: vector_field returns shape {getattr(out, 'shape', out)} "
+                f"and dtype {getattr(out, 'dtype', type(out).__name__)}; it must return y0's "
+                f"shape {y0.shape} and dtype {y0.dtype}"
+            )
+
     def limit_field(self, t, y, args):
         """The h → 0 limit ODE, f(t, y, args, 0)."""
         return self.vector_field(t, y, args, jnp.zeros((), jnp.result_type(float)))
@@ -150,6 +188,11 @@ def get(name: str | System, **params) -> System:
 
 def _f64(x):
     return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+def _all_finite(leaf) -> bool:
+    arr = np.asarray(leaf)
+    return not np.issubdtype(arr.dtype, np.number) or bool(np.all(np.isfinite(arr)))
 
 
 def _label(base: str, **shown) -> str:

@@ -143,3 +143,21 @@ def test_a_system_object_is_accepted_wherever_a_name_is():
     assert systems.get(sys) is sys
     fam = systems.get("modified_euler", base=sys)
     assert "harmonic(omega=2.0)" in fam.name
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(t1=0.0), r"t0=0.0, t1=0.0 is invalid; t1 must be finite and after t0"),
+        (dict(t1=float("nan")), "t1 must be finite"),
+        (dict(y0=jnp.array([1.0, jnp.nan])), "y0 has non-finite entries"),
+        (dict(args=jnp.array([1.0, jnp.inf, 1.0, 3.0])), "args has non-finite entries"),
+        (dict(y0=jnp.array([1.0, 1.0, 1.0])), "fails on y0 of shape \\(3,\\)|must return"),
+        (dict(vector_field=lambda t, y, a, h: y[0]), r"returns shape \(\) .* shape \(2,\)"),
+        (dict(vector_field=lambda t, y, a: y), "fails on y0 of shape"),
+    ],
+)
+def test_an_invalid_system_is_refused_before_anything_compiles(changes, message):
+    base = systems.get("lotka_volterra")
+    with pytest.raises(InvalidArgument, match=message):
+        base.with_(**changes)
