@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Sequence
 
@@ -229,10 +230,14 @@ def _identity(group: _Group) -> str:
     s = group.system
     leaves = jax.tree_util.tree_leaves((s.y0, s.args))
     data = ",".join(f"{np.asarray(x).dtype}:{np.asarray(x).tobytes().hex()}" for x in leaves)
+    rest = [
+        (f.name, getattr(group, f.name))
+        for f in dataclasses.fields(group)
+        if f.name not in ("system", "solver")
+    ]  # every other group field, so a new one is part of the key without further edits
     return repr(
         (s.name, float(s.t0), float(s.t1), s.h_dependent, data, _solvers.name_of(group.solver))
-        + (group.controller, group.has_dt0, group.max_steps, group.signed_h)
-        + (group.controller_options, group.save_ts, group.log_steps)
+        + tuple(rest)
     )
 
 
@@ -364,6 +369,47 @@ def _run_groups(groups: list, store, executor) -> tuple[list[pd.DataFrame], int]
     return frames, compilations
 
 
+def _available_bytes() -> int:
+    """Physical memory this process could still use (Linux: MemAvailable), in bytes."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def chunk_bytes(system, solver, chunk_size: int, n_save: int = 0, log_steps: int = 0) -> int:
+    """Estimated working memory of one vmapped chunk, in bytes (float64).
+
+    Per solve: the state and its error estimate, one vector per Runge–Kutta stage, a dense-output
+    copy of the stages, saved states and logged steps, plus ~1 KiB of solver and controller
+    state: 8·n·(2·stages + 4 + n_save) + 32·log_steps + 1024. XLA's own accounting of compiled
+    sweeps (see the README's "bigger than one machine" section) stays below this bound.
+    """
+    n = int(np.asarray(system.y0).size)
+    stages = _solvers.info(solver).stages
+    per_solve = 8 * n * (2 * stages + 4 + n_save) + 32 * log_steps + 1024
+    return chunk_size * per_solve
+
+
+def _check_chunk_memory(system_objs, solver_objs, size, n_save, log_steps) -> None:
+    """Refuse, before compiling, a chunk whose estimated memory exceeds half the free memory."""
+    budget = _available_bytes() // 2
+    for system in system_objs:
+        for solver in solver_objs:
+            need = chunk_bytes(system, solver, size, n_save, log_steps)
+            if need > budget:
+                fits = max(1, size * budget // need)
+                raise InvalidArgument(
+                    f"chunk_size={size} needs about {need / 2**30:.1f} GiB per chunk for system "
+                    f"{system.name!r} with {_solvers.name_of(solver)} (estimate), more than half "
+                    f"the {2 * budget / 2**30:.1f} GiB available; use chunk_size={fits} or less"
+                )
+
+
 def sweep(
     systems,
     solvers,
@@ -393,8 +439,9 @@ def sweep(
             (default: diffrax's, which is 0.01 in diffrax 0.7).
         controller: None/"fixed" for constant steps, or a preset name from
             `analysis.controllers.PRESETS` (e.g. "PI34").
-        rtol, atol: tolerances for adaptive sweeps, paired element by element (a single value
-            broadcasts; atol=None means atol = rtol).
+        rtol: relative tolerances for adaptive sweeps, paired element by element with atol (a
+            single value broadcasts).
+        atol: absolute tolerances, paired with rtol; atol=None means atol = rtol.
         chunk_size: solves per vmapped batch (default min(grid size, 128)); bounds memory.
         max_steps: step bound per solve (default: enough for the smallest fixed dt0, or 2**14).
         signed_h: pass h = t1 - t0 with its sign (negative in reverse time) to the field.
@@ -459,6 +506,7 @@ def sweep(
     n_grid = len(_grid(fixed, dt0, rtol, atol))
     default = store.chunk_size if store is not None else None
     size = int(chunk_size or default or min(n_grid, DEFAULT_CHUNK))
+    _check_chunk_memory(system_objs, solver_objs, size, len(save_ts), int(log_steps))
     if store is not None:
         per_group = math.ceil(n_grid / size)
         groups = len(system_objs) * len(solver_objs)

@@ -146,6 +146,11 @@ def scaled_error(controller, y0, y1_candidate, y_error):
     return controller.norm(jtu.tree_map(_scale, y0, y1_candidate, y_error))
 
 
+def _concrete(x) -> bool:
+    """A Python or NumPy number (or None), as opposed to a traced jax value."""
+    return x is None or isinstance(x, (int, float, np.number))
+
+
 def _pow(x, c):
     return 1.0 if isinstance(c, (int, float)) and c == 0 else x**c
 
@@ -190,6 +195,36 @@ class SoderlindController(diffrax.AbstractAdaptiveStepSizeController):
     force_dtmin: bool = True
     norm: Callable = optx.rms_norm
     error_order: float | None = None
+
+    def __check_init__(self):
+        """Refuse, before compiling, settings that cannot work (concrete values only).
+
+        Rule for the filter: under the asymptotic model r = φ·h^k the closed-loop
+        characteristic polynomial (`closed_loop_poles`) must have every root strictly inside the
+        unit circle; otherwise log h oscillates or diverges by construction.
+        """
+        tols = {"rtol": self.rtol, "atol": self.atol}
+        if all(_concrete(v) for v in tols.values()):
+            for name, value in tols.items():
+                if not (np.isfinite(value) and value >= 0):
+                    raise InvalidArgument(f"{name}={value!r} is invalid; it must be finite and ≥ 0")
+            if self.rtol == 0 and self.atol == 0:
+                raise InvalidArgument("rtol=0 and atol=0 is invalid; at least one must be > 0")
+        if _concrete(self.dtmin) and _concrete(self.dtmax) and self.dtmin is not None:
+            if self.dtmax is not None and self.dtmin > self.dtmax:
+                raise InvalidArgument(
+                    f"dtmin={self.dtmin!r} > dtmax={self.dtmax!r}; dtmin must not exceed dtmax"
+                )
+        coeffs = (*self.kbeta, *self.alpha)
+        if all(_concrete(c) for c in coeffs):
+            p = Preset("custom", tuple(map(float, self.kbeta)), tuple(map(float, self.alpha)), "")
+            radius = float(np.max(np.abs(closed_loop_poles(p))))
+            if radius >= 1:
+                raise InvalidArgument(
+                    f"kbeta={self.kbeta!r}, alpha={self.alpha!r} make the controller unstable by "
+                    f"construction: its closed-loop poles reach |q| = {radius:.3g} ≥ 1 (see "
+                    "analysis.controllers.closed_loop_poles); e.g. kbeta=(0.7, -0.4, 0) (PI34)"
+                )
 
     def wrap(self, direction):
         return self
