@@ -21,8 +21,9 @@ def my_field(t, y, args, h):
     return jnp.stack([y[1], -y[0] - (0.3 + 2.0 * h) * y[1]])
 
 
-model = System(name="my_model", vector_field=my_field, y0=jnp.array([1.0, 0.0]), t1=5.0,
-               h_dependent=True)
+model = System(
+    name="my_model", vector_field=my_field, y0=jnp.array([1.0, 0.0]), t1=5.0, h_dependent=True
+)
 quick = "--quick" in sys.argv
 steps = [5.0 / n for n in ((25, 50, 100) if quick else (25, 35, 50, 70, 100, 140, 200))]
 

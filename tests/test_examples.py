@@ -1,0 +1,27 @@
+"""Every example runs end to end in quick mode, as a user would run it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs_in_quick_mode(script, tmp_path):
+    args = [sys.executable, str(script), "--quick"]
+    if script.stem == "paper_figure":
+        args += ["--out", str(tmp_path)]
+    env = {**os.environ, "JAX_ENABLE_X64": "1", "MPLBACKEND": "Agg"}
+    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    if script.stem == "paper_figure":
+        assert (tmp_path / "figures" / "demo" / "orders_for_paper.pdf").stat().st_size > 1000
+
+
+def test_every_example_is_tested():
+    assert {p.stem for p in EXAMPLES} >= {"byom", "paper_figure", "explore_neural_field"}
