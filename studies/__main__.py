@@ -175,7 +175,10 @@ def run_study(
             tables = study.run(config)
         resumed = store.loaded
         if resumed:
-            log(f"[{name}] resumed {resumed} finished chunk(s) from an interrupted run")
+            log(
+                f"[{name}] resumed {resumed} finished chunk(s) already stored (by an interrupted "
+                "run, or by an identical earlier sweep)"
+            )
         # The provenance snapshot taken before the run (sources as they were when it started).
         finished = datetime.now(UTC).isoformat(timespec="seconds")
         prov = {**current, "finished": finished, "chunk_size": chunk_size}
