@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import math
 from collections.abc import Callable, Sequence
@@ -63,11 +64,11 @@ __all__ = [
     "Hypersolver",
     "make",
     "kind_of",
+    "fingerprint",
     "Setting",
     "Trajectories",
     "trajectories",
     "predict",
-    "loss",
     "train",
     "save",
     "load",
@@ -174,15 +175,27 @@ def kind_of(model) -> str:
     raise InvalidArgument(f"model of type {type(model).__name__} is not one of {', '.join(KINDS)}")
 
 
+def fingerprint(model) -> str:
+    """A short digest of the model's array values (and shapes, dtypes): equal iff same values."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array)):
+        x = np.asarray(leaf)
+        digest.update(f"{x.dtype}{x.shape}".encode())
+        digest.update(x.tobytes())
+    return digest.hexdigest()[:12]
+
+
 def as_system(model, like) -> _systems.System:
     """The model as a catalog `System` with the initial value and time span of `like`.
 
-    Its limit (h = 0) is what `analysis.sweep` measures convergence towards, and
+    Its name carries the parameters' `fingerprint`, so result caches keyed on the system name
+    tell trained models apart. Its limit (h = 0) is what `analysis.sweep` measures convergence
+    towards, and
     `analysis.stability.one_step_map(as_system(model, like), "Euler", h)` is the trained map.
     """
     like = _systems.get(like)
     return like.with_(
-        name=f"neural({kind_of(model)}, {like.name})",
+        name=f"neural({kind_of(model)}, {like.name}, params={fingerprint(model)})",
         vector_field=lambda t, y, args, h: model(t, y, h),
         args=None,
         exact=None,
@@ -384,12 +397,6 @@ def predict(model, setting: Setting, y0s, ts) -> np.ndarray:
     steps = jnp.asarray([setting.step], dtype=float)
     ys, _, _ = _run(model, setting.solver, setting.control, max_steps, steps, y0s, ts)
     return np.asarray(ys[0])
-
-
-def loss(model, data: Trajectories, setting: Setting) -> float:
-    """Mean squared error of the model under `setting` against `data` (save times after t0)."""
-    ys = predict(model, setting, data.y0, data.ts)
-    return float(np.mean((ys[:, 1:] - data.ys[:, 1:]) ** 2))
 
 
 def train(

@@ -56,6 +56,7 @@ class Config:
 
 CONFIG = Config()
 QUICK = Config(
+    kinds=("h_input", "h_free"),
     n_train=8,
     n_test=8,
     width=8,

@@ -84,6 +84,13 @@ def test_hypersolver_euler_step_is_y_plus_hf_plus_h2g():
     np.testing.assert_allclose(phi(y), y + h * (A @ y) + h**2 * g, rtol=1e-14)
 
 
+def test_as_system_names_tell_trained_models_apart(trained):
+    model = trained["h_input"][0]
+    init = neural.make("h_input", SPIRAL, width=8)
+    names = {neural.as_system(m, SPIRAL).name for m in (model, init, init)}
+    assert len(names) == 2  # sweep's result cache keys on the name
+
+
 def test_h_free_model_is_not_step_dependent():
     model = neural.make("h_free", SPIRAL, width=4)
     assert not neural.as_system(model, SPIRAL).h_dependent
