@@ -10,18 +10,21 @@ h = 1 … 1/16 and under adaptive Dopri5 (the train × test discretization matri
 ICLR 2021); its trajectories at several test h are drawn against the truth; d(loss)/dh is taken
 by autodiff at fixed steps (finite differences in log rtol under adaptive control); their
 step-adaptation check (halve h until the training solver and Tsit5 agree within 10 %) is run;
-and the convergence tools measure each model's observed order towards its own h → 0 limit.
+the convergence tools measure each model's observed order towards its own h → 0 limit; and the
+stability tools find the fixed points of each trained one-step map Φ_h at its training step,
+whose multipliers are compared with the true flow's e^{λh}.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax
 import numpy as np
 import pandas as pd
 
 import analysis
-from analysis import convergence, neural, systems
+from analysis import convergence, neural, stability, systems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Config:
     check_halvings: int = 5
     order_steps: tuple[int, ...] = (6, 12, 24, 48, 96, 192)  # steps over the horizon
     order_solvers: tuple[str, ...] = ("Euler", "Heun")
+    fixed_point_box: tuple[float, float] | None = (-2.0, 2.0)  # per component; None: skip
 
 
 CONFIG = Config()
@@ -69,6 +73,7 @@ QUICK = Config(
     sensitivity_rtols=(),
     check_halvings=2,
     order_solvers=(),
+    fixed_point_box=None,
 )
 
 CAPTIONS = {
@@ -124,6 +129,25 @@ def _orders(model, setting, system, config) -> pd.DataFrame:
     return df
 
 
+def _fixed_points(model, setting, system, config) -> pd.DataFrame:
+    """Fixed points of the trained one-step map Φ_h at the training step and solver, next to
+    the true flow's multipliers e^{λh} at the system's equilibria (λ: eigenvalues of f')."""
+    box = [config.fixed_point_box] * int(np.size(system.y0))
+    df = stability.fixed_points(neural.as_system(model, system), setting.solver, setting.h, box)
+    flow = [
+        np.abs(np.exp(np.linalg.eigvals(np.atleast_2d(jac)) * setting.h)).max()
+        for jac in (
+            jax.jacfwd(lambda y: system.limit_field(system.t0, y, system.args))(eq)
+            for eq in system.equilibria or ()
+        )
+    ]
+    return df.assign(
+        model=neural.kind_of(model),
+        train_setting=setting.label,
+        true_flow_max_abs_multiplier=max(flow) if flow else np.nan,
+    )
+
+
 def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
     """Train every (kind, train setting), then measure every trained model."""
     system = systems.get(config.system, **dict(config.system_params))
@@ -134,7 +158,16 @@ def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
     spacing = config.horizon / (config.saves - 1)
     sensitivity_hs = [spacing / m for m in config.sensitivity_ms]
     tables: dict[str, list[pd.DataFrame]] = {
-        k: [] for k in ("training", "matrix", "trajectories", "sensitivity", "step_check", "orders")
+        k: []
+        for k in (
+            "training",
+            "matrix",
+            "trajectories",
+            "sensitivity",
+            "step_check",
+            "orders",
+            "fixed_points",
+        )
     }
     truth = test_data.ys[0]
     dims = [f"y{i}" for i in range(truth.shape[1])]
@@ -171,12 +204,16 @@ def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
                 ]
             )
             fixed = neural.step_sensitivity(model, test_data, setting.solver, hs=sensitivity_hs)
-            tables["sensitivity"].append(fixed.assign(train_setting=setting.label))
+            tables["sensitivity"].append(
+                fixed.assign(train_setting=setting.label, train_h=setting.h)
+            )
             if config.sensitivity_rtols:
                 adaptive = neural.step_sensitivity(
                     model, test_data, config.adaptive_solver, rtols=config.sensitivity_rtols
                 )
-                tables["sensitivity"].append(adaptive.assign(train_setting=setting.label))
+                tables["sensitivity"].append(
+                    adaptive.assign(train_setting=setting.label, train_h=setting.h)
+                )
             check = neural.step_adaptation(
                 model,
                 test_data,
@@ -196,6 +233,8 @@ def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
             )
             if config.order_solvers:
                 tables["orders"].append(_orders(model, setting, system, config))
+            if config.fixed_point_box is not None:
+                tables["fixed_points"].append(_fixed_points(model, setting, system, config))
     return {k: pd.concat(v, ignore_index=True) for k, v in tables.items() if v}
 
 

@@ -123,7 +123,8 @@ def trajectory_panels(trajectories: pd.DataFrame) -> plt.Figure:
 
 def step_sensitivity_plot(sensitivity: pd.DataFrame) -> plt.Figure:
     """Loss (top) and d(loss)/dh (bottom) against h at fixed steps, one column per training
-    setting, one line per model kind; a dotted line marks the training step."""
+    setting, one line per model kind; a dotted line marks the training step (column train_h,
+    if present)."""
     fixed = sensitivity[sensitivity["wrt"] == "h"]
     trains = _ordered(fixed["train_setting"])
     with paper_style():
@@ -147,11 +148,10 @@ def step_sensitivity_plot(sensitivity: pd.DataFrame) -> plt.Figure:
                 )
                 axes[0, j].plot(k["h"], k["loss"], **style)
                 axes[1, j].plot(k["h"], k["dloss"], **style)
-            train_h = float(train.split("h=")[1]) if "h=" in train else None
             for ax in axes[:, j]:
                 log_axis(ax, "x", "step size h")
-                if train_h is not None:
-                    ax.axvline(train_h, color="0.5", ls=":", lw=1)
+                if "train_h" in g:
+                    ax.axvline(g["train_h"].iloc[0], color="0.5", ls=":", lw=1)
             axes[0, j].set_yscale("log")
             axes[0, j].set_ylabel("held-out loss (MSE)")
             scale = np.nanmax(np.abs(g["dloss"])) if len(g) else 1.0
