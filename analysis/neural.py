@@ -753,6 +753,10 @@ def step_adaptation(
         raise InvalidArgument(f"threshold={threshold!r} is invalid; it must be finite and > 0")
     if not isinstance(max_halvings, int) or max_halvings < 0:
         raise InvalidArgument(f"max_halvings={max_halvings!r} must be an integer >= 0")
+    if test_solver == solver:
+        raise InvalidArgument(
+            f"test_solver={test_solver!r} is the solver under test; pick a more accurate one"
+        )
     hs = [h / 2**k for k in range(max_halvings + 1)]
     settings = [Setting(solver, h=x) for x in hs] + [Setting(test_solver, h=x) for x in hs]
     results, _ = _evaluate(model, settings, data)

@@ -270,6 +270,10 @@ def test_step_adaptation_finds_where_euler_and_tsit5_agree(trained, data):
         (lambda: neural.make("resnet", SPIRAL), "kind='resnet'"),
         (lambda: neural.make("h_input", SPIRAL, width=0), "width=0"),
         (lambda: neural.trajectories(SPIRAL, 0), "count=0"),
+        (
+            lambda: neural.step_adaptation(None, None, solver="Tsit5", h=1.0, test_solver="Tsit5"),
+            "test_solver='Tsit5'",
+        ),
     ],
 )
 def test_invalid_arguments(build, match):
