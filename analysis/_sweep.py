@@ -226,10 +226,17 @@ def _check_save_ts(systems, save_ts) -> tuple:
 
 
 def _identity(group: _Group) -> str:
-    """Text naming what a group's chunk outputs depend on, stable across processes (a chunk key)."""
+    """Text naming what a group's chunk outputs depend on, stable across processes (a chunk key).
+
+    The field enters by its traced jaxpr and closed-over constants, so two fields that compute
+    differently (two trained models under one name) never share a key.
+    """
     s = group.system
     leaves = jax.tree_util.tree_leaves((s.y0, s.args))
     data = ",".join(f"{np.asarray(x).dtype}:{np.asarray(x).tobytes().hex()}" for x in leaves)
+    t0 = jnp.asarray(s.t0, jnp.result_type(float))
+    field = jax.make_jaxpr(s.vector_field)(t0, s.y0, s.args, jnp.zeros((), t0.dtype))
+    data += "," + _results.ChunkStore.key(str(field.jaxpr), *field.consts)
     rest = [
         (f.name, getattr(group, f.name))
         for f in dataclasses.fields(group)

@@ -3,12 +3,14 @@
 import dataclasses
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 
 import analysis
 from analysis import results, systems
+from analysis.systems import System
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,3 +159,18 @@ def test_store_chunk_size_applies_only_when_the_caller_gives_none(tmp_path):
     store = results.ChunkStore(tmp_path / "b", chunk_size=7)
     analysis.sweep("linear", "Euler", dt0=_DTS, chunk_size=10, store=store)
     assert store.saved == 2
+
+
+def test_fields_differing_only_in_closed_over_weights_never_share_chunks(tmp_path):
+    def model(w):  # two "trained models" under one name, weights closed over (not in args)
+        w = jnp.asarray(w)
+        return System(name="model", vector_field=lambda t, y, args, h: -w * y, y0=jnp.ones(2))
+
+    dts = [0.5, 0.25]
+    first = analysis.sweep(model([1.0, 2.0]), "Euler", dt0=dts, store=results.ChunkStore(tmp_path))
+    store = results.ChunkStore(tmp_path)
+    second = analysis.sweep(model([4.0, 2.0]), "Euler", dt0=dts, store=store)
+    assert store.loaded == 0 and store.saved == 1
+    # Euler: y_N = (1 - h w)^N per component, for each model's own weights.
+    np.testing.assert_allclose(first["y_final_0"], [0.5**2, 0.75**4], rtol=1e-12)
+    np.testing.assert_allclose(second["y_final_0"], [(-1.0) ** 2, 0.0], atol=1e-15)
