@@ -618,26 +618,36 @@ def _scaled_truth(data: Trajectories, h_arr, m_arr):
 
 
 @eqx.filter_jit
-def _scaled_loss(model, data, solver: str, max_steps: int, autodiff: bool, h_arr, m_arr, truth):
-    """The loss after m·k steps of size h against y(m·k·h), for each (h, m); with d/dh if
-    `autodiff`. Compiled once per (model structure, data, solver, max_steps, shapes)."""
+def _scaled_loss(model, data, solver: str, max_steps: int, wrt, h_arr, m_arr, shifts, truth):
+    """The loss after m·k steps of size h against y(m·k·h), for each (h, m), the field seeing
+    h + shift; with its derivative (forward mode) with respect to h (wrt="h") or to the shift
+    (wrt="h_input"), or without (wrt=None). Compiled once per (model structure, data, solver,
+    max_steps, wrt, shapes)."""
     system, y0s = data.system, jnp.asarray(data.y0)
     field = jax.vmap(lambda t, y: system.limit_field(t, y, system.args))
 
-    def loss_at(h, m, true):
+    def loss_at(h, m, shift, true):
         t = _scaled_times(data.ts[0], h, m, true.shape[1])
+
+        def shifted(t, y, hh):
+            return model(t, y, hh + shift)
+
         ys = jax.vmap(
-            lambda y0: _solve(model, solver, "fixed", h, y0, t, max_steps, forward=True)[0]
+            lambda y0: _solve(shifted, solver, "fixed", h, y0, t, max_steps, forward=True)[0]
         )(y0s)
         # y(t(h)) to first order around the computed truth: the exact value and exact d/dh.
         moved = t[1:] - jax.lax.stop_gradient(t[1:])
         true_h = true + jax.vmap(lambda y: field(t[1:], y))(true) * moved[None, :, None]
         return jnp.mean((ys[:, 1:] - true_h) ** 2)
 
-    if autodiff:  # forward mode: h is a single scalar
-        tangent = lambda h, m, true: jax.jvp(lambda x: loss_at(x, m, true), (h,), (1.0,))  # noqa: E731
-        return jax.vmap(tangent)(h_arr, m_arr, truth)
-    return jax.vmap(loss_at)(h_arr, m_arr, truth), None
+    def tangent(h, m, shift, true):
+        if wrt == "h":
+            return jax.jvp(lambda x: loss_at(x, m, shift, true), (h,), (1.0,))
+        return jax.jvp(lambda x: loss_at(h, m, x, true), (shift,), (1.0,))
+
+    if wrt is None:
+        return jax.vmap(loss_at)(h_arr, m_arr, shifts, truth), None
+    return jax.vmap(tangent)(h_arr, m_arr, shifts, truth)
 
 
 def step_sensitivity(
@@ -648,6 +658,7 @@ def step_sensitivity(
     hs: Sequence[float] = (),
     rtols: Sequence[float] = (),
     method: str = "autodiff",
+    wrt: str = "h",
     relative_step: float = 1e-4,
     log_rtol_step: float = 0.1,
 ) -> pd.DataFrame:
@@ -655,21 +666,27 @@ def step_sensitivity(
 
     Fixed steps h = Δ/m (Δ the save spacing of `data`, m an integer): the loss after m·k steps
     of size h is compared with the true y(m·k·h) for k = 1..K, so with m held fixed the loss is
-    a smooth function of h whose value at h is the ordinary loss, and its derivative includes
-    the true solution's motion (dy/dt = f, exactly). method="autodiff" differentiates through the
-    fixed-step solve in forward mode (h a traced input: the field's h and the step positions);
-    method="finite_difference" uses central differences h(1 ± relative_step) (a check).
+    a smooth function of h whose value at h is the ordinary loss (h = T/n with n fixed).
+    wrt="h": the total derivative, in which the horizon n·h grows with h too (the true
+    solution's motion dy/dt = f enters exactly), so even an h-free model has dL/dh ≠ 0 when
+    its error changes along the trajectory. wrt="h_input": only the h the field is fed moves
+    (steps and save times stay): exactly 0 for an h-free model, the learned reliance on h.
+    method="autodiff" differentiates through the fixed-step solve in forward mode (h a traced
+    input); method="finite_difference" uses central differences ±relative_step·h (a check).
 
     Adaptive (rtols): diffrax stops gradients through the controller, so d(loss)/d(log rtol) is
     always a central difference, at rtol·exp(±log_rtol_step) (a tolerance change moves whole
     steps, so this step is not small).
 
-    Columns: model, solver, control, h, rtol, loss, dloss, wrt ("h" or "log_rtol"), method.
+    Columns: model, solver, control, h, rtol, loss, dloss, wrt ("h", "h_input" or
+    "log_rtol"), method.
     """
     if method not in ("autodiff", "finite_difference"):
         raise InvalidArgument(
             f"method={method!r} is invalid; valid: 'autodiff', 'finite_difference'"
         )
+    if wrt not in ("h", "h_input"):
+        raise InvalidArgument(f"wrt={wrt!r} is invalid; valid: 'h', 'h_input'")
     if not hs and not rtols:
         raise InvalidArgument("give hs (fixed steps) or rtols (adaptive), or both")
     spacing = np.diff(data.ts)
@@ -679,28 +696,27 @@ def step_sensitivity(
     if hs:
         ms = [_check_on_grid(Setting(solver, h=h), data.ts[:2]) for h in hs]
         h_arr, m_arr = jnp.asarray(hs, dtype=float), jnp.asarray(ms, dtype=float)
+        zero = jnp.zeros_like(h_arr)
         max_steps = max(ms) * (len(data.ts) - 1)
+        args = (model, data, solver, max_steps)
         if method == "autodiff":
-            values, slopes = _scaled_loss(
-                model,
-                data,
-                solver,
-                max_steps,
-                True,
-                h_arr,
-                m_arr,
-                _scaled_truth(data, h_arr, m_arr),
-            )
+            truth = _scaled_truth(data, h_arr, m_arr)
+            values, slopes = _scaled_loss(*args, wrt, h_arr, m_arr, zero, truth)
         else:
             dh = relative_step * h_arr
-            grid = jnp.concatenate([h_arr, h_arr + dh, h_arr - dh])
+            if wrt == "h":  # the steps and the save times move: new true values
+                grid = jnp.concatenate([h_arr, h_arr + dh, h_arr - dh])
+                shifts = jnp.zeros_like(grid)
+            else:  # only the h the field sees moves
+                grid = jnp.concatenate([h_arr, h_arr, h_arr])
+                shifts = jnp.concatenate([zero, dh, -dh])
             mm = jnp.concatenate([m_arr, m_arr, m_arr])
             truth = _scaled_truth(data, grid, mm)
-            both, _ = _scaled_loss(model, data, solver, max_steps, False, grid, mm, truth)
+            both, _ = _scaled_loss(*args, None, grid, mm, shifts, truth)
             both = both.reshape(3, -1)
             values, slopes = both[0], (both[1] - both[2]) / (2 * dh)
         for h, v, d in zip(hs, np.asarray(values), np.asarray(slopes), strict=True):
-            rows.append(("fixed", h, np.nan, v, d, "h", method))
+            rows.append(("fixed", h, np.nan, v, d, wrt, method))
     if rtols:
         r = np.asarray(rtols, dtype=float)
         grid = jnp.asarray(

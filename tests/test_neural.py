@@ -238,6 +238,21 @@ def test_step_sensitivity_matches_closed_form_derivative(data):
     assert set(auto["method"]) == {"autodiff"} and set(fd["method"]) == {"finite_difference"}
 
 
+def test_sensitivity_to_the_h_input_alone(trained, data):
+    """Zero for the h-free model (exactly); autodiff = finite differences for the h-input one."""
+    _, test = data
+    hs = [1.0, 0.5]
+    free = neural.step_sensitivity(trained["h_free"][0], test, "Euler", hs=hs, wrt="h_input")
+    assert (free["dloss"] == 0.0).all() and (free["wrt"] == "h_input").all()
+    model = trained["h_input"][0]
+    auto = neural.step_sensitivity(model, test, "Euler", hs=hs, wrt="h_input")
+    fd = neural.step_sensitivity(
+        model, test, "Euler", hs=hs, wrt="h_input", method="finite_difference"
+    )
+    assert (auto["dloss"] != 0.0).all()
+    np.testing.assert_allclose(auto["dloss"], fd["dloss"], rtol=1e-5)
+
+
 def test_step_sensitivity_under_adaptive_control_is_a_finite_difference(trained, data):
     _, test = data
     df = neural.step_sensitivity(trained["h_free"][0], test, "Tsit5", rtols=[1e-4])
