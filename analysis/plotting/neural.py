@@ -122,16 +122,18 @@ def trajectory_panels(trajectories: pd.DataFrame) -> plt.Figure:
 
 
 def step_sensitivity_plot(sensitivity: pd.DataFrame) -> plt.Figure:
-    """Loss (top) and d(loss)/dh (bottom) against h at fixed steps, one column per training
-    setting, one line per model kind; a dotted line marks the training step (column train_h,
-    if present)."""
-    fixed = sensitivity[sensitivity["wrt"] == "h"]
+    """Loss (top), d(loss)/dh (middle) and d(loss)/d(h input) (bottom, if present) against h at
+    fixed steps, one column per training setting, one line per model kind; a dotted line marks
+    the training step (column train_h, if present)."""
+    fixed = sensitivity[sensitivity["control"] == "fixed"]
     trains = _ordered(fixed["train_setting"])
+    derivatives = [w for w in ("h", "h_input") if (fixed["wrt"] == w).any()]
+    labels = {"h": "d(loss)/dh, n fixed", "h_input": "d(loss)/d(h input)"}
     with paper_style():
         fig, axes = plt.subplots(
-            2,
+            1 + len(derivatives),
             len(trains),
-            figsize=(DOUBLE_WIDTH, 3.6),
+            figsize=(DOUBLE_WIDTH, 1.2 + 1.5 * len(derivatives)),
             squeeze=False,
             sharex="col",
             constrained_layout=True,
@@ -139,26 +141,26 @@ def step_sensitivity_plot(sensitivity: pd.DataFrame) -> plt.Figure:
         for j, train in enumerate(trains):
             g = fixed[fixed["train_setting"] == train]
             for kind, k in g.groupby("model", sort=False):
-                k = k.sort_values("h")
-                style = dict(
-                    color=KIND_COLOURS.get(kind),
-                    marker="o",
-                    ms=3,
-                    label=KIND_LABELS.get(kind, kind),
-                )
-                axes[0, j].plot(k["h"], k["loss"], **style)
-                axes[1, j].plot(k["h"], k["dloss"], **style)
+                style = dict(color=KIND_COLOURS.get(kind), marker="o", ms=3)
+                first = k[k["wrt"] == derivatives[0]].sort_values("h")
+                axes[0, j].plot(first["h"], first["loss"], label=KIND_LABELS.get(kind), **style)
+                for i, wrt in enumerate(derivatives, start=1):
+                    d = k[k["wrt"] == wrt].sort_values("h")
+                    axes[i, j].plot(d["h"], d["dloss"], **style)
             for ax in axes[:, j]:
                 log_axis(ax, "x", "step size h")
                 if "train_h" in g:
                     ax.axvline(g["train_h"].iloc[0], color="0.5", ls=":", lw=1)
             axes[0, j].set_yscale("log")
-            axes[0, j].set_ylabel("held-out loss (MSE)")
-            scale = np.nanmax(np.abs(g["dloss"])) if len(g) else 1.0
-            axes[1, j].set_yscale("symlog", linthresh=max(scale * 1e-3, 1e-12))
-            axes[1, j].axhline(0.0, color="0.3", lw=0.6)
-            axes[1, j].set_ylabel("d(loss)/dh (autodiff)")
             axes[0, j].set_title(f"trained {train}; tested with {g['solver'].iloc[0]}")
+            for i, wrt in enumerate(derivatives, start=1):
+                values = np.abs(g.loc[g["wrt"] == wrt, "dloss"].to_numpy())
+                scale = np.nanmax(values) if values.size and np.nanmax(values) > 0 else 1.0
+                axes[i, j].set_yscale("symlog", linthresh=scale * 1e-3, linscale=0.5)
+                axes[i, j].axhline(0.0, color="0.3", lw=0.6)
+        axes[0, 0].set_ylabel("held-out loss (MSE)")
+        for i, wrt in enumerate(derivatives, start=1):
+            axes[i, 0].set_ylabel(labels[wrt])
         axes[0, 0].legend(fontsize=6)
     return fig
 
