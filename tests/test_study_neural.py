@@ -1,5 +1,7 @@
 """The neural study's QUICK config end to end: run() tables and plot() figures."""
 
+import io
+
 import numpy as np
 
 from studies import neural as study
@@ -7,7 +9,10 @@ from studies import neural as study
 
 def test_quick_config_runs_and_plots():
     results = study.run(study.QUICK)
-    assert {"training", "matrix", "trajectories", "sensitivity", "step_check"} <= set(results)
+    expected = {"training", "matrix", "trajectories", "sensitivity", "step_check", "fixed_points"}
+    assert expected <= set(results)
+    for df in results.values():
+        df.to_parquet(io.BytesIO())  # the runner stores every table as parquet
     matrix = results["matrix"]
     config = study.QUICK
     n_tests = len(config.test_solvers) * len(config.test_hs) + len(config.test_rtols)
@@ -17,5 +22,6 @@ def test_quick_config_runs_and_plots():
     for _, g in training.groupby(["model", "train_setting"]):
         assert g["loss"].iloc[-1] < g["loss"].iloc[0]
     assert set(results["sensitivity"]["method"]) == {"autodiff"}
+    assert results["fixed_points"]["stable"].all()  # the learned maps keep the spiral's sink
     figures = study.plot(results)
     assert set(figures) == set(study.CAPTIONS)
