@@ -156,7 +156,7 @@ def step_sensitivity_plot(sensitivity: pd.DataFrame) -> plt.Figure:
             for i, wrt in enumerate(derivatives, start=1):
                 values = np.abs(g.loc[g["wrt"] == wrt, "dloss"].to_numpy())
                 scale = np.nanmax(values) if values.size and np.nanmax(values) > 0 else 1.0
-                axes[i, j].set_yscale("symlog", linthresh=scale * 1e-3, linscale=0.5)
+                axes[i, j].set_yscale("symlog", linthresh=scale * 1e-3, linscale=1.5)
                 axes[i, j].axhline(0.0, color="0.3", lw=0.6)
         axes[0, 0].set_ylabel("held-out loss (MSE)")
         for i, wrt in enumerate(derivatives, start=1):
