@@ -86,26 +86,6 @@ def test_dt0_that_does_not_divide_the_span_is_snapped_to_a_uniform_grid():
     np.testing.assert_allclose(df["y_final_0"], 0.75**4, rtol=1e-14)
 
 
-def test_failed_solves_are_rows_with_their_status():
-    # Euler on y' = -100 y with h = 0.5: |1 - 50|^200 overflows.
-    stiff = systems.get("linear", lam=100.0, t1=100.0)
-    df = analysis.sweep(stiff, "Euler", dt0=[0.5, 0.001])
-    assert list(df["status"]) == ["nonfinite", "ok"]
-    assert np.isnan(df["error"].iloc[0]) and df["error"].iloc[1] < 1e-10
-    capped = analysis.sweep(
-        "lotka_volterra", "Tsit5", controller="I", rtol=[1e-3, 1e-12], max_steps=100
-    )
-    assert list(capped["status"]) == ["ok", "max_steps"]
-    floored = analysis.sweep(
-        systems.get("van_der_pol", mu=1000.0, t1=10.0),
-        "Tsit5",
-        controller="PI34",
-        rtol=[1e-6],
-        controller_options={"dtmin": 1e-2, "force_dtmin": False},
-    )
-    assert list(floored["status"]) == ["dt_below_min"]
-
-
 def test_error_is_nan_with_a_reason_when_there_is_no_reference():
     blowup = System(name="blowup", vector_field=lambda t, y, a, h: y**2, y0=np.float64(1.0), t1=2.0)
     df = analysis.sweep(blowup, "Euler", dt0=[0.1])
