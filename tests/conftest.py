@@ -3,3 +3,15 @@
 import jax
 
 jax.config.update("jax_enable_x64", True)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures drawn by a test are closed after it, so studies' plots do not pile up."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
