@@ -20,6 +20,9 @@ def test_table_lists_every_solver_with_observed_and_nominal_order(results):
         assert col in orders
     final = smooth[smooth["norm"] == "final"]
     assert (final["status"] == "ok").all()
+    paper = results["observed_orders"]  # the exported paper table
+    assert set(paper["solver"]) == set(solvers.NAMES)
+    assert set(study.PAPER_TABLES) <= set(results)
     # On the (linear) harmonic oscillator the errors follow from each solver's stability
     # function R(z); the orders fitted to those predicted errors on the same steps are the
     # mathematics the measurements must match.
