@@ -12,7 +12,7 @@ import jax.numpy as jnp  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import analysis  # noqa: E402
-from analysis import controllers, convergence, discrete, stability  # noqa: E402
+from analysis import controllers, convergence, discrete, plotting, stability  # noqa: E402
 from analysis.systems import System  # noqa: E402
 
 
@@ -30,6 +30,8 @@ steps = [5.0 / n for n in ((25, 50, 100) if quick else (25, 35, 50, 70, 100, 140
 # 1. Convergence: observed order towards the h -> 0 limit (a reference solve of my_field at h=0).
 rows = convergence.measure(model, ["Euler", "Heun", "Tsit5"], dt0=steps)
 print(convergence.orders(rows)[["solver", "order", "ci_low", "ci_high", "nominal_order"]])
+figure = plotting.error_vs_step(rows, title="my_model: error against h")
+figure.savefig("my_model_convergence.png", dpi=200)  # your first figure of your own model
 
 # 2. Stability: fixed points of the one-step map at the training step, and their multipliers.
 print(stability.fixed_points(model, "Heun", 0.5, [(-2, 2), (-2, 2)]).iloc[:, :6])

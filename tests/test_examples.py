@@ -21,6 +21,8 @@ def test_example_runs_in_quick_mode(script, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     if script.stem == "paper_figure":
         assert (tmp_path / "figures" / "demo" / "orders_for_paper.pdf").stat().st_size > 1000
+    if script.stem == "byom":
+        assert (tmp_path / "my_model_convergence.png").stat().st_size > 1000
 
 
 def test_every_example_is_tested():
