@@ -53,7 +53,7 @@ from . import reference as _reference
 from . import solvers as _solvers
 from . import systems as _systems
 from ._sweep import sweep
-from .errors import InvalidArgument, warn_if_float32
+from .errors import InvalidArgument, require_positive, warn_if_float32
 
 __all__ = [
     "NORMS",
@@ -142,8 +142,7 @@ def _check_fit_args(h, err, status, floor, reference_error, confidence, min_poin
     for name, v in (("floor", floor), ("reference_error", reference_error)):
         if not (np.isfinite(v) and v >= 0):
             raise InvalidArgument(f"{name}={v!r} is invalid; it must be finite and ≥ 0")
-    if not (np.isfinite(order_tol) and order_tol > 0):
-        raise InvalidArgument(f"order_tol={order_tol!r} is invalid; it must be finite and > 0")
+    require_positive("order_tol", order_tol)
 
 
 def _asymptotic_window(lo: np.ndarray, min_points: int, tol: float) -> tuple[int, int] | None:

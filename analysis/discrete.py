@@ -30,7 +30,7 @@ import pandas as pd
 
 from . import solvers as _solvers
 from . import systems as _systems
-from .errors import InvalidArgument, warn_if_float32
+from .errors import InvalidArgument, require_positive, warn_if_float32
 from .reference import solve_limit
 from .stability import one_step_map
 
@@ -55,8 +55,8 @@ def _is_concrete(x) -> bool:
 
 def _check_step(name: str, h) -> None:
     """A concrete step must be finite and > 0 (traced steps are the caller's business)."""
-    if _is_concrete(h) and np.ndim(h) == 0 and not (np.isfinite(h) and h > 0):
-        raise InvalidArgument(f"{name}={h!r} is invalid; it must be finite and > 0")
+    if _is_concrete(h) and np.ndim(h) == 0:
+        require_positive(name, h)
 
 
 def _forward_mode(solver):
@@ -407,8 +407,7 @@ def compare(
     _check_step("h", h)
     if not (np.isfinite(horizon) and horizon >= h):
         raise InvalidArgument(f"horizon={horizon!r} is invalid; it must be finite and >= h={h}")
-    if not (np.isfinite(threshold) and threshold > 0):
-        raise InvalidArgument(f"threshold={threshold!r} is invalid; it must be finite and > 0")
+    require_positive("threshold", threshold)
     if system.y0 is None:
         raise InvalidArgument(f"ode_system={system.name!r} has no y0; build it with one")
     warn_if_float32("a map/ODE comparison")

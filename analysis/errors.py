@@ -6,15 +6,33 @@ Errors knowable before tracing (a negative step, an unknown solver name) are rai
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import jax
+import numpy as np
 
-__all__ = ["InvalidArgument", "PrecisionWarning", "warn_if_float32"]
+__all__ = ["InvalidArgument", "PrecisionWarning", "require_positive", "warn_if_float32"]
 
 
 class InvalidArgument(ValueError):
     """Bad input, detected before anything is compiled."""
+
+
+def require_positive(name: str, value) -> float:
+    """`value` as a float if it is one finite number > 0; InvalidArgument naming it otherwise.
+
+    Example:
+        >>> require_positive("h", 0.5)
+        0.5
+    """
+    try:
+        ok = np.ndim(value) == 0 and math.isfinite(float(value)) and float(value) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InvalidArgument(f"{name}={value!r} is invalid; it must be finite and > 0")
+    return float(value)
 
 
 class PrecisionWarning(UserWarning):

@@ -54,7 +54,7 @@ from . import results as _results
 from . import solvers as _solvers
 from . import systems as _systems
 from ._sweep import status_of
-from .errors import InvalidArgument, warn_if_float32
+from .errors import InvalidArgument, require_positive, warn_if_float32
 from .stepdep import StepAware, StepTerm
 
 __all__ = [
@@ -229,8 +229,7 @@ class Setting:
                 "of h (fixed steps) or rtol (adaptive steps)"
             )
         name, value = ("h", self.h) if self.h is not None else ("rtol", self.rtol)
-        if not np.isfinite(value) or value <= 0:
-            raise InvalidArgument(f"{name}={value!r} is invalid; it must be finite and > 0")
+        require_positive(name, value)
         if self.rtol is not None and not _solvers.info(self.solver).adaptive:
             raise InvalidArgument(
                 f"solver={self.solver!r} has no error estimate, so rtol={self.rtol!r} cannot "
@@ -315,8 +314,7 @@ def trajectories(
         raise InvalidArgument(f"count={count!r} is invalid; it must be an integer >= 1")
     if not isinstance(saves, int) or saves < 2:
         raise InvalidArgument(f"saves={saves!r} is invalid; it must be an integer >= 2")
-    if not np.isfinite(horizon) or horizon <= 0:
-        raise InvalidArgument(f"horizon={horizon!r} is invalid; it must be finite and > 0")
+    require_positive("horizon", horizon)
     rng = np.random.default_rng(seed)
     base = np.asarray(system.y0, dtype=float)
     y0s = base + spread * rng.standard_normal((count, *base.shape))
@@ -765,8 +763,7 @@ def step_adaptation(
 
     Table columns: h, error_solver, error_test, gap (relative), agrees.
     """
-    if not np.isfinite(threshold) or threshold <= 0:
-        raise InvalidArgument(f"threshold={threshold!r} is invalid; it must be finite and > 0")
+    require_positive("threshold", threshold)
     if not isinstance(max_halvings, int) or max_halvings < 0:
         raise InvalidArgument(f"max_halvings={max_halvings!r} must be an integer >= 0")
     if test_solver == solver:

@@ -41,7 +41,7 @@ import pandas as pd
 
 from . import solvers as _solvers
 from . import systems as _systems
-from .errors import InvalidArgument, warn_if_float32
+from .errors import InvalidArgument, require_positive, warn_if_float32
 from .stepdep import StepAware, StepTerm
 
 __all__ = [
@@ -185,16 +185,6 @@ def _amplifier(solver, field):
     return _cached(("amplification", _solver_key(solver), field), build)
 
 
-def _check_step(name, value):
-    try:
-        ok = np.ndim(value) == 0 and math.isfinite(float(value)) and float(value) > 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise InvalidArgument(f"{name}={value!r} is invalid; it must be a finite number > 0")
-    return float(value)
-
-
 def amplification(solver, z, *, field: Callable | None = None, h: float = 1.0) -> np.ndarray:
     """R(z): one step of `solver` on y' = λy with step h and λ = z/h, from y = 1.
 
@@ -213,7 +203,7 @@ def amplification(solver, z, *, field: Callable | None = None, h: float = 1.0) -
     z = np.asarray(z, dtype=complex)
     if not np.all(np.isfinite(z)):
         raise InvalidArgument(f"z={z!r} is invalid; every z must be a finite complex number")
-    h = _check_step("h", h)
+    h = require_positive("h", h)
     warn_if_float32("amplification")
     fn = _amplifier(solver, _linear if field is None else field)
     lam = z.ravel() / h
@@ -290,8 +280,7 @@ def _boundary(excess, grid, tol, *, geometric=False) -> float:
 
 
 def _interval(solver, direction, x_max, spacing, field, h) -> float:
-    if not (np.isfinite(x_max) and x_max > 0):
-        raise InvalidArgument(f"x_max={x_max!r} is invalid; it must be a finite number > 0")
+    require_positive("x_max", x_max)
     _solvers.get(solver)
     grid = np.linspace(0.0, x_max, int(round(x_max / spacing)) + 1)
     return _boundary(
@@ -501,7 +490,7 @@ def fixed_points(system, solver, h, bounds, **options) -> pd.DataFrame:
         >>> fixed_points("logistic", "Euler", 0.5, (-1, 2)).y.tolist()   # the equilibria only
         [0.0, 1.0]
     """
-    return fixed_point_branches(system, solver, [_check_step("h", h)], bounds, **options)
+    return fixed_point_branches(system, solver, [require_positive("h", h)], bounds, **options)
 
 
 # -------------------------------------------------------------------------- orbit diagrams
@@ -634,7 +623,7 @@ def max_stable_step(
         raise InvalidArgument(
             f"y_star={y_star!r} is invalid; it must be a finite state of shape {shape}"
         )
-    h_min, h_max = _check_step("h_min", h_min), _check_step("h_max", h_max)
+    h_min, h_max = require_positive("h_min", h_min), require_positive("h_max", h_max)
     if h_min >= h_max:
         raise InvalidArgument(f"h_min={h_min!r} must be below h_max={h_max!r}")
     if not 0 < rtol < 1:

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, require_positive
 
 __all__ = ["System", "get", "names", "register", "shipped_map"]
 
@@ -200,11 +200,6 @@ def _label(base: str, **shown) -> str:
     return f"{base}({inner})" if inner else base
 
 
-def _check_positive(name: str, value, what="> 0"):
-    if not np.isfinite(value) or value <= 0:
-        raise InvalidArgument(f"{name}={value!r} is invalid; it must be finite and {what}")
-
-
 # ----------------------------------------------------------------------------- classic systems
 
 
@@ -336,7 +331,7 @@ def _lotka_volterra(
 @register("van_der_pol")
 def _van_der_pol(mu: float = 1.0, t1: float | None = None) -> System:
     """x' = y, y' = mu·(1 - x²)·y - x from (2, 0); stiff for mu ≥ 100. Default t1 = 2·(mu + 1)."""
-    _check_positive("mu", mu)
+    require_positive("mu", mu)
     t1 = 2.0 * (mu + 1.0) if t1 is None else t1
 
     def f(t, y, args, h):
@@ -357,7 +352,7 @@ def _van_der_pol(mu: float = 1.0, t1: float | None = None) -> System:
 @register("prothero_robinson")
 def _prothero_robinson(stiffness: float = 1e3, t1: float = 2.0) -> System:
     """y' = -stiffness·(y - sin t) + cos t from y(0) = 0; exact y = sin t for any stiffness."""
-    _check_positive("stiffness", stiffness)
+    require_positive("stiffness", stiffness)
 
     def f(t, y, args, h):
         return -args * (y - jnp.sin(t)) + jnp.cos(t)
@@ -448,7 +443,7 @@ def _perturbed(
     g is a callable y -> array of y's shape, or one of 'sin', 'identity', 'square'.
     """
     sys = _resolve_base(base, base_params)
-    _check_positive("q", q)
+    require_positive("q", q)
     if isinstance(g, str):
         if g not in _PERTURBATIONS:
             raise InvalidArgument(
@@ -589,7 +584,7 @@ def _lifted_map(
     reading; a general map has no h → 0 limit. The time span is [0, steps·h_train].
     Shipped maps: 'logistic' (μ·y(1-y)), 'henon' (a, b), 'residual' (x + tanh(Wx + b), seeded).
     """
-    _check_positive("h_train", h_train)
+    require_positive("h_train", h_train)
     if callable(map):
         if y0 is None:
             raise InvalidArgument("lifted_map with a callable map needs y0")
