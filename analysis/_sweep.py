@@ -510,7 +510,8 @@ def sweep(
         )
     save_ts = _check_save_ts(system_objs, save_ts)
     store = store if store is not None else _results.active_store()
-    n_grid = len(_grid(fixed, dt0, rtol, atol))
+    settings = _grid(fixed, dt0, rtol, atol)  # the same numeric grid for every system
+    n_grid = len(settings)
     default = store.chunk_size if store is not None else None
     size = int(chunk_size or default or min(n_grid, DEFAULT_CHUNK))
     _check_chunk_memory(system_objs, solver_objs, size, len(save_ts), int(log_steps))
@@ -520,7 +521,7 @@ def sweep(
         store.begin(per_group * groups, n_grid * groups)
     groups = []
     for system in system_objs:
-        grid = _grid(fixed, dt0, rtol, atol)
+        grid = settings.copy()
         _check_span(system, grid)
         span = abs(system.t1 - system.t0)
         # diffrax's ConstantStepSize takes dt0 as the first step and spreads the rest evenly, so
