@@ -1,8 +1,11 @@
-"""The documentation: the site builds strictly, and every public name has a docstring."""
+"""The documentation: the site builds strictly, every public name has a docstring with an
+example, and every example in the library's docstrings runs and prints what it says."""
 
+import doctest
 import importlib
 import inspect
 import os
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,21 +15,55 @@ import pytest
 import analysis
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["analysis"] + [
-    f"analysis.{name}" for name in analysis.__all__ if inspect.ismodule(getattr(analysis, name))
-]
+MODULES = ["analysis"] + sorted(
+    info.name for info in pkgutil.walk_packages(analysis.__path__, "analysis.")
+)
+PUBLIC_MODULES = [m for m in MODULES if hasattr(importlib.import_module(m), "__all__")]
 
 
-@pytest.mark.parametrize("module_name", MODULES)
-def test_every_public_name_has_a_docstring(module_name):
+def _doctests():
+    """Every docstring example in the package, as (id, DocTest); each runs in its module's
+    namespace, so an example may use what its module imports (jnp, diffrax, ...)."""
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    found = {}
+    for module_name in MODULES:
+        for test in finder.find(importlib.import_module(module_name)):
+            if test.examples:
+                found[test.name] = test
+    return sorted(found.items())
+
+
+DOCTESTS = _doctests()
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_every_public_name_has_a_docstring_with_an_example(module_name):
     module = importlib.import_module(module_name)
     assert (module.__doc__ or "").strip(), f"{module_name} has no module docstring"
-    missing = []
-    for name in getattr(module, "__all__", []):
+    no_docstring, no_example = [], []
+    for name in module.__all__:
         obj = getattr(module, name)
-        if (inspect.isfunction(obj) or inspect.isclass(obj)) and not (obj.__doc__ or "").strip():
-            missing.append(name)
-    assert not missing, f"{module_name}: no docstring on {missing}"
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue
+        doc = obj.__doc__ or ""
+        if not doc.strip():
+            no_docstring.append(name)
+        elif "Example" not in doc or ">>>" not in doc:
+            no_example.append(name)
+    assert not no_docstring, f"{module_name}: no docstring on {no_docstring}"
+    assert not no_example, f"{module_name}: no 'Example:' section with >>> lines on {no_example}"
+
+
+@pytest.mark.parametrize("name, test", DOCTESTS, ids=[name for name, _ in DOCTESTS])
+def test_docstring_example_runs(name, test, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    runner = doctest.DocTestRunner(
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
+    )
+    report = []
+    test.globs = dict(test.globs)
+    result = runner.run(test, out=report.append)
+    assert result.failed == 0, "".join(report)
 
 
 def test_the_site_builds_strictly(tmp_path):
