@@ -96,6 +96,16 @@ def lift(phi: str | Callable, h_train: float = 1.0, y0=None, *, steps: int = 100
     - Adaptive stepping: that different map, once per accepted step, with the steps chosen by an
       error estimate that is itself h-independent, so shrinking h does not reduce it.
 
+    Args:
+        phi: a callable y -> y_next, or a shipped map name ('logistic', 'henon', 'residual').
+        h_train: the step the map is read at: one map iterate per time h_train.
+        y0: the start (default: the shipped map's).
+        steps: the time span is [0, steps·h_train].
+        **map_params: parameters of a shipped map (e.g. mu=3.2 for 'logistic').
+
+    Returns:
+        A step-dependent `analysis.systems.System` (h_dependent=True).
+
     Example:
         >>> lifted = lift(lambda y: 0.5 * y, h_train=0.1, y0=1.0)
         >>> float(to_map(lifted, "Euler", 0.1)(jnp.asarray(1.0)))
@@ -112,9 +122,24 @@ def to_map(system, solver, h) -> Callable:
     """The discrete-time map y_n -> y_{n+1} of (`system`, `solver`, fixed step `h`).
 
     This is `analysis.stability.one_step_map` (one StepAware step starting at the system's t0),
-    so it composes with jit, vmap (over y and h) and jax derivatives (explicit Runge–Kutta stage
-    loops run as plain lax loops, so forward mode works too). For a non-autonomous
-    system the map is that of the first step; `iterate` treats maps as autonomous.
+    so it composes with jit, vmap (over y and h) and forward-mode jax derivatives (jacfwd, jvp:
+    explicit Runge–Kutta stage loops run as plain lax loops; reverse mode, jax.grad, does not
+    pass them). For a non-autonomous system the map is that of the first step; `iterate` treats
+    maps as autonomous.
+
+    Args:
+        system: a System or catalog name.
+        solver: a diffrax solver or its name.
+        h: the fixed step (finite, > 0; may be a jax tracer, e.g. under vmap).
+
+    Returns:
+        A jax function y -> Φ_h(y) of the system's state shape.
+
+    Example:
+        >>> from analysis import systems
+        >>> phi = to_map(systems.get("logistic"), "Heun", 0.1)
+        >>> float(jax.jacfwd(phi)(jnp.asarray(0.0)))    # DΦ_h(0) = R(hr) = 1 + h + h²/2
+        1.105
     """
     _check_step("h", h)
     return one_step_map(system, _forward_mode(solver), h)
@@ -126,6 +151,20 @@ def iterate(phi: Callable, y0, n: int):
     `n` is a Python int (it fixes the output shape); `iterate` can be vmapped over `y0` and over
     anything `phi` closes over, e.g. the step: ``jax.vmap(lambda h: iterate(to_map(sys, "Euler",
     h), y0, n))(hs)``.
+
+    Args:
+        phi: a jax function y -> y_next (e.g. from `to_map`).
+        y0: the start, an array or scalar.
+        n: the number of iterates, a non-negative Python int.
+
+    Returns:
+        A jax array of shape (n + 1, *y0.shape), y0 first.
+
+    Example:
+        >>> from analysis import systems
+        >>> phi = to_map(systems.get("linear"), "Euler", 0.5)   # y' = -y: y -> (1 - h)·y
+        >>> iterate(phi, 1.0, 3).tolist()
+        [1.0, 0.5, 0.25, 0.125]
     """
     _check_callable("phi", phi)
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
@@ -148,6 +187,7 @@ def continuous_limit(family: Callable, y0=None, *, t1: float = 1.0, name: str | 
     Returns an h-free, autonomous `System` starting from `y0` on [0, t1].
 
     Example:
+        >>> from analysis import systems
         >>> logistic = systems.get("logistic")
         >>> ode = continuous_limit(lambda h: to_map(logistic, "Heun", h), logistic.y0)
         >>> float(ode.limit_field(0.0, jnp.asarray(0.5), None))   # 0.5·(1 - 0.5)
@@ -298,6 +338,7 @@ def modified_equation(solver, system, order: int = 2) -> _systems.System:
     f₃ = (1/12)f''(f, f) + (1/3)f'f'f. Cost grows quickly with `order`; 0 ≤ order ≤ 3.
 
     Example:
+        >>> from analysis import systems
         >>> mod = modified_equation("Euler", systems.get("logistic"), order=1)
         >>> float(mod.vector_field(0.0, jnp.asarray(0.5), mod.args, 0.1))  # f - (h/2)·f'f = f
         0.25
@@ -396,7 +437,20 @@ def compare(
     ("ok", "nonfinite" once the orbit or solution is not finite, "ode_failed"), and the states
     y_map_i, y_ode_i (phase-portrait data).
 
+    Args:
+        ode_system: a System or catalog name with a y0; its h → 0 limit is the ODE.
+        phi: the map y -> y_next (e.g. from `to_map`), iterated from the system's y0.
+        h: the time one map iterate stands for.
+        horizon: compare up to t0 + horizon (≥ h).
+        threshold: the gap that defines time_to_threshold.
+        rtol: tolerance of the ODE solve.
+        label: the map's name in the table (default: phi's __name__).
+
+    Returns:
+        A DataFrame with one row per iterate n = 0 … round(horizon/h), columns as above.
+
     Example:
+        >>> from analysis import systems
         >>> logistic = systems.get("logistic")
         >>> df = compare(logistic, to_map(logistic, "Euler", 0.1), 0.1, 5.0, threshold=1e-3)
         >>> len(df), bool(df["time_to_threshold"].iloc[0] > 0)

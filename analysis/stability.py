@@ -112,6 +112,22 @@ def one_step_map(system, solver, h, *, t=None) -> Callable:
     fixed-step Newton tolerance of `analysis.solvers.for_fixed_steps`; a step whose Newton solve
     fails returns NaN. For a non-autonomous system the step starts at time `t` (default: the
     system's t0).
+
+    Args:
+        system: a System or catalog name.
+        solver: a diffrax solver or its name.
+        h: the step (a float, or a jax tracer under vmap/jit).
+        t: the time the step starts at (default: the system's t0).
+
+    Returns:
+        A jax function y -> Φ_h(y), y of the system's state shape.
+
+    Example:
+        >>> phi = one_step_map("linear", "Heun", 0.5)           # y' = -y, z = hλ = -0.5
+        >>> float(phi(jnp.asarray(1.0)))                        # R(z) = 1 + z + z²/2
+        0.625
+        >>> float(jax.jacfwd(one_step_map("linear", "Euler", 2.5))(jnp.asarray(1.0)))  # |1+z|>1
+        -1.5
     """
     system = _systems.get(system)
     step = _step_function(system, solver)
@@ -487,8 +503,11 @@ def fixed_points(system, solver, h, bounds, **options) -> pd.DataFrame:
     Options and columns as in `fixed_point_branches`.
 
     Example:
-        >>> fixed_points("logistic", "Euler", 0.5, (-1, 2)).y.tolist()   # the equilibria only
+        >>> fixed_points("logistic", "Euler", 0.5, (-1, 2)).y.round(9).tolist()  # equilibria only
         [0.0, 1.0]
+        >>> df = fixed_points("logistic", "Heun", 3.0, (-1, 3))  # h > 2: ((h+2) ± √(h²-4))/(2h)
+        >>> df[["y", "spurious"]].round(4).values.tolist()     # are spurious fixed points too
+        [[0.0, False], [0.4607, True], [1.0, False], [1.206, True]]
     """
     return fixed_point_branches(system, solver, [require_positive("h", h)], bounds, **options)
 
@@ -613,6 +632,7 @@ def max_stable_step(
     stable even at h_min, inf if stable up to h_max (an A-stable method on a stable point).
 
     Example:
+        >>> from analysis import systems
         >>> round(max_stable_step(systems.get("linear", lam=10.0), "Euler", 0.0), 6)  # 2/λ
         0.2
     """
