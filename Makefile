@@ -36,12 +36,12 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 lint: $(STAMP)
-	$(BIN)/ruff check analysis studies tests benchmarks
-	$(BIN)/ruff format --check analysis studies tests benchmarks
+	$(BIN)/ruff check analysis studies tests benchmarks examples
+	$(BIN)/ruff format --check analysis studies tests benchmarks examples
 
 format: $(STAMP)
-	$(BIN)/ruff format analysis studies tests benchmarks
-	$(BIN)/ruff check --fix analysis studies tests benchmarks
+	$(BIN)/ruff format analysis studies tests benchmarks examples
+	$(BIN)/ruff check --fix analysis studies tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

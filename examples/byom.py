@@ -8,12 +8,12 @@ import sys
 import jax
 
 jax.config.update("jax_enable_x64", True)
-import jax.numpy as jnp  # noqa: E402
-import pandas as pd  # noqa: E402
+import jax.numpy as jnp
+import pandas as pd
 
-import analysis  # noqa: E402
-from analysis import controllers, convergence, discrete, plotting, stability  # noqa: E402
-from analysis.systems import System  # noqa: E402
+import analysis
+from analysis import controllers, convergence, discrete, plotting, stability
+from analysis.systems import System
 
 
 def my_field(t, y, args, h):

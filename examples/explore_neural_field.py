@@ -11,9 +11,9 @@ import sys
 import jax
 
 jax.config.update("jax_enable_x64", True)
-import numpy as np  # noqa: E402
+import numpy as np
 
-from analysis import neural, systems  # noqa: E402
+from analysis import neural, systems
 
 QUICK = "--quick" in sys.argv
 STEPS = 60 if QUICK else 400

@@ -6,6 +6,7 @@ import importlib
 import inspect
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,37 @@ def test_docstring_example_runs(name, test, tmp_path, monkeypatch):
     test.globs = dict(test.globs)
     result = runner.run(test, out=report.append)
     assert result.failed == 0, "".join(report)
+
+
+FENCE = re.compile(r"(<!-- not run[^>]*-->\s*\n)?```python\n(.*?)```", re.S)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def _runnable_code(page: Path) -> str:
+    """The page's python blocks, in order, as one script; a block preceded by an HTML comment
+    `<!-- not run ... -->` is left out, and one that includes a file (`--8<--`) is tested where
+    that file is (examples/ are run by test_examples)."""
+    blocks = FENCE.findall(page.read_text())
+    return "\n\n".join(code for skip, code in blocks if not skip and "--8<--" not in code)
+
+
+PAGES_WITH_CODE = [page for page in PAGES if _runnable_code(page)]
+
+
+@pytest.mark.parametrize(
+    "page", PAGES_WITH_CODE, ids=[p.relative_to(ROOT).as_posix() for p in PAGES_WITH_CODE]
+)
+def test_the_code_on_each_page_runs(page, tmp_path):
+    env = {**os.environ, "JAX_ENABLE_X64": "1", "MPLBACKEND": "Agg"}
+    out = subprocess.run(
+        [sys.executable, "-c", _runnable_code(page)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
 
 
 def test_the_site_builds_strictly(tmp_path):
