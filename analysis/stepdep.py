@@ -62,6 +62,9 @@ class StepTerm(_ODELikeTerm):
     Outside a step the term evaluates f at h = 0 (the limit ODE). Inside a step of `StepAware`
     it is bound to that step's h. Use `freeze(h0)` for "h as a parameter".
 
+    Attributes:
+        vector_field: f(t, y, args, h) -> dy/dt, jax-traceable, returning y's shape and dtype.
+
     Example:
         >>> term = StepTerm(lambda t, y, args, h: -y + h * y)
         >>> float(term.vf(0.0, jnp.array(2.0), None))     # h = 0
@@ -76,7 +79,14 @@ class StepTerm(_ODELikeTerm):
         return self.vector_field(t, y, args, jnp.zeros((), jnp.result_type(t, float)))
 
     def freeze(self, h0) -> FrozenStepTerm:
-        """The same field with h held at h0: an ordinary ODE with h as a parameter."""
+        """The same field with h held at h0: an ordinary ODE with h as a parameter.
+
+        Args:
+            h0: the step size the field sees at every evaluation, whatever the solver's steps.
+
+        Returns:
+            A `FrozenStepTerm`, usable with any plain diffrax solver (no StepAware needed).
+        """
         return FrozenStepTerm(self.vector_field, jnp.asarray(h0, dtype=float))
 
 
@@ -84,6 +94,17 @@ class FrozenStepTerm(_ODELikeTerm):
     """f(t, y, args, h0) with h0 fixed: h as a parameter rather than an input.
 
     Built by `StepTerm.freeze(h0)`. h0 is an array, so it can be vmapped or differentiated.
+
+    Attributes:
+        vector_field: f(t, y, args, h).
+        h: the fixed h0 (a 0-d float array).
+
+    Example:
+        >>> term = StepTerm(lambda t, y, args, h: -y + h * y)
+        >>> frozen = term.freeze(0.5)                # y' = -0.5·y, whatever the steps
+        >>> sol = diffrax.diffeqsolve(frozen, diffrax.Tsit5(), 0.0, 1.0, 0.1, jnp.array(1.0))
+        >>> round(float(sol.ys[-1]), 6)              # exp(-0.5)
+        0.606531
     """
 
     vector_field: Callable
@@ -109,6 +130,22 @@ def uses_h(vector_field: Callable, t, y, args) -> bool:
     Dependence is propagated forward through the traced equations (conservatively: an equation
     with any h-dependent input makes all its outputs h-dependent), so a field that merely
     mentions h, like f + 0·h, counts as dependent; one that never touches h does not.
+
+    Args:
+        vector_field: f(t, y, args, h).
+        t: an example time to trace the field at (only shapes and dtypes matter).
+        y: an example state.
+        args: the field's args.
+
+    Returns:
+        True if the output depends on h.
+
+    Example:
+        >>> y = jnp.array(1.0)
+        >>> uses_h(lambda t, y, args, h: -y + h * jnp.sin(y), 0.0, y, None)
+        True
+        >>> uses_h(lambda t, y, args, h: -y, 0.0, y, None)
+        False
     """
     h = jnp.zeros((), jnp.result_type(t, float))
     closed = jax.make_jaxpr(lambda hh: vector_field(t, y, args, hh))(h)
@@ -130,6 +167,21 @@ def bind_step(terms, h, *, signed: bool = False):
     diffrax solves reverse-time problems in negated time and marks that by wrapping each term in
     a `WrapTerm` whose `direction` is -1. With `signed=True` that direction multiplies h, so the
     field sees h < 0 when time runs backwards; otherwise it sees h as given.
+
+    Args:
+        terms: a diffrax term or a pytree of terms (as passed to a solver's `step`).
+        h: the step size to bind.
+        signed: multiply h by the direction of reverse-time wrappers.
+
+    Returns:
+        `terms` with each StepTerm replaced by a term evaluating f(t, y, args, h); other terms
+        unchanged.
+
+    Example:
+        >>> term = StepTerm(lambda t, y, args, h: -y + h * y)
+        >>> bound = bind_step(term, jnp.asarray(0.5))
+        >>> float(bound.vf(0.0, jnp.array(2.0), None))   # -2 + 0.5·2
+        -1.0
     """
 
     def _bind(term, h):
@@ -164,11 +216,17 @@ class StepAware(diffrax.AbstractWrappedSolver):
     `isinstance` checks (adaptive, implicit, ...) forward to the wrapped solver, as for diffrax's
     `HalfSolver`, and so do orders, interpolation, root finder and term structure.
 
+    Attributes:
+        solver: the diffrax ODE solver to wrap (explicit, implicit or HalfSolver).
+        signed: if True, the field sees h = t1 - t0 with its sign (h < 0 in reverse time).
+
     Example:
         >>> solver = StepAware(diffrax.Tsit5())
         >>> term = StepTerm(lambda t, y, args, h: -y + h * jnp.sin(y))
         >>> sol = diffrax.diffeqsolve(term, solver, 0.0, 10.0, 0.1, jnp.array(1.0),
         ...     stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
+        >>> sol.result == diffrax.RESULTS.successful
+        Array(True, dtype=bool)
     """
 
     solver: diffrax.AbstractSolver
