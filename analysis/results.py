@@ -79,7 +79,21 @@ os.umask(_UMASK)
 
 
 class CorruptResult(Exception):
-    """A stored result file is missing, fails to load, or does not match its checksum."""
+    """A stored result file is missing, fails to load, or does not match its checksum.
+
+    Raised by `read_tables` and `read_provenance`; the message names the file. The study
+    runner treats it as "recompute".
+
+    Example:
+        >>> import pandas as pd
+        >>> folder = Path("results/demo")
+        >>> _ = write_tables(folder, {"t": pd.DataFrame({"x": [1.0]})}, provenance("demo", {}))
+        >>> _ = (folder / "t.parquet").write_bytes(b"damaged")
+        >>> read_tables(folder)
+        Traceback (most recent call last):
+        ...
+        analysis.results.CorruptResult: results/demo/t.parquet does not match its checksum in ...
+    """
 
 
 def _jsonable(config) -> object:
@@ -89,7 +103,20 @@ def _jsonable(config) -> object:
 
 
 def config_hash(config) -> str:
-    """SHA-256 (first 16 hex digits) of the config's canonical JSON."""
+    """SHA-256 (first 16 hex digits) of the config's canonical JSON.
+
+    Args:
+        config: a JSON-able dict or a dataclass (values JSON cannot hold are taken by `repr`).
+
+    Returns:
+        16 hex digits; dict key order does not matter.
+
+    Example:
+        >>> config_hash({"steps": [8, 16], "solver": "Euler"})
+        '0fc16752f75e7857'
+        >>> config_hash({"solver": "Euler", "steps": [8, 16]})  # same config, same hash
+        '0fc16752f75e7857'
+    """
     text = json.dumps(_jsonable(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -103,7 +130,21 @@ def source_hashes(*extra: Path) -> dict[str, str]:
 
     The library is every `analysis/**/*.py` except `analysis/plotting/` (figures are always
     redrawn from stored tables, so a plotting change never needs a recompute). Keys are paths
-    relative to the folder holding the `analysis` package.
+    relative to the folder holding the `analysis` package (a file outside it: its name).
+
+    Args:
+        *extra: more files to hash, e.g. the study module.
+
+    Returns:
+        {path: 16 hex digits of the file's SHA-256}.
+
+    Example:
+        >>> hashes = source_hashes()
+        >>> "analysis/neural.py" in hashes, "analysis/plotting/neural.py" in hashes
+        (True, False)
+        >>> _ = Path("my_study.py").write_text("CONFIG = {}\\n")
+        >>> source_hashes(Path("my_study.py"))["my_study.py"]
+        '1dac0baf8f302f8a'
     """
     root = _PACKAGE_ROOT.parent
     files = [
@@ -138,6 +179,24 @@ def provenance(study: str, config, *, started: datetime | None = None, sources=(
 
     `sources` are extra files whose content the results depend on (the study module); they are
     hashed together with the library (see `source_hashes`).
+
+    Args:
+        study: the study's name.
+        config: its config (a JSON-able dict or a dataclass).
+        started: when the computation started (default: now).
+        sources: extra files to hash.
+
+    Returns:
+        A JSON-able dict: study, config, config_hash, versions, x64, sources, platform, device,
+        git_commit, git_dirty, started, finished.
+
+    Example:
+        >>> prov = provenance("demo", {"steps": [8, 16]})
+        >>> prov["study"], prov["config"], prov["config_hash"], prov["x64"]
+        ('demo', {'steps': [8, 16]}, '4a8ae48e9e941b94', True)
+        >>> sorted(prov["versions"])
+        ['diffrax', 'equinox', 'jax', 'jaxlib', 'matplotlib', 'numpy', 'pandas', 'pyarrow',
+         'python', 'scipy']
     """
     versions = {"python": sys.version.split()[0]}
     for pkg in _PACKAGES:
@@ -163,7 +222,18 @@ def provenance(study: str, config, *, started: datetime | None = None, sources=(
 
 
 def cache_key(prov: dict) -> str:
-    """16 hex digits identifying what the numbers depend on: config, versions, x64, sources."""
+    """16 hex digits identifying what the numbers depend on: config, versions, x64, sources.
+
+    Times, platform and git state do not enter, so a rerun of the same config on the same
+    library has the same key.
+
+    Example:
+        >>> a = provenance("demo", {"steps": [8]})
+        >>> cache_key(a) == cache_key({**a, "finished": "tomorrow"})
+        True
+        >>> cache_key(a) == cache_key(provenance("demo", {"steps": [16]}))
+        False
+    """
     keep = {k: prov.get(k) for k in ("config_hash", "versions", "x64", "sources")}
     return _sha256(json.dumps(keep, sort_keys=True).encode())[:16]
 
@@ -199,7 +269,16 @@ def stale_reason(stored: dict | None, current: dict) -> str | None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder and a rename."""
+    """Write `data` to `path` via a temporary file in the same folder and a rename.
+
+    Readers see either the old file or the whole new one, never a partial write. Missing
+    parent folders are created.
+
+    Example:
+        >>> atomic_write_bytes(Path("out/note.txt"), b"hello")
+        >>> Path("out/note.txt").read_bytes(), [p.name for p in Path("out").iterdir()]
+        (b'hello', ['note.txt'])
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -218,7 +297,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def write_tables(folder: Path, tables: dict[str, pd.DataFrame], prov: dict) -> dict:
     """Store each table as parquet, then the provenance (with each file's SHA-256) as JSON.
 
-    Returns the provenance as written.
+    Args:
+        folder: the result folder (created if missing).
+        tables: {name: DataFrame}, each written to `<name>.parquet` (index dropped).
+        prov: the provenance from `provenance`.
+
+    Returns:
+        The provenance as written: `prov` plus "tables" (the names) and "files" (SHA-256 each).
+
+    Example:
+        >>> import pandas as pd
+        >>> orders = pd.DataFrame({"solver": ["Euler", "Heun"], "order": [1.0, 2.0]})
+        >>> prov = write_tables(Path("results/demo"), {"orders": orders}, provenance("demo", {}))
+        >>> prov["tables"], sorted(p.name for p in Path("results/demo").iterdir())
+        (['orders'], ['orders.parquet', 'provenance.json'])
     """
     folder = Path(folder)
     files = {}
@@ -236,7 +328,19 @@ def write_tables(folder: Path, tables: dict[str, pd.DataFrame], prov: dict) -> d
 
 
 def read_provenance(folder: Path) -> dict | None:
-    """The stored provenance, None if there is none; CorruptResult if it does not parse."""
+    """The stored provenance, None if there is none; CorruptResult if it does not parse.
+
+    Only `provenance.json` is read; the tables are not checked (see `read_tables`).
+
+    Example:
+        >>> import pandas as pd
+        >>> read_provenance(Path("results/demo")) is None
+        True
+        >>> table = pd.DataFrame({"x": [1.0]})
+        >>> _ = write_tables(Path("results/demo"), {"t": table}, provenance("demo", {}))
+        >>> read_provenance(Path("results/demo"))["tables"]
+        ['t']
+    """
     path = Path(folder) / "provenance.json"
     if not path.exists():
         return None
@@ -254,6 +358,17 @@ def read_tables(folder: Path) -> tuple[dict[str, pd.DataFrame], dict]:
 
     Raises CorruptResult naming the file when one is missing, fails to load or its SHA-256
     differs from the one recorded when it was written.
+
+    Returns:
+        ({name: DataFrame}, provenance).
+
+    Example:
+        >>> import pandas as pd
+        >>> orders = pd.DataFrame({"solver": ["Euler", "Heun"], "order": [1.0, 2.0]})
+        >>> _ = write_tables(Path("results/demo"), {"orders": orders}, provenance("demo", {}))
+        >>> tables, prov = read_tables(Path("results/demo"))
+        >>> tables["orders"].equals(orders), prov["study"]
+        (True, 'demo')
     """
     folder = Path(folder)
     prov = read_provenance(folder)
@@ -288,9 +403,14 @@ class ChunkStore:
     `chunk_size` (optional) is the chunk size sweeps use when their caller gives none.
 
     Example:
-        >>> store = ChunkStore(tmp_path / "chunks")  # doctest: +SKIP
-        >>> with recording(store):                   # doctest: +SKIP
+        >>> import analysis
+        >>> store = ChunkStore(Path("chunks"))
+        >>> with recording(store):
         ...     df = analysis.sweep("linear", "Euler", dt0=[0.1, 0.05])
+        >>> with recording(store):  # the rerun loads the stored chunk instead of solving
+        ...     again = analysis.sweep("linear", "Euler", dt0=[0.1, 0.05])
+        >>> store.saved, store.loaded, again["error"].equals(df["error"])
+        (1, 1, True)
     """
 
     def __init__(
@@ -358,7 +478,17 @@ _ACTIVE: contextvars.ContextVar[ChunkStore | None] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def recording(store: ChunkStore):
-    """Make `store` the chunk store of every `analysis.sweep` call inside the block."""
+    """Make `store` the chunk store of every `analysis.sweep` call inside the block.
+
+    Yields the store; the previous one (usually none) is active again after the block.
+
+    Example:
+        >>> with recording(ChunkStore(Path("chunks"))) as store:
+        ...     print(active_store() is store)
+        True
+        >>> active_store() is None
+        True
+    """
     token = _ACTIVE.set(store)
     try:
         yield store
@@ -367,5 +497,13 @@ def recording(store: ChunkStore):
 
 
 def active_store() -> ChunkStore | None:
-    """The chunk store set by `recording`, if any."""
+    """The chunk store set by `recording`, if any.
+
+    Example:
+        >>> active_store() is None
+        True
+        >>> with recording(ChunkStore(Path("chunks"))) as store:
+        ...     active_store().folder.name
+        'chunks'
+    """
     return _ACTIVE.get()
