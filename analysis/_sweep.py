@@ -57,12 +57,42 @@ _COMPILES = {"count": 0}
 
 
 def compile_count() -> int:
-    """How many sweep solve functions have been compiled in this process so far."""
+    """How many sweep solve functions have been compiled in this process so far.
+
+    One compilation per (system object, solver, controller kind, chunk size, max_steps, ...)
+    group; another grid of the same size reuses it.
+
+    Returns:
+        The number of compilations, an int.
+
+    Example:
+        >>> first = sweep("linear", "Euler", dt0=[0.1, 0.05, 0.025])
+        >>> n = compile_count()
+        >>> again = sweep("linear", "Euler", dt0=[0.08, 0.04, 0.02])   # same group and grid size
+        >>> compile_count() - n, again.attrs["compilations"]
+        (0, 0)
+    """
     return _COMPILES["count"]
 
 
 def status_of(code: int, y_final: np.ndarray) -> str:
-    """Row status from a diffrax result code and the final state."""
+    """Row status from a diffrax result code and the final state.
+
+    Args:
+        code: the integer value of a `diffrax.RESULTS` member (what a compiled solve returns).
+        y_final: the solve's final state.
+
+    Returns:
+        The row status: a value of `STATUS`, "nonfinite" for a successful solve whose state is
+        not finite, or "failed(<code>)" for an unlisted result.
+
+    Example:
+        >>> ok, too_long = diffrax.RESULTS.successful, diffrax.RESULTS.max_steps_reached
+        >>> status_of(ok._value, np.array([0.37])), status_of(ok._value, np.array([np.nan]))
+        ('ok', 'nonfinite')
+        >>> status_of(too_long._value, np.array([0.37]))
+        'max_steps'
+    """
     status = _STATUS_BY_CODE.get(int(code), f"failed({int(code)})")
     if status == "ok" and not np.all(np.isfinite(y_final)):
         return "nonfinite"
@@ -478,6 +508,14 @@ def sweep(
         `error` is the max-norm of y(t1) minus the exact (or reference) h → 0 solution; wall_s is
         the run time of the row's chunk divided by its solves (compilation excluded).
         `df.attrs["compilations"]` counts compilations made by this call (on workers too).
+
+    Example:
+        >>> df = sweep("linear", ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025])   # y' = -y, t1 = 1
+        >>> e = df.pivot(index="dt0", columns="solver", values="error")
+        >>> np.log2(e.loc[0.05] / e.loc[0.025]).round(1).to_dict()            # observed orders
+        {'Euler': 1.0, 'Heun': 2.0}
+        >>> round(float(e.loc[0.1, "Euler"]), 6)                               # e^-1 - 0.9^10
+        0.019201
     """
     warn_if_float32("a sweep's errors")
     runner = _distributed.resolve(executor, scheduler)  # checked before anything compiles
