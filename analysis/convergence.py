@@ -99,6 +99,16 @@ class OrderFit:
     `local_orders` are between consecutive valid points. `status` is "ok", "too_few_points"
     (order NaN) or "no_asymptotic_range" (order fitted on all valid points, local orders vary by
     more than the tolerance everywhere).
+
+    Example:
+        >>> h = np.array([0.4, 0.2, 0.1, 0.05, 0.025])
+        >>> fit = fit_order(h, h**2 * (1 + 5 * h**2))       # order 2 with an h⁴ term
+        >>> fit.status, round(fit.order, 2), fit.points_used
+        ('ok', 2.08, 4)
+        >>> fit.excluded_text()
+        'h=0.4: pre-asymptotic (local order 2.58 vs 2.05)'
+        >>> fit_order(h[:2], h[:2] ** 2).status              # a fit needs 3 points
+        'too_few_points'
     """
 
     order: float
@@ -292,6 +302,17 @@ class Setting:
 
     Example: ``Setting("Euler", 0.1)`` asks how far each run is from Euler at h = 0.1 — for a
     model trained at that discretization, how far it drifts from its training setting.
+
+    Args:
+        solver: the target's solver (name or object).
+        h: its fixed step.
+        system: the target's System or catalog name (default: the measured system).
+
+    Example:
+        >>> target = Setting("Euler", 0.0125)
+        >>> df = measure("linear", "Euler", dt0=[1 / n for n in (10, 20, 40, 80)], target=target)
+        >>> df["target"].iloc[0], bool(df["error"].iloc[-1] < 1e-12)   # the run at h = 0.0125
+        ('Euler at h=0.0125', True)
     """
 
     solver: str
@@ -412,6 +433,14 @@ def measure(
         that norm and new columns target, norm, relative, reference_error (the target's own
         error estimate in that norm), roundoff_floor, reference_point (True for the runs a
         Richardson target was built from).
+
+    Example:
+        >>> df = measure("linear", ["Euler", "Heun"], dt0=[1 / n for n in (10, 20, 40, 80)])
+        >>> len(df), df["target"].iloc[0]                  # y' = -y has an exact solution
+        (8, 'limit: exact')
+        >>> e = df[df["solver"] == "Heun"]["error"].to_numpy()
+        >>> (e[:-1] / e[1:]).round(1).tolist()             # halving h quarters Heun's error
+        [4.2, 4.1, 4.0]
     """
     warn_if_float32("a convergence measurement")
     system = _systems.get(system)
@@ -489,6 +518,21 @@ def orders(df: pd.DataFrame, *, confidence: float = 0.95, **fit_options) -> pd.D
     reason, h_min, h_max (of the fitted range), local_orders (text, between consecutive valid
     points from the smallest h up), reference_error (the target's own error).
     `fit_options` go to `fit_order` (min_points, order_tol).
+
+    Args:
+        df: rows from `measure`.
+        confidence: the level of the confidence interval [ci_low, ci_high].
+        **fit_options: min_points, order_tol (see `fit_order`).
+
+    Returns:
+        A DataFrame, one row per group, columns as above.
+
+    Example:
+        >>> df = measure("linear", ["Euler", "Heun"], dt0=[1 / n for n in (10, 20, 40, 80)])
+        >>> table = orders(df)
+        >>> columns = ["solver", "order", "nominal_order", "points_used", "status"]
+        >>> table[columns].round(1).values.tolist()         # Heun's observed order ≈ 2
+        [['Euler', 1.0, 1, 4, 'ok'], ['Heun', 2.0, 2, 4, 'ok']]
     """
     keys = ["system", "solver", "target", "norm", "relative"]
     out = []
