@@ -58,6 +58,18 @@ class System:
         h_dependent: whether the field depends on h at all.
         invariants: optional named conserved quantities y -> scalar.
         params: the parameters the catalog built it from (for provenance).
+
+    Construction checks the span, that y0 and args are finite, and that the field returns y0's
+    shape and dtype; a bad problem raises InvalidArgument before anything is compiled.
+
+    Example:
+        >>> model = System(name="damped", vector_field=lambda t, y, args, h: -(1.0 + h) * y,
+        ...                y0=jnp.array(1.0), t1=2.0, exact=lambda t: jnp.exp(-t),
+        ...                h_dependent=True)
+        >>> float(model.limit_field(0.0, jnp.array(2.0), None))   # h → 0: y' = -y
+        -2.0
+        >>> model.with_(t1=4.0).t1
+        4.0
     """
 
     name: str
@@ -125,7 +137,26 @@ _BUILT: dict[tuple, System] = {}
 
 
 def register(name: str):
-    """Decorator adding a builder `fn(**params) -> System` to the catalog under `name`."""
+    """Decorator adding a builder `fn(**params) -> System` to the catalog under `name`.
+
+    The builder's keyword parameters become the system's parameters in `get(name, **params)`.
+
+    Args:
+        name: the catalog name (an existing name is replaced).
+
+    Returns:
+        A decorator that registers the builder and returns it unchanged.
+
+    Example:
+        >>> @register("my_decay")
+        ... def _my_decay(lam: float = 2.0) -> System:
+        ...     return System(name=f"my_decay(lam={lam})", y0=jnp.array(1.0),
+        ...                   vector_field=lambda t, y, args, h: -lam * y,
+        ...                   exact=lambda t: jnp.exp(-lam * t))
+        >>> sys = get("my_decay", lam=3.0)
+        >>> sys.name, round(float(sys.exact(1.0)), 6)                # e^-3
+        ('my_decay(lam=3.0)', 0.049787)
+    """
 
     def deco(fn):
         _CATALOG[name] = fn
@@ -135,7 +166,16 @@ def register(name: str):
 
 
 def names() -> list[str]:
-    """The catalog's system names, sorted."""
+    """The catalog's system names, sorted.
+
+    Returns:
+        A list of names accepted by `get`.
+
+    Example:
+        >>> names()
+        ['harmonic', 'kepler', 'lifted_map', 'linear', 'linear10', 'logistic', 'lotka_volterra',
+         'modified_euler', 'perturbed', 'prothero_robinson', 'van_der_pol']
+    """
     return sorted(_CATALOG)
 
 
@@ -150,6 +190,14 @@ def get(name: str | System, **params) -> System:
     A `System` passed as `name` is returned unchanged (parameters are not allowed then). The same
     name and (hashable) parameters return the same object, so sweeps of it compile once per
     process. Raises InvalidArgument (a ValueError) naming the valid systems or parameters.
+
+    Args:
+        name: a catalog name (see `names()`), or a System (returned as is).
+        **params: the builder's parameters, e.g. `lam=2.0` for "linear" or `base="linear",
+            c=1.0, q=1` for "perturbed".
+
+    Returns:
+        The `System`.
 
     Example:
         >>> get("logistic", r=1.0).exact(0.0)
@@ -553,6 +601,18 @@ def shipped_map(
     scale: float = 1.0,
 ):
     """A map that ``lifted_map`` ships, as (Φ, default y0), e.g. to iterate Φ itself.
+
+    Args:
+        name: "logistic" (Φ(y) = μ·y(1 - y)), "henon" or "residual" (x + tanh(Wx + b)).
+        mu: the logistic map's parameter.
+        a: the Hénon map's parameter a.
+        b: the Hénon map's parameter b.
+        dim: the residual map's dimension.
+        seed: the seed of the residual map's random weights.
+        scale: the scale of the residual map's random weights.
+
+    Returns:
+        (Φ, y0): the map as a jax function y -> Φ(y), and its default initial state.
 
     Example:
         >>> phi, y0 = shipped_map("logistic", mu=2.0)
