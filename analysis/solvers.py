@@ -56,7 +56,22 @@ FIXED_STEP_ROOT_TOL = 1e-12
 
 @dataclasses.dataclass(frozen=True)
 class SolverInfo:
-    """What a solver is: order, stages per step, FSAL, implicit, adaptive, its tableau if any."""
+    """What a solver is: order, stages per step, FSAL, implicit, adaptive, its tableau if any.
+
+    Attributes:
+        name: the registry name, e.g. "Dopri5" or "HalfSolver(Euler)".
+        order: the nominal order of convergence.
+        stages: vector-field evaluations per step (without FSAL reuse).
+        fsal: whether the last stage is reused as the next step's first.
+        implicit: whether each step solves a nonlinear system.
+        adaptive: whether it has an error estimate (usable with an adaptive controller).
+        tableau: its diffrax Butcher tableau, or None.
+
+    Example:
+        >>> i = info("Dopri5")
+        >>> i.order, i.stages, i.fsal, i.implicit, i.adaptive
+        (5, 7, True, False, True)
+    """
 
     name: str
     order: int
@@ -71,6 +86,20 @@ def get(name: str | diffrax.AbstractSolver) -> diffrax.AbstractSolver:
     """The diffrax solver called `name` (a solver object is returned unchanged).
 
     Raises InvalidArgument listing the valid names (with the closest ones first).
+
+    Args:
+        name: a registry name from `NAMES`, or a diffrax solver.
+
+    Returns:
+        A new diffrax solver object (or `name` itself if it is one).
+
+    Example:
+        >>> get("Heun")
+        Heun()
+        >>> get("Tsit")
+        Traceback (most recent call last):
+            ...
+        analysis.errors.InvalidArgument: solver='Tsit' is unknown. Did you mean 'Tsit5'? ...
     """
     if isinstance(name, diffrax.AbstractSolver):
         return name
@@ -88,7 +117,18 @@ def _unwrap(solver):
 
 
 def name_of(solver: str | diffrax.AbstractSolver) -> str:
-    """The registry name of a solver object, e.g. 'Tsit5' or 'HalfSolver(Euler)'."""
+    """The registry name of a solver object, e.g. 'Tsit5' or 'HalfSolver(Euler)'.
+
+    Args:
+        solver: a diffrax solver (StepAware-wrapped or not), or a name (checked and returned).
+
+    Returns:
+        The name, as used in sweep rows.
+
+    Example:
+        >>> name_of(StepAware(diffrax.Tsit5())), name_of(diffrax.HalfSolver(diffrax.Euler()))
+        ('Tsit5', 'HalfSolver(Euler)')
+    """
     if isinstance(solver, str):
         get(solver)  # validates the name
         return solver
@@ -99,7 +139,21 @@ def name_of(solver: str | diffrax.AbstractSolver) -> str:
 
 
 def info(solver: str | diffrax.AbstractSolver) -> SolverInfo:
-    """Order, stage count and kind of a solver (by name or object, StepAware-wrapped or not)."""
+    """Order, stage count and kind of a solver (by name or object, StepAware-wrapped or not).
+
+    Args:
+        solver: a registry name or a diffrax solver.
+
+    Returns:
+        A `SolverInfo`. HalfSolver(S) counts 3× the stages of S (a full step and two half
+        steps), is adaptive and not FSAL.
+
+    Example:
+        >>> info("Kvaerno5").order, info("Kvaerno5").implicit
+        (5, True)
+        >>> info("HalfSolver(Euler)").stages, info("HalfSolver(Euler)").adaptive
+        (3, True)
+    """
     obj = _unwrap(get(solver))
     if isinstance(obj, diffrax.HalfSolver):
         inner = info(obj.solver)
@@ -126,6 +180,20 @@ def for_fixed_steps(solver: diffrax.AbstractSolver) -> diffrax.AbstractSolver:
     steps there is none, so we use full Newton at rtol = atol = FIXED_STEP_ROOT_TOL. (diffrax's
     default VeryChord reports divergence at fixed steps even where plain Newton and Chord
     converge, e.g. ImplicitEuler on Lotka–Volterra at h = 0.05.) Other solvers pass unchanged.
+
+    Args:
+        solver: a diffrax solver, possibly StepAware-wrapped.
+
+    Returns:
+        The solver to use with `diffrax.ConstantStepSize` (the same object if not implicit).
+
+    Example:
+        >>> implicit = for_fixed_steps(get("ImplicitEuler"))
+        >>> type(implicit.root_finder).__name__, implicit.root_finder.rtol
+        ('Newton', 1e-12)
+        >>> explicit = get("Tsit5")
+        >>> for_fixed_steps(explicit) is explicit
+        True
     """
     if isinstance(solver, StepAware):
         return StepAware(for_fixed_steps(solver.solver), signed=solver.signed)
@@ -144,6 +212,20 @@ def nfev(solver, num_steps, *, step_dependent: bool):
     evaluation: inside diffeqsolve the terms are wrapped, and its heuristic then returns 0.01.
     Implicit methods: the stage count only, a lower bound, since Newton iterations are not exposed
     by diffrax's statistics.
+
+    Args:
+        solver: a registry name or a diffrax solver.
+        num_steps: attempted steps (diffrax's `stats["num_steps"]`), an int or an array.
+        step_dependent: whether the field depends on h (then FSAL stages are re-evaluated).
+
+    Returns:
+        The number of evaluations, with `num_steps`'s shape.
+
+    Example:
+        >>> nfev("Tsit5", 10, step_dependent=False)   # 7 stages, FSAL: 6 per step + 1
+        61
+        >>> nfev("Tsit5", 10, step_dependent=True)    # StepAware refreshes the first stage
+        70
     """
     meta = info(solver)
     if meta.fsal and not step_dependent:
