@@ -9,9 +9,12 @@ reference-slope triangles that stack instead of overlapping; `render` gives dete
 bytes (no timestamps), so an unchanged figure leaves no diff.
 
 Example:
+    >>> import matplotlib.pyplot as plt
+    >>> from analysis.plotting import COLUMN_WIDTH, paper_style, render
+    >>> from analysis.plotting import slope_triangle, solver_style
     >>> with paper_style():
     ...     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.4))
-    ...     ax.loglog([0.1, 0.01], [1e-2, 1e-4], **solver_style("Heun"))
+    ...     lines = ax.loglog([0.1, 0.01], [1e-2, 1e-4], **solver_style("Heun"))
     ...     slope_triangle(ax, 0.02, 1e-3, 2)
     >>> png = render(fig, "png")
 """
@@ -65,7 +68,16 @@ _PNG_METADATA = {"Software": None}
 
 @contextlib.contextmanager
 def paper_style():
-    """Context manager applying the house style file (rcParams restored afterwards)."""
+    """Context manager applying the house style file (rcParams restored afterwards).
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> from analysis.plotting import COLUMN_WIDTH, paper_style
+        >>> with paper_style():
+        ...     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.4))
+        ...     print(plt.rcParams["font.size"], plt.rcParams["font.family"])
+        8.0 ['sans-serif']
+    """
     with plt.style.context(STYLE_FILE):
         yield
 
@@ -75,6 +87,19 @@ def solver_style(name: str) -> dict:
 
     Registered solvers and controller presets each get a distinct (colour, marker) pair; any
     other name gets a pair derived from its characters, so it is stable across runs.
+
+    Args:
+        name: a solver name, a controller preset name, or any label.
+
+    Returns:
+        A dict with keys color and marker, to pass to matplotlib as ``**solver_style(name)``.
+
+    Example:
+        >>> from analysis.plotting import solver_style
+        >>> solver_style("Euler")["marker"], solver_style("Heun")["marker"]
+        ('o', 's')
+        >>> solver_style("my_model") == solver_style("my_model")    # any label, stable
+        True
     """
     keys = list(_solvers.NAMES) + list(_CONTROLLERS)
     i = keys.index(name) if name in keys else len(keys) + sum(map(ord, name))
@@ -87,7 +112,19 @@ def solver_style(name: str) -> dict:
 def log_axis(ax, which: str, label: str, unit: str | None = None) -> None:
     """Make `ax`'s `which` ("x" or "y") axis logarithmic, labelled "label (unit)".
 
-    Example: `log_axis(ax, "x", "step size h", "time units")`.
+    Args:
+        ax: a matplotlib Axes.
+        which: "x" or "y".
+        label: the axis label.
+        unit: appended in parentheses when given.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> from analysis.plotting import log_axis
+        >>> fig, ax = plt.subplots()
+        >>> log_axis(ax, "x", "step size h", "time units")
+        >>> ax.get_xscale(), ax.get_xlabel()
+        ('log', 'step size h (time units)')
     """
     if which not in ("x", "y"):
         raise InvalidArgument(f"which={which!r} is invalid; use 'x' or 'y'")
@@ -97,7 +134,29 @@ def log_axis(ax, which: str, label: str, unit: str | None = None) -> None:
 
 
 def colorbar(mappable, ax, label: str, **kwargs):
-    """A colour bar for `mappable` beside `ax`, always labelled (say what the colour measures)."""
+    """A colour bar for `mappable` beside `ax`, always labelled (say what the colour measures).
+
+    Args:
+        mappable: what the colours come from (e.g. the result of ``ax.imshow``).
+        ax: the Axes to put the bar beside.
+        label: what the colour measures (required; an empty label is an InvalidArgument).
+        **kwargs: passed to ``Figure.colorbar``.
+
+    Returns:
+        The matplotlib Colorbar.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> from analysis.plotting import colorbar
+        >>> fig, ax = plt.subplots()
+        >>> image = ax.imshow(np.arange(6.0).reshape(2, 3))
+        >>> colorbar(image, ax, "log10 error").ax.get_ylabel()
+        'log10 error'
+        >>> colorbar(image, ax, "")
+        Traceback (most recent call last):
+        ...
+        analysis.errors.InvalidArgument: label is required: ...
+    """
     if not label or not str(label).strip():
         raise InvalidArgument("label is required: a colour bar must say what its colour measures")
     cbar = ax.figure.colorbar(mappable, ax=ax, **kwargs)
@@ -140,6 +199,24 @@ def slope_triangle(ax, x, y, order: float, *, size: float = 0.25, below: bool = 
     moves down until it is clear, so triangles anchored at the same point stack; it also moves
     down until no data line of `ax` crosses it (below the lines if need be), so draw the data
     first.
+
+    Args:
+        ax: a log-log Axes.
+        x, y: the anchor (data coordinates): the triangle's left corner.
+        order: the slope, written beside the triangle.
+        size: the width in decades of x.
+        below: the right angle below the hypotenuse (True) or above it.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> from analysis.plotting import slope_triangle
+        >>> fig, ax = plt.subplots()
+        >>> h = np.array([0.1, 0.05, 0.025])
+        >>> lines = ax.loglog(h, h**2, "o-")
+        >>> slope_triangle(ax, 0.03, 1e-3, 2)
+        >>> slope_triangle(ax, 0.03, 1e-3, 1)                 # same anchor: stacks below
+        >>> [text.get_text() for text in ax.texts]
+        ['2', '1']
     """
     lx, ly = np.log10(x), np.log10(y)
     height = size * abs(order)
@@ -217,7 +294,27 @@ def _tidy_log_ticks(fig) -> None:
 def render(fig, fmt: str) -> bytes:
     """The figure as PDF (vector) or PNG (300 dpi) bytes, with no timestamps in the metadata.
 
-    The same figure renders to the same bytes every time, so regenerated files leave no diff.
+    A figure built the same way renders to the same bytes every time, in every run, so
+    regenerated files leave no diff. (Rendering one Figure object a second time can shift its
+    layout slightly: the tight bounding box re-runs the layout on the already-drawn figure.)
+
+    Args:
+        fig: a matplotlib Figure.
+        fmt: "pdf" or "png".
+
+    Returns:
+        The file's bytes (write them with ``Path(...).write_bytes``).
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> from analysis.plotting import render
+        >>> def line_figure():
+        ...     fig, ax = plt.subplots(figsize=(2, 1.5))
+        ...     ax.plot([0, 1], [0, 1])
+        ...     return fig
+        >>> pdf = render(line_figure(), "pdf")
+        >>> pdf[:5], render(line_figure(), "pdf") == pdf    # the same figure, the same bytes
+        (b'%PDF-', True)
     """
     if fmt not in ("pdf", "png"):
         raise InvalidArgument(f"fmt={fmt!r} is invalid; use 'pdf' or 'png'")
@@ -236,5 +333,14 @@ def render(fig, fmt: str) -> bytes:
 
 
 def close(fig) -> None:
-    """Release a figure's memory (pyplot keeps every figure it made until closed)."""
+    """Release a figure's memory (pyplot keeps every figure it made until closed).
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> from analysis.plotting import close
+        >>> fig, ax = plt.subplots()
+        >>> close(fig)
+        >>> plt.fignum_exists(fig.number)
+        False
+    """
     plt.close(fig)
