@@ -34,7 +34,7 @@ Example:
     >>> c = controllers.make("H211b", rtol=1e-6, atol=1e-8)
     >>> c.kbeta, c.alpha
     ((0.25, 0.25, 0.0), (0.25, 0.0))
-    >>> controllers.preset("PI34").pid
+    >>> {k: round(v, 12) for k, v in controllers.preset("PI34").pid.items()}
     {'pcoeff': 0.4, 'icoeff': 0.3, 'dcoeff': 0.0}
 """
 
@@ -80,7 +80,21 @@ FIXED = "fixed"
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A named controller: Söderlind coefficients (kβ1, kβ2, kβ3 | α2, α3) and their source."""
+    """A named controller: Söderlind coefficients (kβ1, kβ2, kβ3 | α2, α3) and their source.
+
+    Attributes:
+        name: the preset's name (a key of `PRESETS`).
+        kbeta: (kβ1, kβ2, kβ3), the error-filter coefficients times the estimator order k.
+        alpha: (α2, α3), the step-ratio coefficients.
+        source: where the coefficients come from.
+
+    Example:
+        >>> PRESETS["H211b"].kbeta, PRESETS["H211b"].alpha
+        ((0.25, 0.25, 0.0), (0.25, 0.0))
+        >>> mine = Preset("half-I", kbeta=(0.5, 0.0, 0.0), alpha=(0.0, 0.0), source="my own")
+        >>> round(float(np.max(np.abs(closed_loop_poles(mine)))), 6)   # P(q) = q³ - q²/2
+        0.5
+    """
 
     name: str
     kbeta: tuple[float, float, float]
@@ -113,7 +127,22 @@ PRESETS: dict[str, Preset] = {
 
 
 def preset(name: str) -> Preset:
-    """The preset called `name`; InvalidArgument lists the valid names otherwise."""
+    """The preset called `name`; InvalidArgument lists the valid names otherwise.
+
+    Args:
+        name: a key of `PRESETS`, e.g. "PI34".
+
+    Returns:
+        The `Preset`.
+
+    Example:
+        >>> preset("PI34").kbeta, preset("PI34").source
+        ((0.7, -0.4, 0.0), 'Gustafsson 1991, PI.3.4')
+        >>> preset("PI43")
+        Traceback (most recent call last):
+            ...
+        analysis.errors.InvalidArgument: controller='PI43' is not a preset. Did you mean ...
+    """
     if name not in PRESETS:
         close = difflib.get_close_matches(str(name), list(PRESETS), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -127,6 +156,18 @@ def closed_loop_poles(p: Preset | str) -> np.ndarray:
     """Roots of P(q) = q³ + (kβ1 - 1 + α2)q² + (kβ2 - α2 + α3)q + (kβ3 - α3) (module docstring).
 
     They govern how log h responds under the asymptotic model r = φ·h^k; |q| < 1 is stable.
+
+    Args:
+        p: a `Preset` or a preset name.
+
+    Returns:
+        The three roots as a NumPy array (complex if any root is).
+
+    Example:
+        >>> round(float(np.max(np.abs(closed_loop_poles("PI34")))), 6)  # roots 0, 0.8, -0.5
+        0.8
+        >>> [round(float(q), 6) for q in sorted(closed_loop_poles("H321").real)]
+        [0.333333, 0.5, 0.666667]
     """
     p = preset(p) if isinstance(p, str) else p
     (b1, b2, b3), (a2, a3) = p.kbeta, p.alpha
@@ -137,6 +178,22 @@ def scaled_error(controller, y0, y1_candidate, y_error):
     """‖y_error / (atol + rtol·max(|y0|, |y1|))‖ with the controller's norm, as diffrax does.
 
     A step is acceptable when this is < 1. A NaN candidate is replaced by y0 in the scale.
+
+    Args:
+        controller: anything with `rtol`, `atol` and `norm` (e.g. a `SoderlindController`).
+        y0: the state at the start of the step.
+        y1_candidate: the proposed state at its end.
+        y_error: the solver's error estimate for the step.
+
+    Returns:
+        The scaled error e_n, a scalar jax array.
+
+    Example:
+        >>> c = make("I", rtol=1e-3, atol=0.0)
+        >>> y0, y1, err = jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0]), jnp.array([5e-4, 4e-3])
+        >>> e = scaled_error(c, y0, y1, err)
+        >>> round(float(e), 6)                   # RMS of (0.5, 1.0) = sqrt(5/8)
+        0.790569
     """
 
     def _scale(_y0, _y1, _err):
@@ -296,6 +353,24 @@ def make(name: str, rtol, atol, **overrides) -> SoderlindController:
 
     `overrides` go to the controller (e.g. dtmin, dtmax, factormax, safety, limiter=True,
     accept_ratio=0.9). rtol and atol may be traced (jit/vmap over tolerances).
+
+    Args:
+        name: a preset name (see `PRESETS`).
+        rtol: relative tolerance.
+        atol: absolute tolerance.
+        **overrides: other `SoderlindController` fields.
+
+    Returns:
+        A `SoderlindController`, to pass as diffrax's `stepsize_controller`.
+
+    Example:
+        >>> c = make("PI34", rtol=1e-8, atol=1e-8, dtmax=0.5)
+        >>> c.kbeta, c.dtmax
+        ((0.7, -0.4, 0.0), 0.5)
+        >>> sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, args: -y), diffrax.Tsit5(),
+        ...                           0.0, 1.0, None, jnp.array(1.0), stepsize_controller=c)
+        >>> round(float(sol.ys[-1]), 6)          # e^-1
+        0.367879
     """
     p = preset(name)
     unknown = sorted(set(overrides) - _OPTIONS)
@@ -368,6 +443,21 @@ def logged_steps(sol) -> dict:
     """A solve's StepLogger buffers as {"log_h", "log_accepted", "log_count"}; {} if not logged.
 
     The solve must use a `StepLogger` and `SaveAt(controller_state=True)`.
+
+    Args:
+        sol: a `diffrax.Solution`.
+
+    Returns:
+        A dict of the log's step sizes, accepted flags and attempt count (jax arrays).
+
+    Example:
+        >>> ctrl = StepLogger(make("PI34", 1e-6, 1e-6), size=64)
+        >>> sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, args: -y), diffrax.Tsit5(),
+        ...     0.0, 1.0, 0.1, jnp.array(1.0), stepsize_controller=ctrl,
+        ...     saveat=diffrax.SaveAt(t1=True, controller_state=True))
+        >>> log = logged_steps(sol)
+        >>> sorted(log), int(log["log_count"]) == int(sol.stats["num_steps"])
+        (['log_accepted', 'log_count', 'log_h'], True)
     """
     state = sol.controller_state
     if state is None:
@@ -393,6 +483,19 @@ def step_metrics(h, accepted, count) -> dict[str, float]:
     excluded (diffrax shortens it to land on t1); the start-up ramp from dt0 is included, so
     roughness_max is often its first growth factor. NaN if fewer than three steps were accepted.
     `attempts_logged` < count means the buffer was too small and the metrics cover a prefix.
+
+    Args:
+        h: logged step sizes (a StepLogger buffer; entries past `count` are ignored).
+        accepted: logged accepted flags.
+        count: the number of attempts.
+
+    Returns:
+        A dict with the keys `STEP_METRICS`.
+
+    Example:
+        >>> m = step_metrics([0.1, 0.2, 0.1, 0.4, 0.3], [True, False, True, True, True], 5)
+        >>> m["rejection_rate"], round(m["roughness_max"], 6), m["h_max"]   # 1/5, log 4
+        (0.2, 1.386294, 0.4)
     """
     n = min(int(count), len(h))
     h, accepted = np.asarray(h[:n]), np.asarray(accepted[:n], bool)
@@ -415,9 +518,24 @@ def step_log(system, solver, controller, rtol, atol=None, *, size=4096, max_step
     are a System/catalog name and a solver/registry name; `controller` a preset name; `opts` go
     to `make`. Step-dependent systems are solved with StepTerm + StepAware, as in `sweep`.
 
+    Args:
+        system: a System or catalog name.
+        solver: a diffrax solver or registry name (with an error estimate).
+        controller: a preset name.
+        rtol: relative tolerance.
+        atol: absolute tolerance (None: atol = rtol).
+        size: the most attempts recorded.
+        max_steps: diffrax's step limit.
+        **opts: controller options for `make`.
+
+    Returns:
+        The DataFrame; `attrs` holds "attempts" (all attempts, logged or not) and "num_steps".
+
     Example:
         >>> log = step_log("lotka_volterra", "Tsit5", "PI34", rtol=1e-6)
-        >>> log["accepted"].sum() > 0
+        >>> list(log.columns), len(log) == log.attrs["num_steps"]
+        (['step', 't0', 'h', 'error', 'accepted'], True)
+        >>> bool((log["error"][log["accepted"]] < 1).all())   # accepted iff error < 1
         True
     """
     from . import solvers as _solvers
@@ -456,6 +574,22 @@ def proportionality(rows: pd.DataFrame, by=("system", "solver", "controller")) -
 
     A slope of 1 means the error is proportional to the tolerance. Only rows with status "ok"
     and error > 0 count; `points` says how many.
+
+    Args:
+        rows: sweep rows with columns rtol, error, status and the `by` columns.
+        by: the grouping columns.
+
+    Returns:
+        One row per group: the `by` columns, slope, intercept (of log10 error on log10 rtol) and
+        points; slope is NaN with fewer than two distinct rtol.
+
+    Example:
+        >>> rtol = np.array([1e-3, 1e-5, 1e-7])
+        >>> rows = pd.DataFrame({"system": "linear", "solver": "Tsit5", "controller": "PI34",
+        ...                      "rtol": rtol, "error": 5 * rtol**0.8, "status": "ok"})
+        >>> proportionality(rows)[["solver", "slope", "points"]]           # error ∝ rtol^0.8
+          solver  slope  points
+        0  Tsit5    0.8       3
     """
     ok = rows[(rows["status"] == "ok") & (rows["error"] > 0)]
 
@@ -479,6 +613,22 @@ def spread(rows: pd.DataFrame, output=None, by=("system", "rtol")) -> pd.DataFra
     size of the h-effect. `output` is a column name, or None for the final state: the spread of
     each y_final_i, maximised over i (the max-norm). Only rows with status "ok" count; `n` is
     how many, `center` the median output.
+
+    Args:
+        rows: sweep rows (e.g. several sweeps with different controllers, concatenated).
+        output: a column name, or None for the final state.
+        by: the grouping columns.
+
+    Returns:
+        One row per group: the `by` columns, spread, n and center.
+
+    Example:
+        >>> rows = pd.DataFrame({"system": "linear", "controller": ["I", "PI34", "H211b"],
+        ...                      "rtol": 1e-6, "status": "ok",
+        ...                      "y_final_0": [0.3678, 0.3681, 0.3679]})
+        >>> spread(rows)
+           system      rtol  spread  n  center
+        0  linear  0.000001  0.0003  3  0.3679
     """
     ok = rows[rows["status"] == "ok"]
     cols = [output] if output else [c for c in rows.columns if c.startswith("y_final_")]
@@ -499,6 +649,27 @@ def work_precision(systems, pairs, rtol, *, atol=None, repeats=3, log_steps=0, *
     Only the first run uses an active chunk store (`analysis.results.recording`); the repeats
     always solve, so their times are real. rtol and atol are paired as in `sweep`.
     `log_steps` > 0 adds the `STEP_METRICS` columns (see `sweep`). Returns the sweep rows.
+
+    Args:
+        systems: a System or catalog name, or a list of them.
+        pairs: (solver, controller preset name) pairs.
+        rtol: relative tolerances.
+        atol: absolute tolerances (None: atol = rtol).
+        repeats: runs per group; wall_s is the best.
+        log_steps: attempted steps to log per solve (0: none).
+        **sweep_kw: other `sweep` arguments (e.g. dt0, max_steps, controller_options).
+
+    Returns:
+        The sweep rows of every pair, one per (system, tolerance), with the best wall_s.
+
+    Example:
+        >>> wp = work_precision("linear", [("Tsit5", "PI34")], rtol=[1e-4, 1e-8], repeats=1)
+        >>> wp[["solver", "controller", "rtol", "status"]]
+          solver controller          rtol status
+        0  Tsit5       PI34  1.000000e-04     ok
+        1  Tsit5       PI34  1.000000e-08     ok
+        >>> bool(wp["error"][1] < wp["error"][0] and wp["nfev"][1] > wp["nfev"][0])
+        True
     """
     from . import results as _results
     from . import systems as _systems
