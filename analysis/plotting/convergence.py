@@ -39,6 +39,24 @@ def error_vs_step(
 
     Only rows with status "ok" and a positive error are drawn. The order in the legend is the
     `fit_order` slope over the detected asymptotic range ("n/a" where there is none).
+
+    Args:
+        df: `analysis.convergence.measure` rows (or `analysis.sweep` rows): h, error, status.
+        ax: an Axes to draw on (default: a new figure).
+        title: the panel title.
+        triangles: the orders of the reference-slope triangles.
+        by: the column whose values get one line each.
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import convergence, plotting
+        >>> dt0 = [1 / n for n in (10, 20, 40, 80)]
+        >>> df = convergence.measure("linear", ["Euler", "Heun"], dt0=dt0)
+        >>> fig = plotting.error_vs_step(df)
+        >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        ['Euler (order 1.02)', 'Heun (order 2.03)']
     """
     with paper_style():
         fig, ax = _axes(ax)
@@ -76,6 +94,23 @@ def observed_orders(
 
     `table` is an `analysis.convergence.orders` table (optionally with a column `expected`);
     rows whose fit status is not "ok" are drawn hollow. Points on the diagonal agree.
+
+    Args:
+        table: an `orders` table (solver, norm, order, ci_low, ci_high and `expected`).
+        ax: an Axes to draw on (default: a new figure).
+        expected: the column of expected orders.
+        title: the panel title.
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import convergence, plotting
+        >>> dt0 = [1 / n for n in (10, 20, 40, 80)]
+        >>> df = convergence.measure("linear", ["Euler", "Heun"], dt0=dt0)
+        >>> fig = plotting.observed_orders(convergence.orders(df))
+        >>> fig.axes[0].get_xlabel()
+        'expected order (nominal order)'
     """
     with paper_style():
         fig, ax = _axes(ax, 3.0)
@@ -115,6 +150,24 @@ def order_cap(table: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.
 
     `table` needs columns solver, q, order, ci_low, ci_high, nominal_order. The dashed line of
     each solver is min(p, q): the field's O(h^q) term caps a solver of order p.
+
+    Args:
+        table: one row per (solver, q), e.g. `orders` tables of the `perturbed` family with a
+            column q added.
+        ax: an Axes to draw on (default: a new figure).
+        title: the panel title.
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import plotting
+        >>> table = pd.DataFrame({"solver": "Heun", "nominal_order": 2, "q": [1, 2, 3],
+        ...                       "order": [1.0, 2.0, 2.0], "ci_low": [0.9, 1.9, 1.9],
+        ...                       "ci_high": [1.1, 2.1, 2.1]})   # observed: min(p, q)
+        >>> fig = plotting.order_cap(table)
+        >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        ['Heun (p = 2)']
     """
     with paper_style():
         fig, ax = _axes(ax, 2.8)
@@ -151,6 +204,28 @@ def local_orders_vs(
 
     Each local order log(e_{i+1}/e_i)/log(h_{i+1}/h_i) is drawn at the geometric mean of the two
     x values. A dashed line marks `nominal`. Use x = h·λ to see where order reduction starts.
+
+    Args:
+        rows: `measure` rows with the columns `x`, `by`, h, error, status (and optionally
+            roundoff_floor: errors at or below it are left out).
+        x: the column on the x axis (e.g. a scaled step h·λ).
+        by: a numeric column whose values get one line each.
+        ax: an Axes to draw on (default: a new figure).
+        nominal: the expected order, drawn dashed.
+        xlabel: the x-axis label.
+        title: the panel title.
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import plotting
+        >>> h = np.array([0.1, 0.05, 0.025, 0.0125])
+        >>> rows = pd.concat([pd.DataFrame({"stiffness": k, "h": h, "error": h**2 * (1 + k * h)})
+        ...                   for k in (1.0, 100.0)]).assign(status="ok")
+        >>> fig = plotting.local_orders_vs(rows, nominal=2)
+        >>> fig.axes[0].get_lines()[0].get_ydata().round(2).tolist()  # 2 + log2((1+2h)/(1+h))
+        [2.02, 2.03, 2.07]
     """
     with paper_style():
         fig, ax = _axes(ax)
