@@ -31,6 +31,27 @@ def conjugacy_plot(df: pd.DataFrame) -> plt.Figure:
     """Euler's orbit diagram in h (left) and the logistic map's in μ with Euler's rescaled points.
 
     `df` columns: h, mu, y_euler, x_euler, x_logistic (one row per kept iterate).
+
+    Args:
+        df: Euler iterates y_euler of y' = r·y(1 - y) at step h, their rescaling x_euler =
+            h·r·y/(1 + h·r), and logistic-map iterates x_logistic at μ = 1 + h·r (column mu).
+
+    Returns:
+        The Figure (two panels).
+
+    Example:
+        >>> from analysis import plotting
+        >>> rows = []
+        >>> for h in (1.5, 2.2, 2.6):               # μ = 1 + h: a fixed point, a 2-cycle, chaos
+        ...     y, x = 0.3, h * 0.3 / (1 + h)
+        ...     for n in range(30):
+        ...         y, x = y + h * y * (1 - y), (1 + h) * x * (1 - x)   # Euler (r = 1); the map
+        ...         rows.append(dict(h=h, mu=1 + h, y_euler=y, x_euler=h * y / (1 + h),
+        ...                          x_logistic=x))
+        >>> df = pd.DataFrame(rows)
+        >>> fig = plotting.conjugacy_plot(df)
+        >>> bool(np.allclose(df["x_euler"], df["x_logistic"]))    # the same orbits
+        True
     """
     with paper_style():
         fig, (left, right) = plt.subplots(1, 2, figsize=(DOUBLE_WIDTH, 2.6))
@@ -61,6 +82,28 @@ def drift_plot(df: pd.DataFrame) -> plt.Figure:
 
     `df` columns: map, solver (label), status, t, drift. Zeros are drawn at ZERO_FLOOR; a run
     whose status is not "ok" is named in the legend and not drawn.
+
+    Args:
+        df: one row per (map, solver label, time): the gap `drift` between the solver's orbit on
+            the lifted map (`analysis.discrete.lift`) and the map's own orbit.
+
+    Returns:
+        The Figure, one panel per map.
+
+    Example:
+        >>> from analysis import discrete, plotting, systems
+        >>> lifted = discrete.lift("logistic", 1.0, steps=20, mu=3.2)
+        >>> phi, _ = systems.shipped_map("logistic", mu=3.2)
+        >>> exact = discrete.iterate(phi, lifted.y0, 20)
+        >>> frames = []
+        >>> for solver in ("Euler", "Heun"):
+        ...     orbit = discrete.iterate(discrete.to_map(lifted, solver, 1.0), lifted.y0, 20)
+        ...     frames.append(pd.DataFrame({"map": "logistic", "solver": solver, "status": "ok",
+        ...                                 "t": np.arange(21.0), "drift": np.abs(orbit - exact)}))
+        >>> df = pd.concat(frames)
+        >>> fig = plotting.drift_plot(df)
+        >>> (df.groupby("solver")["drift"].max() < 1e-12).tolist()   # Euler replays the map
+        [True, False]
     """
     maps = list(dict.fromkeys(df["map"]))
     with paper_style():
@@ -104,6 +147,20 @@ def defect_plot(df: pd.DataFrame) -> plt.Figure:
     """Modified-equation defect against h, one panel per solver, one line per order (slopes).
 
     `df` columns: solver, order, h, defect, status (as from `discrete.modified_equation_defect`).
+
+    Args:
+        df: defects per (solver, order, h); the legend gives each line's fitted log-log slope.
+
+    Returns:
+        The Figure, one panel per solver.
+
+    Example:
+        >>> from analysis import plotting
+        >>> df = pd.DataFrame([dict(solver="Euler", order=k, h=h, defect=0.1 * h ** (k + 2),
+        ...                         status="ok") for k in (0, 1) for h in (0.1, 0.05, 0.025)])
+        >>> fig = plotting.defect_plot(df)                  # Euler's O(h^(order+2)), hand-made
+        >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        ['0 terms (slope 2.00)', '1 terms (slope 3.00)']
     """
     solvers = list(dict.fromkeys(df["solver"]))
     with paper_style():
@@ -137,6 +194,22 @@ def map_vs_limit_plot(gap: pd.DataFrame, curve: pd.DataFrame | None = None) -> p
 
     `gap` is `discrete.compare`'s output (2-d states); `curve` optionally a dense ODE solution
     (columns y_ode_0, y_ode_1) for a smooth line.
+
+    Args:
+        gap: `discrete.compare` rows for a system with a 2-d state.
+        curve: optional dense ODE states (columns y_ode_0, y_ode_1) for the phase-plane line.
+
+    Returns:
+        The Figure (two panels).
+
+    Example:
+        >>> from analysis import discrete, plotting, systems
+        >>> osc = systems.get("harmonic")
+        >>> gap = discrete.compare(osc, discrete.to_map(osc, "Euler", 0.1), 0.1, 2.0)
+        >>> fig = plotting.map_vs_limit_plot(gap)
+        >>> r = np.hypot(gap["y_map_0"], gap["y_map_1"]).iloc[-1]   # Euler spirals out:
+        >>> round(float(r), 4), round(1.01**10, 4)                   # |1 + ih|^n, n = 20
+        (1.1046, 1.1046)
     """
     with paper_style():
         fig, (left, right) = plt.subplots(1, 2, figsize=(DOUBLE_WIDTH, 2.8))
