@@ -31,6 +31,24 @@ def controller_heatmaps(rows: pd.DataFrame, metrics=tuple(HEATMAP_METRICS)) -> p
     """One heatmap per (metric, solver): controllers (rows) × rtol (columns).
 
     Failed solves (status not "ok") are blank. Colour scales are shared along each metric row.
+
+    Args:
+        rows: sweep rows (e.g. `analysis.sweep(..., controller=..., rtol=..., log_steps=...)`)
+            with columns solver, controller, rtol, status and the metrics.
+        metrics: keys of HEATMAP_METRICS to draw, one row of panels each.
+
+    Returns:
+        The Figure: one panel per (metric, solver), a labelled colour bar per metric.
+
+    Example:
+        >>> from analysis import plotting
+        >>> rows = pd.DataFrame([dict(solver="Tsit5", controller=c, rtol=r, status="ok",
+        ...                           error=k * r, nfev=n * r**-0.2)
+        ...                      for c, k, n in (("I", 3.0, 20), ("PI34", 1.0, 25))
+        ...                      for r in (1e-3, 1e-6)])
+        >>> fig = plotting.controller_heatmaps(rows, metrics=("error", "nfev"))
+        >>> len(fig.axes)                                  # 2 panels and 2 colour bars
+        4
     """
     solvers = list(dict.fromkeys(rows["solver"]))
     presets = list(dict.fromkeys(rows["controller"]))
@@ -70,7 +88,24 @@ def controller_heatmaps(rows: pd.DataFrame, metrics=tuple(HEATMAP_METRICS)) -> p
 
 
 def work_precision_plot(rows: pd.DataFrame) -> plt.Figure:
-    """Error against nfev (top row) and best wall time (bottom row), one panel per solver."""
+    """Error against nfev (top row) and best wall time (bottom row), one panel per solver.
+
+    Args:
+        rows: `analysis.controllers.work_precision` rows (solver, controller, rtol, status,
+            error, nfev, wall_s); one line per controller.
+
+    Returns:
+        The Figure (2 × number of solvers panels).
+
+    Example:
+        >>> from analysis import plotting
+        >>> rows = pd.DataFrame({"solver": "Tsit5", "controller": "PI34", "status": "ok",
+        ...                      "rtol": [1e-3, 1e-6, 1e-9], "error": [2e-4, 3e-7, 4e-10],
+        ...                      "nfev": [50, 140, 480], "wall_s": [1e-4, 2e-4, 6e-4]})
+        >>> fig = plotting.work_precision_plot(rows)
+        >>> [ax.get_xlabel() for ax in fig.axes]
+        ['function evaluations', 'wall time, best run (s)']
+    """
     solvers = list(dict.fromkeys(rows["solver"]))
     ok = rows[(rows["status"] == "ok") & (rows["error"] > 0)]
     with paper_style():
@@ -98,7 +133,24 @@ def work_precision_plot(rows: pd.DataFrame) -> plt.Figure:
 
 
 def step_histories(logs: pd.DataFrame) -> plt.Figure:
-    """Accepted step size against t (lines) and rejected attempts (crosses), per controller."""
+    """Accepted step size against t (lines) and rejected attempts (crosses), per controller.
+
+    Args:
+        logs: `analysis.controllers.step_log` frames with a column controller added (t0, h,
+            accepted), one panel per controller.
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import plotting
+        >>> logs = pd.DataFrame({"controller": "PI34", "t0": [0.0, 0.1, 0.1, 0.15],
+        ...                      "h": [0.1, 0.2, 0.05, 0.07],
+        ...                      "accepted": [True, False, True, True]})   # one rejected try
+        >>> fig = plotting.step_histories(logs)
+        >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        ['PI34: accepted', 'rejected (1)']
+    """
     controllers = list(dict.fromkeys(logs["controller"]))
     with paper_style():
         fig, axes = plt.subplots(
@@ -123,7 +175,27 @@ def step_histories(logs: pd.DataFrame) -> plt.Figure:
 
 
 def spread_vs_tolerance(spread: pd.DataFrame) -> plt.Figure:
-    """Spread of the output against rtol, one panel per family, one line per variant."""
+    """Spread of the output against rtol, one panel per family, one line per variant.
+
+    Args:
+        spread: `analysis.controllers.spread` output grouped by ("family", "variant", "rtol"):
+            columns family, variant, rtol, spread. A dashed line marks spread = rtol.
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import plotting
+        >>> rtol = np.array([1e-3, 1e-5, 1e-7])
+        >>> spread = pd.concat([
+        ...     pd.DataFrame({"family": "perturbed", "variant": "h input", "rtol": rtol,
+        ...                   "spread": 1e-3 + 0 * rtol}),     # the controller changes the model
+        ...     pd.DataFrame({"family": "perturbed", "variant": "h-free limit", "rtol": rtol,
+        ...                   "spread": rtol / 3})])           # at the level of the tolerance
+        >>> fig = plotting.spread_vs_tolerance(spread)
+        >>> [ax.get_title() for ax in fig.axes]
+        ['perturbed']
+    """
     families = list(dict.fromkeys(spread["family"]))
     with paper_style():
         fig, axes = plt.subplots(
@@ -151,7 +223,27 @@ def spread_vs_tolerance(spread: pd.DataFrame) -> plt.Figure:
 
 
 def output_vs_tolerance(rows: pd.DataFrame) -> plt.Figure:
-    """y(T) minus the limit's value against rtol on a fine grid, one panel per field."""
+    """y(T) minus the limit's value against rtol on a fine grid, one panel per field.
+
+    Args:
+        rows: sweep rows with columns field (the panel), system, status, rtol and offset
+            (y(T) minus the limit ODE's y(T)).
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import plotting
+        >>> rtol = np.logspace(-3, -9, 7)
+        >>> rows = pd.concat([
+        ...     pd.DataFrame({"field": "h-free", "system": "linear", "rtol": rtol,
+        ...                   "offset": 0.1 * rtol}),
+        ...     pd.DataFrame({"field": "h input", "system": "perturbed", "rtol": rtol,
+        ...                   "offset": 2e-3 + 0.1 * rtol})]).assign(status="ok")
+        >>> fig = plotting.output_vs_tolerance(rows)
+        >>> [ax.get_title() for ax in fig.axes]
+        ['h-free: linear', 'h input: perturbed']
+    """
     fields = list(dict.fromkeys(rows["field"]))
     with paper_style():
         fig, axes = plt.subplots(
