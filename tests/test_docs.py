@@ -58,6 +58,8 @@ def test_every_public_name_has_a_docstring_with_an_example(module_name):
 @pytest.mark.parametrize("name, test", DOCTESTS, ids=[name for name, _ in DOCTESTS])
 def test_docstring_example_runs(name, test, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    # an example that registers a system must not leave it in the catalog for later tests
+    monkeypatch.setattr(analysis.systems, "_CATALOG", dict(analysis.systems._CATALOG))
     runner = doctest.DocTestRunner(
         optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
     )
