@@ -29,6 +29,25 @@ def stability_regions(df: pd.DataFrame, *, ax=None, title: str | None = None) ->
     `df` is long: columns label, re, im, abs_r (|R| at z = re + i·im on a full grid), and
     optionally dashed (bool, per label) to draw a curve dashed, e.g. an effective region that
     coincides with another. The stable side is |R| < 1 (the origin's side for explicit methods).
+
+    Args:
+        df: |R(z)| on a full (re, im) grid per label.
+        ax: an Axes to draw on (default: a new figure).
+        title: the panel title.
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import plotting, stability
+        >>> re, im = np.meshgrid(np.linspace(-3, 1, 81), np.linspace(-2, 2, 81))
+        >>> abs_r = {s: np.abs(stability.tableau_amplification(s, re + 1j * im))
+        ...          for s in ("Euler", "Heun")}                  # |R(z)| from the tableaus
+        >>> df = pd.concat([pd.DataFrame({"label": s, "re": re.ravel(), "im": im.ravel(),
+        ...                               "abs_r": r.ravel()}) for s, r in abs_r.items()])
+        >>> fig = plotting.stability_regions(df)
+        >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        ['Euler', 'Heun']
     """
     with paper_style():
         fig, ax = _axes(ax, 4.0)
@@ -63,6 +82,23 @@ def orbit_diagram_plot(
     """The attractor against a parameter: one dot per kept iterate (columns `x`, `y`, escaped).
 
     Parameter values where some orbit escaped to infinity get a red tick along the top edge.
+
+    Args:
+        df: `analysis.stability.orbit_diagram` rows.
+        ax: an Axes to draw on (default: a new figure).
+        x, y: the parameter and state columns.
+        title: the panel title.
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import plotting, stability
+        >>> hs = [1.5, 2.2, 2.6, 3.5]                      # μ = 1 + h = 2.5, 3.2, 3.6, 4.5
+        >>> df = stability.orbit_diagram("logistic", "Euler", hs, [0.3], n_keep=200)
+        >>> fig = plotting.orbit_diagram_plot(df)
+        >>> df.groupby("h")["escaped"].any().tolist()     # μ > 4: the orbit escapes
+        [False, False, False, True]
     """
     with paper_style():
         fig, ax = _axes(ax)
@@ -90,7 +126,25 @@ def orbit_diagram_plot(
 
 def lyapunov_plot(df: pd.DataFrame, *, ax=None, x: str = "h", title: str | None = None):
     """The largest Lyapunov exponent against `x` (the maximum over starts), from an orbit
-    diagram's `lyapunov` column; > 0 means chaos, < 0 a stable periodic attractor."""
+    diagram's `lyapunov` column; > 0 means chaos, < 0 a stable periodic attractor.
+
+    Args:
+        df: `analysis.stability.orbit_diagram` rows (escaped orbits are left out).
+        ax: an Axes to draw on (default: a new figure).
+        x: the parameter column.
+        title: the panel title.
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import plotting, stability
+        >>> hs = [1.5, 2.2, 2.6, 3.5]                      # μ = 1 + h = 2.5, 3.2, 3.6, 4.5
+        >>> df = stability.orbit_diagram("logistic", "Euler", hs, [0.3], n_keep=200)
+        >>> fig = plotting.lyapunov_plot(df)
+        >>> (df.groupby("h")["lyapunov"].max() > 0).tolist()   # chaos at μ = 3.6 (4.5 escaped)
+        [False, False, True, False]
+    """
     with paper_style():
         fig, ax = _axes(ax, 1.8)
         per = df[~df["escaped"]].groupby(x)["lyapunov"].max()
@@ -108,6 +162,21 @@ def branches_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt
 
     Colour: equilibria of the ODE (black) and spurious fixed points (red); filled markers are
     stable (every |multiplier| < 1), hollow ones unstable.
+
+    Args:
+        df: `analysis.stability.fixed_point_branches` rows of a scalar system.
+        ax: an Axes to draw on (default: a new figure).
+        title: the panel title.
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import plotting, stability
+        >>> df = stability.fixed_point_branches("logistic", "Heun", [1.0, 3.0], (-1, 3))
+        >>> fig = plotting.branches_plot(df)               # spurious points appear for h > 2
+        >>> df.groupby("h")["spurious"].sum().tolist()
+        [0, 2]
     """
     with paper_style():
         fig, ax = _axes(ax)
@@ -142,6 +211,26 @@ def max_step_plot(
 
     `df`: columns solver, stiffness, max_stable_step, h_max (the largest h probed). A solver
     stable up to h_max (inf) is drawn at h_max with an upward arrow marker.
+
+    Args:
+        df: one row per (solver, stiffness) with `analysis.stability.max_stable_step`'s result.
+        ax: an Axes to draw on (default: a new figure).
+        title: the panel title.
+        legend: draw the legend.
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import plotting
+        >>> k = np.array([1.0, 10.0, 100.0])                   # y' = -k·y
+        >>> df = pd.concat([
+        ...     pd.DataFrame({"solver": "Euler", "stiffness": k, "max_stable_step": 2 / k}),
+        ...     pd.DataFrame({"solver": "ImplicitEuler", "stiffness": k,
+        ...                   "max_stable_step": np.inf})]).assign(h_max=100.0)
+        >>> fig = plotting.max_step_plot(df)                  # ImplicitEuler: A-stable, capped
+        >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        ['Euler', 'ImplicitEuler']
     """
     with paper_style():
         fig, ax = _axes(ax)
@@ -170,6 +259,26 @@ def step_check_plot(
 
     `df`: columns solver, stiffness, h_over_max_stable, error, status. Filled markers: below
     the largest stable step (ratio < 1); hollow: above it. Non-finite errors sit on the top edge.
+
+    Args:
+        df: sweep rows with columns solver, stiffness, h_over_max_stable (h divided by
+            `max_stable_step`), error, status.
+        ax: an Axes to draw on (default: a new figure).
+        title: the panel title.
+        legend: draw the legend.
+
+    Returns:
+        The Figure.
+
+    Example:
+        >>> from analysis import plotting
+        >>> df = pd.DataFrame({"solver": "Euler", "stiffness": [10.0, 10.0, 100.0, 100.0],
+        ...                    "h_over_max_stable": [0.9, 1.1, 0.9, 1.1],
+        ...                    "error": [1e-3, np.inf, 1e-4, np.inf],   # blown up above 1
+        ...                    "status": ["ok", "nonfinite", "ok", "nonfinite"]})
+        >>> fig = plotting.step_check_plot(df)
+        >>> fig.axes[0].get_yscale()
+        'log'
     """
     with paper_style():
         fig, ax = _axes(ax)
