@@ -23,13 +23,19 @@ loss = mean of squared differences over trajectories, save times and components;
 Example:
     >>> from analysis import neural, systems
     >>> spiral = systems.get("linear10", dim=2, seed=0)        # damped spiral
-    >>> data = neural.trajectories(spiral, 8, horizon=4.0, seed=0)
+    >>> data = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=0)
     >>> model = neural.make("h_input", spiral, seed=0)
     >>> euler = neural.Setting("Euler", h=0.5)
-    >>> model, losses = neural.train(model, data, euler, steps=200)
-    >>> test = neural.trajectories(spiral, 8, horizon=4.0, seed=1)
-    >>> df = neural.discretization_matrix(model, euler, [euler, neural.Setting("Tsit5", h=0.125)],
-    ...                                   test)
+    >>> model, losses = neural.train(model, data, euler, steps=20)  # 20 Adam steps
+    >>> test = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
+    >>> tests = [neural.Setting(solver, h=h) for solver in ("Euler", "Tsit5") for h in (0.5, 0.25)]
+    >>> df = neural.discretization_matrix(model, euler, tests, test)
+    >>> df[["test_setting", "status", "num_steps"]]  # num_steps = horizon / h
+      test_setting status  num_steps
+    0  Euler h=0.5     ok        4.0
+    1 Euler h=0.25     ok        8.0
+    2  Tsit5 h=0.5     ok        4.0
+    3 Tsit5 h=0.25     ok        8.0
 """
 
 from __future__ import annotations
@@ -112,7 +118,19 @@ class HInputMLP(eqx.Module):
 
 
 class HFreeMLP(eqx.Module):
-    """f_θ(y): the same MLP without h, the control. Its h → 0 limit is itself."""
+    """f_θ(y): the same MLP without h, the control. Its h → 0 limit is itself.
+
+    Args:
+        dim: the state dimension d (input and output size).
+        width, depth: the MLP's hidden width and number of hidden layers.
+        key: a `jax.random.key` for the initial weights.
+
+    Example:
+        >>> m = HFreeMLP(2, key=jax.random.key(0))
+        >>> y = jnp.array([1.0, -0.5])
+        >>> bool(jnp.all(m(0.0, y, 0.1) == m(0.0, y, 0.5)))  # h is ignored
+        True
+    """
 
     mlp: eqx.nn.MLP
 
@@ -128,6 +146,17 @@ class Hypersolver(eqx.Module):
 
     Euler on it takes the step y + h·f(y) + h²·g_θ(y, h): g_θ learns Euler's local error.
     `field` is a plain function (t, y) -> dy/dt, so it holds no trainable arrays.
+
+    Args:
+        field: the known field f(t, y).
+        dim: the state dimension d.
+        width, depth: the correction MLP g_θ's hidden width and number of hidden layers.
+        key: a `jax.random.key` for g_θ's initial weights.
+
+    Example:
+        >>> hyper = Hypersolver(lambda t, y: -y, 2, key=jax.random.key(0))
+        >>> hyper(0.0, jnp.array([1.0, -0.5]), 0.0)  # at h = 0 it is the known field -y
+        Array([-1. ,  0.5], dtype=float64)
     """
 
     field: Callable
@@ -149,6 +178,22 @@ def make(kind: str, system, *, width: int = 16, depth: int = 2, seed: int = 0) -
 
     The hypersolver's known field is the system's limit field f(t, y, args, 0). The same
     arguments always give the same model: this is also the skeleton `load` reads into.
+
+    Args:
+        kind: "h_input" (`HInputMLP`), "h_free" (`HFreeMLP`) or "hypersolver" (`Hypersolver`).
+        system: a `System` or a catalog name.
+        width, depth: hidden width and number of hidden layers of the MLP.
+        seed: seed of the initial weights.
+
+    Returns:
+        The model, an equinox Module called as ``model(t, y, h)``.
+
+    Example:
+        >>> from analysis import systems
+        >>> spiral = systems.get("linear10", dim=2, seed=0)
+        >>> model = make("hypersolver", spiral, width=8)
+        >>> kind_of(model), model.g.width_size, model(0.0, spiral.y0, 0.5).shape
+        ('hypersolver', 8, (2,))
     """
     if kind not in _CLASSES:
         raise InvalidArgument(f"kind={kind!r} is not a model kind; valid kinds: {', '.join(KINDS)}")
@@ -168,7 +213,12 @@ def make(kind: str, system, *, width: int = 16, depth: int = 2, seed: int = 0) -
 
 
 def kind_of(model) -> str:
-    """The KINDS name of a model built by `make`."""
+    """The KINDS name of a model built by `make` (InvalidArgument for any other object).
+
+    Example:
+        >>> kind_of(make("h_free", "linear")), kind_of(HInputMLP(1, key=jax.random.key(0)))
+        ('h_free', 'h_input')
+    """
     for kind, cls in _CLASSES.items():
         if isinstance(model, cls):
             return kind
@@ -176,7 +226,18 @@ def kind_of(model) -> str:
 
 
 def fingerprint(model) -> str:
-    """A short digest of the model's array values (and shapes, dtypes): equal iff same values."""
+    """A short digest of the model's array values (and shapes, dtypes): equal iff same values.
+
+    Returns:
+        12 hex digits of a SHA-256 over the model's arrays.
+
+    Example:
+        >>> a, b = make("h_input", "linear", seed=0), make("h_input", "linear", seed=1)
+        >>> len(fingerprint(a)), fingerprint(a) == fingerprint(make("h_input", "linear", seed=0))
+        (12, True)
+        >>> fingerprint(a) == fingerprint(b)
+        False
+    """
     digest = hashlib.sha256()
     for leaf in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array)):
         x = np.asarray(leaf)
@@ -192,6 +253,23 @@ def as_system(model, like) -> _systems.System:
     tell trained models apart. Its limit (h = 0) is what `analysis.sweep` measures convergence
     towards, and
     `analysis.stability.one_step_map(as_system(model, like), "Euler", h)` is the trained map.
+
+    Args:
+        model: a model built by `make` (trained or not).
+        like: the `System` (or catalog name) whose y0, t0, t1 the new system takes.
+
+    Returns:
+        A `System` whose field is ``model(t, y, h)`` (args None, no exact solution).
+
+    Example:
+        >>> from analysis import stability
+        >>> model = make("h_free", "linear10", seed=0)
+        >>> system = as_system(model, "linear10")
+        >>> system.name, system.h_dependent
+        ('neural(h_free, linear10, params=...)', False)
+        >>> step = stability.one_step_map(system, "Euler", 0.5)  # y -> y + h·f(y)
+        >>> bool(jnp.allclose(step(system.y0), system.y0 + 0.5 * model(0.0, system.y0, 0.5)))
+        True
     """
     like = _systems.get(like)
     return like.with_(
@@ -260,7 +338,19 @@ class Setting:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trajectories:
-    """True trajectories of `system`: ys[i, k] = y(ts[k]) from the initial value ys[i, 0]."""
+    """True trajectories of `system`: ys[i, k] = y(ts[k]) from the initial value ys[i, 0].
+
+    Attributes:
+        system: the `System` they solve (its h → 0 limit ODE).
+        ts: the save times, shape (K,), ts[0] = t0.
+        ys: the states, shape (N, K, d); `y0` is ys[:, 0].
+
+    Example:
+        >>> from analysis import systems
+        >>> data = trajectories(systems.get("linear10", dim=2, seed=0), 4, horizon=2.0, saves=5)
+        >>> data.ys.shape, data.ts.tolist(), data.y0.shape
+        ((4, 5, 2), [0.0, 0.5, 1.0, 1.5, 2.0], (4, 2))
+    """
 
     system: _systems.System
     ts: np.ndarray
@@ -306,6 +396,25 @@ def trajectories(
     `saves` equally spaced times over [t0, t0 + horizon] (default horizon: t1 - t0).
 
     Different seeds give disjoint draws: use one for training and another for held-out tests.
+
+    Args:
+        system: a `System` or a catalog name; its h → 0 limit is solved by the reference solver.
+        count: number of trajectories N.
+        horizon: length of the time span saved.
+        saves: number of save times K (t0 included).
+        spread: standard deviation of the initial values around system.y0.
+        seed: seed of the initial values.
+
+    Returns:
+        `Trajectories` with ys of shape (N, K, d).
+
+    Example:
+        >>> from analysis import systems
+        >>> spiral = systems.get("linear10", dim=2, seed=0)  # y' = A·y
+        >>> data = trajectories(spiral, 4, horizon=2.0, saves=5, seed=0)
+        >>> exact = data.y0 @ np.asarray(jax.scipy.linalg.expm(2.0 * spiral.args)).T
+        >>> bool(np.allclose(data.ys[:, -1], exact, rtol=1e-9, atol=1e-12))  # y(2) = e^{2A}·y0
+        True
     """
     warn_if_float32("neural training data")
     system = _systems.get(system)
@@ -390,7 +499,20 @@ def _mse(ys, truth):
 
 
 def predict(model, setting: Setting, y0s, ts) -> np.ndarray:
-    """The model's states at `ts` from each initial value in `y0s` (shape (N, len(ts), d))."""
+    """The model's states at `ts` from each initial value in `y0s` (shape (N, len(ts), d)).
+
+    Fixed steps must divide the spacing of `ts` (InvalidArgument otherwise).
+
+    Example:
+        >>> from analysis import systems
+        >>> spiral = systems.get("linear10", dim=2, seed=0)
+        >>> data = trajectories(spiral, 4, horizon=2.0, saves=5)
+        >>> model = make("h_free", spiral)
+        >>> ys = predict(model, Setting("Euler", h=0.5), data.y0, data.ts)
+        >>> one_step = data.y0 + 0.5 * jax.vmap(lambda y: model(0.0, y, 0.5))(data.y0)
+        >>> ys.shape, bool(np.allclose(ys[:, 1], one_step))  # Euler: y1 = y0 + h·f(y0)
+        ((4, 5, 2), True)
+    """
     max_steps = _check_on_grid(setting, np.asarray(ts))
     steps = jnp.asarray([setting.step], dtype=float)
     ys, _, _ = _run(model, setting.solver, setting.control, max_steps, steps, y0s, ts)
@@ -412,7 +534,23 @@ def train(
     gradients through the step-size choice). The whole loop is one compiled `lax.scan`, so
     training is deterministic for a given model, data and setting.
 
-    Returns (trained model, losses), losses[k] being the loss before update k.
+    Args:
+        model: a model from `make` (or any equinox module called as ``model(t, y, h)``).
+        data: the training `Trajectories`.
+        setting: the discretization trained through; fixed steps must divide the save spacing.
+        steps: number of Adam updates.
+        learning_rate: Adam's learning rate.
+
+    Returns:
+        (trained model, losses), losses[k] being the loss before update k.
+
+    Example:
+        >>> from analysis import systems
+        >>> spiral = systems.get("linear10", dim=2, seed=0)
+        >>> data = trajectories(spiral, 4, horizon=2.0, saves=5, seed=0)
+        >>> model, losses = train(make("h_input", spiral), data, Setting("Euler", h=0.5), steps=20)
+        >>> losses.shape, bool(losses[-1] < losses[0])
+        ((20,), True)
     """
     if not isinstance(steps, int) or steps < 1:
         raise InvalidArgument(f"steps={steps!r} is invalid; it must be an integer >= 1")
@@ -451,7 +589,16 @@ def _fit(model, setting, max_steps, steps, learning_rate, ts, y0s, truth):
 
 
 def save(path, model) -> None:
-    """Write the model's arrays with `eqx.tree_serialise_leaves` (atomically; no pickle)."""
+    """Write the model's arrays with `eqx.tree_serialise_leaves` (atomically; no pickle).
+
+    Only the arrays are stored; `load` needs a skeleton of the same kind and sizes.
+
+    Example:
+        >>> model = make("h_input", "linear", seed=3)
+        >>> save("model.eqx", model)
+        >>> fingerprint(load("model.eqx", make("h_input", "linear"))) == fingerprint(model)
+        True
+    """
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, model)
     _results.atomic_write_bytes(Path(path), buffer.getvalue())
@@ -462,6 +609,18 @@ def load(path, like):
 
     A file whose arrays do not match `like` leaf for leaf (count, shapes, dtypes) is refused
     with InvalidArgument.
+
+    Returns:
+        A model like `like` holding the stored arrays.
+
+    Example:
+        >>> save("model.eqx", make("h_input", "linear", seed=3))
+        >>> kind_of(load("model.eqx", make("h_input", "linear")))
+        'h_input'
+        >>> load("model.eqx", make("h_input", "linear", width=8))  # another skeleton
+        Traceback (most recent call last):
+        ...
+        analysis.errors.InvalidArgument: model.eqx does not hold parameters of this model: ...
     """
     path = Path(path)
     if not path.is_file():
@@ -539,6 +698,25 @@ def discretization_matrix(
     tolerances, compiled once per model structure (`df.attrs["compilations"]`: how many this
     call compiled; 0 when a model of the same kind was evaluated on the same grid before).
     Fixed steps must divide the save spacing of `data`.
+
+    Args:
+        model: the (trained) model.
+        train_setting: the `Setting` it was trained with (recorded in the table).
+        test_settings: the `Setting`s to evaluate it under.
+        data: held-out `Trajectories`.
+
+    Example:
+        >>> from analysis import systems
+        >>> spiral = systems.get("linear10", dim=2, seed=0)
+        >>> test = trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
+        >>> tests = [Setting(solver, h=h) for solver in ("Euler", "Tsit5") for h in (0.5, 0.25)]
+        >>> df = discretization_matrix(make("h_input", spiral), tests[0], tests, test)
+        >>> df[["test_setting", "control", "test_h", "status", "num_steps"]]
+          test_setting control  test_h status  num_steps
+        0  Euler h=0.5   fixed    0.50     ok        4.0
+        1 Euler h=0.25   fixed    0.25     ok        8.0
+        2  Tsit5 h=0.5   fixed    0.50     ok        4.0
+        3 Tsit5 h=0.25   fixed    0.25     ok        8.0
     """
     if not isinstance(train_setting, Setting):
         raise InvalidArgument(f"train_setting={train_setting!r} is not a neural.Setting")
@@ -571,6 +749,21 @@ def predictions(
     Long format: model, setting, solver, control, h, rtol, trajectory, t, y0, y1, ... The solves
     are those of `discretization_matrix` (same groups, same compiled functions), so calling both
     with the same settings and data compiles nothing twice.
+
+    Args:
+        model: the (trained) model.
+        settings: the `Setting`s to solve it under.
+        data: the `Trajectories` whose initial values and save times are used.
+        which: indices of the trajectories to return.
+
+    Example:
+        >>> from analysis import systems
+        >>> spiral = systems.get("linear10", dim=2, seed=0)
+        >>> test = trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
+        >>> settings = [Setting(solver, h=h) for solver in ("Euler", "Tsit5") for h in (0.5, 0.25)]
+        >>> df = predictions(make("h_input", spiral), settings, test)
+        >>> len(df), list(df.columns)  # 4 settings × 5 save times of trajectory 0
+        (20, ['model', 'setting', 'solver', 'control', 'h', 'rtol', 'trajectory', 't', 'y0', 'y1'])
     """
     results, _ = _evaluate(model, settings, data)
     frames = []
@@ -678,6 +871,25 @@ def step_sensitivity(
 
     Columns: model, solver, control, h, rtol, loss, dloss, wrt ("h", "h_input" or
     "log_rtol"), method.
+
+    Args:
+        model: the (trained) model.
+        data: `Trajectories` with equally spaced save times.
+        solver: the solver name.
+        hs: fixed step sizes, each (save spacing)/m for an integer m.
+        rtols: tolerances of adaptive solves.
+        method: "autodiff" or "finite_difference" (fixed steps).
+        wrt: "h" or "h_input" (fixed steps), as above.
+        relative_step, log_rtol_step: the finite-difference steps.
+
+    Example:
+        >>> from analysis import systems
+        >>> spiral = systems.get("linear10", dim=2, seed=0)
+        >>> data = trajectories(spiral, 4, horizon=2.0, saves=5)
+        >>> df = step_sensitivity(make("h_free", spiral), data, "Euler", hs=[0.5], wrt="h_input")
+        >>> df[["model", "h", "dloss", "wrt"]]  # an h-free model does not read h: exactly 0
+            model    h  dloss      wrt
+        0  h_free  0.5    0.0  h_input
     """
     if method not in ("autodiff", "finite_difference"):
         raise InvalidArgument(
@@ -738,7 +950,18 @@ def step_sensitivity(
 
 @dataclasses.dataclass(frozen=True)
 class StepAdaptation:
-    """Result of `step_adaptation`: the first step that passes (None if none), and the table."""
+    """Result of `step_adaptation`: the first step that passes (None if none), and the table.
+
+    Attributes:
+        step: the largest h (first halving) at which the two solvers agree, or None.
+        table: one row per h: h, error_solver, error_test, gap, agrees.
+
+    Example:
+        >>> import pandas as pd
+        >>> table = pd.DataFrame({"h": [0.5, 0.25], "agrees": [False, True]})
+        >>> StepAdaptation(0.25, table).step
+        0.25
+    """
 
     step: float | None
     table: pd.DataFrame
@@ -762,6 +985,18 @@ def step_adaptation(
     that step). Both solvers are evaluated in one vmapped compile each.
 
     Table columns: h, error_solver, error_test, gap (relative), agrees.
+
+    Returns:
+        A `StepAdaptation` (step, table).
+
+    Example:
+        >>> from analysis import systems
+        >>> spiral = systems.get("linear10", dim=2, seed=0)
+        >>> data = trajectories(spiral, 4, horizon=2.0, saves=5)
+        >>> model = make("h_input", spiral)
+        >>> check = step_adaptation(model, data, solver="Euler", h=0.5, max_halvings=1)
+        >>> check.table["h"].tolist(), list(check.table.columns)
+        ([0.5, 0.25], ['h', 'error_solver', 'error_test', 'gap', 'agrees'])
     """
     require_positive("threshold", threshold)
     if not isinstance(max_halvings, int) or max_halvings < 0:

@@ -7,10 +7,14 @@ Example:
     >>> from analysis import neural, systems
     >>> import analysis.plotting as aplt
     >>> spiral = systems.get("linear10", dim=2, seed=0)
-    >>> data = neural.trajectories(spiral, 4, horizon=6.0, saves=7)
-    >>> model = neural.make("h_free", spiral)
-    >>> s = neural.Setting("Euler", h=1.0)
-    >>> fig = aplt.discretization_heatmaps(neural.discretization_matrix(model, s, [s], data))
+    >>> data = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=0)
+    >>> euler = neural.Setting("Euler", h=0.5)
+    >>> model, _ = neural.train(neural.make("h_input", spiral), data, euler, steps=20)
+    >>> tests = [neural.Setting(s, h=h) for s in ("Euler", "Tsit5") for h in (0.5, 0.25)]
+    >>> matrix = neural.discretization_matrix(model, euler, tests, data)
+    >>> fig = aplt.discretization_heatmaps(matrix)
+    >>> len(fig.axes)  # one heatmap (one model kind) and its colour bar
+    2
 """
 
 from __future__ import annotations
@@ -39,6 +43,23 @@ def discretization_heatmaps(matrix: pd.DataFrame) -> plt.Figure:
 
     Colour and number: log10 of the held-out RMS error; failed solves are blank; the cell
     where the test setting is the training setting is outlined. One shared colour scale.
+
+    Args:
+        matrix: rows of `analysis.neural.discretization_matrix` (columns model, train_setting,
+            test_setting, status, error), for any number of models and training settings.
+
+    Returns:
+        The figure: one heatmap axes per model kind, and a colour bar.
+
+    Example:
+        >>> from analysis import neural, systems
+        >>> spiral = systems.get("linear10", dim=2, seed=0)
+        >>> test = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
+        >>> model = neural.make("h_input", spiral)  # untrained here; see neural.train
+        >>> tests = [neural.Setting(s, h=h) for s in ("Euler", "Tsit5") for h in (0.5, 0.25)]
+        >>> matrix = neural.discretization_matrix(model, tests[0], tests, test)
+        >>> len(discretization_heatmaps(matrix).axes)  # one model kind, and the colour bar
+        2
     """
     kinds = _ordered(matrix["model"])
     trains = _ordered(matrix["train_setting"])
@@ -85,6 +106,26 @@ def trajectory_panels(trajectories: pd.DataFrame) -> plt.Figure:
 
     `trajectories` has columns model, train_setting, test_h, t, y0, y1; rows with model
     "truth" are the reference. Each test h is one shade, darker for smaller h.
+
+    Args:
+        trajectories: as collected by `studies.neural` from `analysis.neural.predictions`.
+
+    Returns:
+        The figure, (model kinds) × (train settings) panels.
+
+    Example:
+        >>> from analysis import neural, systems
+        >>> spiral = systems.get("linear10", dim=2, seed=0)
+        >>> test = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
+        >>> model = neural.make("h_input", spiral)  # untrained here; see neural.train
+        >>> tests = [neural.Setting(s, h=h) for s in ("Euler", "Tsit5") for h in (0.5, 0.25)]
+        >>> states = neural.predictions(model, tests, test).query("solver == 'Euler'")
+        >>> states = states.rename(columns={"h": "test_h"}).assign(train_setting="Euler h=0.5")
+        >>> truth = pd.DataFrame({"model": "truth", "t": test.ts, "y0": test.ys[0, :, 0],
+        ...                       "y1": test.ys[0, :, 1]})
+        >>> fig = trajectory_panels(pd.concat([truth, states]))
+        >>> len(fig.axes)  # one model kind, one training setting
+        1
     """
     truth = trajectories[trajectories["model"] == "truth"]
     rows = trajectories[trajectories["model"] != "truth"]
@@ -124,7 +165,25 @@ def trajectory_panels(trajectories: pd.DataFrame) -> plt.Figure:
 def step_sensitivity_plot(sensitivity: pd.DataFrame) -> plt.Figure:
     """Loss (top), d(loss)/dh (middle) and d(loss)/d(h input) (bottom, if present) against h at
     fixed steps, one column per training setting, one line per model kind; a dotted line marks
-    the training step (column train_h, if present)."""
+    the training step (column train_h, if present).
+
+    Args:
+        sensitivity: rows of `analysis.neural.step_sensitivity` with a train_setting column
+            added (and train_h, optionally); adaptive rows are left out.
+
+    Returns:
+        The figure: (1 + number of derivatives) rows × (train settings) columns.
+
+    Example:
+        >>> from analysis import neural, systems
+        >>> spiral = systems.get("linear10", dim=2, seed=0)
+        >>> test = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
+        >>> model = neural.make("h_input", spiral)  # untrained here; see neural.train
+        >>> rows = neural.step_sensitivity(model, test, "Euler", hs=[0.5, 0.25])
+        >>> fig = step_sensitivity_plot(rows.assign(train_setting="Euler h=0.5", train_h=0.5))
+        >>> len(fig.axes)  # loss and d(loss)/dh
+        2
+    """
     fixed = sensitivity[sensitivity["control"] == "fixed"]
     trains = _ordered(fixed["train_setting"])
     derivatives = [w for w in ("h", "h_input") if (fixed["wrt"] == w).any()]
@@ -168,7 +227,26 @@ def step_sensitivity_plot(sensitivity: pd.DataFrame) -> plt.Figure:
 def step_adaptation_plot(step_check: pd.DataFrame) -> plt.Figure:
     """Ott et al.'s check: error under the training solver (solid) and the accurate test solver
     (dashed) as h is halved, one panel per training setting; a star marks the first h where
-    they agree."""
+    they agree.
+
+    Args:
+        step_check: `analysis.neural.step_adaptation(...).table` rows with columns model,
+            train_setting, test_solver and step (NaN if none) added, as in `studies.neural`.
+
+    Returns:
+        The figure, one panel per training setting.
+
+    Example:
+        >>> from analysis import neural, systems
+        >>> spiral = systems.get("linear10", dim=2, seed=0)
+        >>> test = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
+        >>> model = neural.make("h_input", spiral)  # untrained here; see neural.train
+        >>> check = neural.step_adaptation(model, test, solver="Euler", h=0.5, max_halvings=1)
+        >>> table = check.table.assign(model="h_input", train_setting="Euler h=0.5",
+        ...                            test_solver="Tsit5", step=check.step or np.nan)
+        >>> len(step_adaptation_plot(table).axes)
+        1
+    """
     trains = _ordered(step_check["train_setting"])
     with paper_style():
         fig, axes = plt.subplots(
