@@ -202,7 +202,8 @@ def slope_triangle(ax, x, y, order: float, *, size: float = 0.25, below: bool = 
 
     Args:
         ax: a log-log Axes.
-        x, y: the anchor (data coordinates): the triangle's left corner.
+        x: the anchor's x (data coordinates): the triangle's left corner.
+        y: the anchor's y.
         order: the slope, written beside the triangle.
         size: the width in decades of x.
         below: the right angle below the hypotenuse (True) or above it.

@@ -86,7 +86,8 @@ def orbit_diagram_plot(
     Args:
         df: `analysis.stability.orbit_diagram` rows.
         ax: an Axes to draw on (default: a new figure).
-        x, y: the parameter and state columns.
+        x: the parameter column.
+        y: the state column.
         title: the panel title.
 
     Returns:
