@@ -53,7 +53,7 @@ class Local:
     Example:
         >>> import analysis
         >>> df = analysis.sweep("linear", "Euler", dt0=[0.1, 0.05], executor=Local())
-        >>> round(float(df["error"][0]), 6)  # |0.9**10 - exp(-1)|, Euler on y' = -y
+        >>> round(float(df["error"].iloc[0]), 6)  # |0.9**10 - exp(-1)|, Euler on y' = -y
         0.019201
     """
 
@@ -97,7 +97,7 @@ class Dask:
         >>> with LocalCluster(processes=False, n_workers=1, dashboard_address=None) as cluster:
         ...     with Client(cluster) as client:
         ...         df = analysis.sweep("linear", "Euler", dt0=[0.1, 0.05], executor=Dask(client))
-        >>> list(df["h"]), round(float(df["error"][0]), 6)  # the table of the local run
+        >>> list(df["h"]), round(float(df["error"].iloc[0]), 6)  # the table of the local run
         ([0.1, 0.05], 0.019201)
     """
 

@@ -122,7 +122,8 @@ class HFreeMLP(eqx.Module):
 
     Args:
         dim: the state dimension d (input and output size).
-        width, depth: the MLP's hidden width and number of hidden layers.
+        width: the MLP's hidden width.
+        depth: its number of hidden layers.
         key: a `jax.random.key` for the initial weights.
 
     Example:
@@ -150,7 +151,8 @@ class Hypersolver(eqx.Module):
     Args:
         field: the known field f(t, y).
         dim: the state dimension d.
-        width, depth: the correction MLP g_θ's hidden width and number of hidden layers.
+        width: the correction MLP g_θ's hidden width.
+        depth: its number of hidden layers.
         key: a `jax.random.key` for g_θ's initial weights.
 
     Example:
@@ -182,7 +184,8 @@ def make(kind: str, system, *, width: int = 16, depth: int = 2, seed: int = 0) -
     Args:
         kind: "h_input" (`HInputMLP`), "h_free" (`HFreeMLP`) or "hypersolver" (`Hypersolver`).
         system: a `System` or a catalog name.
-        width, depth: hidden width and number of hidden layers of the MLP.
+        width: the MLP's hidden width.
+        depth: its number of hidden layers.
         seed: seed of the initial weights.
 
     Returns:
@@ -880,7 +883,8 @@ def step_sensitivity(
         rtols: tolerances of adaptive solves.
         method: "autodiff" or "finite_difference" (fixed steps).
         wrt: "h" or "h_input" (fixed steps), as above.
-        relative_step, log_rtol_step: the finite-difference steps.
+        relative_step: the finite-difference step in h, relative to h.
+        log_rtol_step: the finite-difference step in log rtol.
 
     Example:
         >>> from analysis import systems

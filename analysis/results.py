@@ -338,8 +338,9 @@ def read_provenance(folder: Path) -> dict | None:
         True
         >>> table = pd.DataFrame({"x": [1.0]})
         >>> _ = write_tables(Path("results/demo"), {"t": table}, provenance("demo", {}))
-        >>> read_provenance(Path("results/demo"))["tables"]
-        ['t']
+        >>> prov = read_provenance(Path("results/demo"))
+        >>> prov["study"], prov["tables"]
+        ('demo', ['t'])
     """
     path = Path(folder) / "provenance.json"
     if not path.exists():
