@@ -6,7 +6,7 @@ compiled once, then the numeric grid (dt0, rtol, atol) is vmapped over in chunks
 `chunk_size`, so memory is bounded by the chunk, not the grid. Every solve is a row; a solve that
 fails (max_steps, non-finite state, dt below dtmin, Newton failure) is a row with that status.
 
-Example:
+Examples:
     >>> import analysis
     >>> df = analysis.sweep("linear", ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025])
     >>> df[["solver", "dt0", "status", "error"]].shape
@@ -65,7 +65,7 @@ def compile_count() -> int:
     Returns:
         The number of compilations, an int.
 
-    Example:
+    Examples:
         >>> first = sweep("linear", "Euler", dt0=[0.1, 0.05, 0.025])
         >>> n = compile_count()
         >>> again = sweep("linear", "Euler", dt0=[0.08, 0.04, 0.02])   # same group and grid size
@@ -86,7 +86,7 @@ def status_of(code: int, y_final: np.ndarray) -> str:
         The row status: a value of `STATUS`, "nonfinite" for a successful solve whose state is
         not finite, or "failed(<code>)" for an unlisted result.
 
-    Example:
+    Examples:
         >>> ok, too_long = diffrax.RESULTS.successful, diffrax.RESULTS.max_steps_reached
         >>> status_of(ok._value, np.array([0.37])), status_of(ok._value, np.array([np.nan]))
         ('ok', 'nonfinite')
@@ -509,7 +509,7 @@ def sweep(
         the run time of the row's chunk divided by its solves (compilation excluded).
         `df.attrs["compilations"]` counts compilations made by this call (on workers too).
 
-    Example:
+    Examples:
         >>> df = sweep("linear", ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025])   # y' = -y, t1 = 1
         >>> e = df.pivot(index="dt0", columns="solver", values="error")
         >>> np.log2(e.loc[0.05] / e.loc[0.025]).round(1).to_dict()            # observed orders

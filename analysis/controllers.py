@@ -29,7 +29,7 @@ Pieces:
   (slope of log error on log rtol), `spread` (controller-induced spread of an output),
   `work_precision` (error against nfev and best-of-n wall time).
 
-Example:
+Examples:
     >>> from analysis import controllers
     >>> c = controllers.make("H211b", rtol=1e-6, atol=1e-8)
     >>> c.kbeta, c.alpha
@@ -88,7 +88,7 @@ class Preset:
         alpha: (α2, α3), the step-ratio coefficients.
         source: where the coefficients come from.
 
-    Example:
+    Examples:
         >>> PRESETS["H211b"].kbeta, PRESETS["H211b"].alpha
         ((0.25, 0.25, 0.0), (0.25, 0.0))
         >>> mine = Preset("half-I", kbeta=(0.5, 0.0, 0.0), alpha=(0.0, 0.0), source="my own")
@@ -135,7 +135,7 @@ def preset(name: str) -> Preset:
     Returns:
         The `Preset`.
 
-    Example:
+    Examples:
         >>> preset("PI34").kbeta, preset("PI34").source
         ((0.7, -0.4, 0.0), 'Gustafsson 1991, PI.3.4')
         >>> preset("PI43")
@@ -163,7 +163,7 @@ def closed_loop_poles(p: Preset | str) -> np.ndarray:
     Returns:
         The three roots as a NumPy array (complex if any root is).
 
-    Example:
+    Examples:
         >>> round(float(np.max(np.abs(closed_loop_poles("PI34")))), 6)  # roots 0, 0.8, -0.5
         0.8
         >>> tuple(round(float(q), 6) for q in sorted(closed_loop_poles("H321").real))
@@ -188,7 +188,7 @@ def scaled_error(controller, y0, y1_candidate, y_error):
     Returns:
         The scaled error e_n, a scalar jax array.
 
-    Example:
+    Examples:
         >>> c = make("I", rtol=1e-3, atol=0.0)
         >>> y0, y1, err = jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0]), jnp.array([5e-4, 4e-3])
         >>> e = scaled_error(c, y0, y1, err)
@@ -232,7 +232,7 @@ class SoderlindController(diffrax.AbstractAdaptiveStepSizeController):
     after a rejection; then dtmin/dtmax clip it. With α = 0, no limiter and the defaults this is
     diffrax.PIDController, step for step.
 
-    Example:
+    Examples:
         >>> ctrl = SoderlindController(rtol=1e-6, atol=1e-8, kbeta=(0.25, 0.25, 0.0),
         ...                            alpha=(0.25, 0.0), limiter=True)
     """
@@ -363,7 +363,7 @@ def make(name: str, rtol, atol, **overrides) -> SoderlindController:
     Returns:
         A `SoderlindController`, to pass as diffrax's `stepsize_controller`.
 
-    Example:
+    Examples:
         >>> c = make("PI34", rtol=1e-8, atol=1e-8, dtmax=0.5)
         >>> c.kbeta, c.dtmax
         ((0.7, -0.4, 0.0), 0.5)
@@ -390,7 +390,7 @@ class StepLogger(diffrax.AbstractAdaptiveStepSizeController):
     `SaveAt(controller_state=True)`: `sol.controller_state[1]`. The wrapped controller decides
     everything; the logger only watches, so steps are identical with and without it.
 
-    Example:
+    Examples:
         >>> ctrl = StepLogger(make("PI34", 1e-6, 1e-8), size=1000)
     """
 
@@ -450,7 +450,7 @@ def logged_steps(sol) -> dict:
     Returns:
         A dict of the log's step sizes, accepted flags and attempt count (jax arrays).
 
-    Example:
+    Examples:
         >>> ctrl = StepLogger(make("PI34", 1e-6, 1e-6), size=64)
         >>> sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, args: -y), diffrax.Tsit5(),
         ...     0.0, 1.0, 0.1, jnp.array(1.0), stepsize_controller=ctrl,
@@ -492,7 +492,7 @@ def step_metrics(h, accepted, count) -> dict[str, float]:
     Returns:
         A dict with the keys `STEP_METRICS`.
 
-    Example:
+    Examples:
         >>> m = step_metrics([0.1, 0.2, 0.1, 0.4, 0.3], [True, False, True, True, True], 5)
         >>> m["rejection_rate"], round(m["roughness_max"], 6), m["h_max"]   # 1/5, log 4
         (0.2, 1.386294, 0.4)
@@ -531,7 +531,7 @@ def step_log(system, solver, controller, rtol, atol=None, *, size=4096, max_step
     Returns:
         The DataFrame; `attrs` holds "attempts" (all attempts, logged or not) and "num_steps".
 
-    Example:
+    Examples:
         >>> log = step_log("lotka_volterra", "Tsit5", "PI34", rtol=1e-6)
         >>> list(log.columns), len(log) == log.attrs["num_steps"]
         (['step', 't0', 'h', 'error', 'accepted'], True)
@@ -584,7 +584,7 @@ def proportionality(rows: pd.DataFrame, by=("system", "solver", "controller")) -
         One row per group: the `by` columns, slope, intercept (of log10 error on log10 rtol) and
         points; slope is NaN with fewer than two distinct rtol.
 
-    Example:
+    Examples:
         >>> rtol = np.array([1e-3, 1e-5, 1e-7])
         >>> rows = pd.DataFrame({"system": "linear", "solver": "Tsit5", "controller": "PI34",
         ...                      "rtol": rtol, "error": 5 * rtol**0.8, "status": "ok"})
@@ -623,7 +623,7 @@ def spread(rows: pd.DataFrame, output=None, by=("system", "rtol")) -> pd.DataFra
     Returns:
         One row per group: the `by` columns, spread, n and center.
 
-    Example:
+    Examples:
         >>> rows = pd.DataFrame({"system": "linear", "controller": ["I", "PI34", "H211b"],
         ...                      "rtol": 1e-6, "status": "ok",
         ...                      "y_final_0": [0.3678, 0.3681, 0.3679]})
@@ -663,7 +663,7 @@ def work_precision(systems, pairs, rtol, *, atol=None, repeats=3, log_steps=0, *
     Returns:
         The sweep rows of every pair, one per (system, tolerance), with the best wall_s.
 
-    Example:
+    Examples:
         >>> wp = work_precision("linear", [("Tsit5", "PI34")], rtol=[1e-4, 1e-8], repeats=1)
         >>> wp[["solver", "controller", "rtol", "status"]]
           solver controller          rtol status

@@ -29,7 +29,7 @@ Norms (each absolute, or relative: divided by the same norm of the target):
 - ``"l2"``: (1/(t1 − t0) ∫ ‖y(t) − y*(t)‖₂² dt)^{1/2} by the trapezoid rule on a dense grid, where
   y(t) is the solver's dense output (diffrax's interpolant, evaluated by SaveAt(ts) in the solve).
 
-Example:
+Examples:
     >>> from analysis import convergence
     >>> df = convergence.measure("linear", ["Euler", "Heun"], dt0=[1 / n for n in (10, 20, 40, 80)])
     >>> table = convergence.orders(df)
@@ -82,7 +82,7 @@ ORDER_TOL = 0.2
 def local_orders(h, err) -> np.ndarray:
     """Local orders log(e_{i+1}/e_i) / log(h_{i+1}/h_i) between consecutive points (any spacing).
 
-    Example:
+    Examples:
         >>> local_orders([0.1, 0.2, 0.4], [1e-2, 4e-2, 16e-2]).round(6).tolist()
         [2.0, 2.0]
     """
@@ -100,7 +100,7 @@ class OrderFit:
     (order NaN) or "no_asymptotic_range" (order fitted on all valid points, local orders vary by
     more than the tolerance everywhere).
 
-    Example:
+    Examples:
         >>> h = np.array([0.4, 0.2, 0.1, 0.05, 0.025])
         >>> fit = fit_order(h, h**2 * (1 + 5 * h**2))       # order 2 with an h⁴ term
         >>> fit.status, round(fit.order, 2), fit.points_used
@@ -210,7 +210,7 @@ def fit_order(
 
     Fewer than `min_points` usable points give status "too_few_points" and NaN.
 
-    Example:
+    Examples:
         >>> h = np.array([0.4, 0.2, 0.1, 0.05, 0.025, 0.0125])
         >>> fit = fit_order(h, 3 * h**2 + 1e-13)
         >>> round(fit.order, 3), fit.points_used
@@ -308,7 +308,7 @@ class Setting:
         h: its fixed step.
         system: the target's System or catalog name (default: the measured system).
 
-    Example:
+    Examples:
         >>> target = Setting("Euler", 0.0125)
         >>> df = measure("linear", "Euler", dt0=[1 / n for n in (10, 20, 40, 80)], target=target)
         >>> df["target"].iloc[0], bool(df["error"].iloc[-1] < 1e-12)   # the run at h = 0.0125
@@ -434,7 +434,7 @@ def measure(
         error estimate in that norm), roundoff_floor, reference_point (True for the runs a
         Richardson target was built from).
 
-    Example:
+    Examples:
         >>> df = measure("linear", ["Euler", "Heun"], dt0=[1 / n for n in (10, 20, 40, 80)])
         >>> len(df), df["target"].iloc[0]                  # y' = -y has an exact solution
         (8, 'limit: exact')
@@ -527,7 +527,7 @@ def orders(df: pd.DataFrame, *, confidence: float = 0.95, **fit_options) -> pd.D
     Returns:
         A DataFrame, one row per group, columns as above.
 
-    Example:
+    Examples:
         >>> df = measure("linear", ["Euler", "Heun"], dt0=[1 / n for n in (10, 20, 40, 80)])
         >>> table = orders(df)
         >>> columns = ["solver", "order", "nominal_order", "points_used", "status"]

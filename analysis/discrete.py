@@ -8,7 +8,7 @@ f̃_h = f + h·f₂ + h²·f₃ + … whose exact time-h flow is Φ_h (`modified
 `modified_equation_defect`). `compare` measures how far a map's orbit and an ODE's solution drift
 apart.
 
-Example:
+Examples:
     >>> from analysis import discrete, systems
     >>> phi = discrete.to_map(systems.get("logistic", r=1.0), "Euler", 2.0)
     >>> discrete.iterate(phi, jnp.asarray(0.1), 3).shape      # y0 and three iterates
@@ -106,7 +106,7 @@ def lift(phi: str | Callable, h_train: float = 1.0, y0=None, *, steps: int = 100
     Returns:
         A step-dependent `analysis.systems.System` (h_dependent=True).
 
-    Example:
+    Examples:
         >>> lifted = lift(lambda y: 0.5 * y, h_train=0.1, y0=1.0)
         >>> float(to_map(lifted, "Euler", 0.1)(jnp.asarray(1.0)))
         0.5
@@ -135,7 +135,7 @@ def to_map(system, solver, h) -> Callable:
     Returns:
         A jax function y -> Φ_h(y) of the system's state shape.
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> phi = to_map(systems.get("logistic"), "Heun", 0.1)
         >>> float(jax.jacfwd(phi)(jnp.asarray(0.0)))    # DΦ_h(0) = R(hr) = 1 + h + h²/2
@@ -160,7 +160,7 @@ def iterate(phi: Callable, y0, n: int):
     Returns:
         A jax array of shape (n + 1, *y0.shape), y0 first.
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> phi = to_map(systems.get("linear"), "Euler", 0.5)   # y' = -y: y -> (1 - h)·y
         >>> iterate(phi, 1.0, 3).tolist()
@@ -186,7 +186,7 @@ def continuous_limit(family: Callable, y0=None, *, t1: float = 1.0, name: str | 
     jax tracer). g is computed by forward-mode differentiation, not by a finite difference.
     Returns an h-free, autonomous `System` starting from `y0` on [0, t1].
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> logistic = systems.get("logistic")
         >>> ode = continuous_limit(lambda h: to_map(logistic, "Heun", h), logistic.y0)
@@ -337,7 +337,7 @@ def modified_equation(solver, system, order: int = 2) -> _systems.System:
     expanded with the step's). For Euler on an autonomous f: f₂ = -½f'f,
     f₃ = (1/12)f''(f, f) + (1/3)f'f'f. Cost grows quickly with `order`; 0 ≤ order ≤ 3.
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> mod = modified_equation("Euler", systems.get("logistic"), order=1)
         >>> float(mod.vector_field(0.0, jnp.asarray(0.5), mod.args, 0.1))  # f - (h/2)·f'f = f
@@ -374,7 +374,7 @@ def modified_equation_defect(solver, system, orders, hs, y=None) -> pd.DataFrame
     sequence of ints; all (order, h) pairs run in one vmapped compilation. Returns a tidy
     DataFrame: solver, system, order, h, defect, status ("ok" or "solve_failed", defect NaN).
 
-    Example:
+    Examples:
         >>> df = modified_equation_defect("Euler", "logistic", (0, 1), [0.1, 0.05])
         >>> list(df["order"])
         [0, 0, 1, 1]
@@ -449,7 +449,7 @@ def compare(
     Returns:
         A DataFrame with one row per iterate n = 0 … round(horizon/h), columns as above.
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> logistic = systems.get("logistic")
         >>> df = compare(logistic, to_map(logistic, "Euler", 0.1), 0.1, 5.0, threshold=1e-3)

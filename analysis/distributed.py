@@ -20,7 +20,7 @@ where those calls run (`sweep(..., executor=...)`, or for a whole block `using(.
 Every executor solves the same chunks (same size, same order, same padding), so the same
 config gives the same table: fixed-step rows agree to round-off, adaptive rows too.
 
-Example:
+Examples:
     >>> import analysis
     >>> df = analysis.sweep("linear", "Euler", dt0=[0.1, 0.05], executor="dask")  # doctest: +SKIP
     >>> with analysis.distributed.using("dask", scheduler="tcp://10.0.0.5:8786"):  # doctest: +SKIP
@@ -50,7 +50,7 @@ EXECUTORS = ("local", "sharded", "dask")
 class Local:
     """Chunks solved in this process, in order (the default executor).
 
-    Example:
+    Examples:
         >>> import analysis
         >>> df = analysis.sweep("linear", "Euler", dt0=[0.1, 0.05], executor=Local())
         >>> round(float(df["error"].iloc[0]), 6)  # |0.9**10 - exp(-1)|, Euler on y' = -y
@@ -66,7 +66,7 @@ class Local:
 class Sharded:
     """Chunks solved in this process with their batch axis split over `devices`.
 
-    Example:
+    Examples:
         >>> Sharded().mesh.axis_names
         ('batch',)
     """
@@ -91,7 +91,7 @@ class Dask:
     Args:
         client: a connected `dask.distributed.Client`; it is left open.
 
-    Example:
+    Examples:
         >>> import analysis
         >>> from dask.distributed import Client, LocalCluster
         >>> with LocalCluster(processes=False, n_workers=1, dashboard_address=None) as cluster:
@@ -193,7 +193,7 @@ def resolve(executor=None, scheduler: str | None = None):
     Returns:
         A context manager yielding a `Local`, `Sharded` or `Dask`.
 
-    Example:
+    Examples:
         >>> with resolve("local") as executor:
         ...     type(executor).__name__
         'Local'
@@ -238,7 +238,7 @@ def using(executor, scheduler: str | None = None):
 
     A Dask client or LocalCluster it opens is shared by those sweeps and closed at the end.
 
-    Example:
+    Examples:
         >>> import analysis
         >>> with using("local") as executor:
         ...     df = analysis.sweep("linear", "Euler", dt0=[0.1])  # runs on `executor`
@@ -268,7 +268,7 @@ def activate(executor, scheduler: str | None = None):
     Returns:
         The executor now active.
 
-    Example:
+    Examples:
         >>> chosen = activate("local")  # what `python -m studies run ...` does by default
         >>> with resolve() as executor:  # sweeps without an executor= now use it
         ...     executor is chosen

@@ -21,7 +21,7 @@ class InvalidArgument(ValueError):
     A subclass of ValueError, so `except ValueError` also catches it. The message names the
     argument, the value given and what is valid (with close matches for misspelt names).
 
-    Example:
+    Examples:
         >>> from analysis import solvers
         >>> solvers.get("Tsit")
         Traceback (most recent call last):
@@ -42,7 +42,7 @@ def require_positive(name: str, value) -> float:
     Returns:
         `value` as a Python float.
 
-    Example:
+    Examples:
         >>> require_positive("h", 0.5)
         0.5
         >>> require_positive("h", -0.1)
@@ -65,7 +65,7 @@ class PrecisionWarning(UserWarning):
     Issued by `warn_if_float32` (sweeps, references, convergence and stability measurements)
     when jax's x64 mode is off. Silence it with the `warnings` module, or better, turn float64 on.
 
-    Example:
+    Examples:
         >>> import warnings
         >>> with jax.enable_x64(False), warnings.catch_warnings(record=True) as caught:
         ...     warnings.simplefilter("always")
@@ -84,7 +84,7 @@ def warn_if_float32(what: str) -> None:
     Returns:
         None. Issues a `PrecisionWarning` if jax's x64 mode is off; does nothing otherwise.
 
-    Example:
+    Examples:
         >>> import warnings
         >>> with warnings.catch_warnings(record=True) as caught:
         ...     warnings.simplefilter("always")

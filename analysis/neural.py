@@ -20,7 +20,7 @@ towards its own h → 0 limit) and `analysis.stability.one_step_map` apply to it
 Losses and errors compare the model's states with the true ones at the save times after t0:
 loss = mean of squared differences over trajectories, save times and components; error = √loss.
 
-Example:
+Examples:
     >>> from analysis import neural, systems
     >>> spiral = systems.get("linear10", dim=2, seed=0)        # damped spiral
     >>> data = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=0)
@@ -102,7 +102,7 @@ def _features(y, h):
 class HInputMLP(eqx.Module):
     """f_θ(y, h): an MLP (tanh) whose input is the state and the step size.
 
-    Example:
+    Examples:
         >>> m = HInputMLP(2, key=jax.random.key(0))
         >>> m(0.0, jnp.ones(2), 0.1).shape
         (2,)
@@ -126,7 +126,7 @@ class HFreeMLP(eqx.Module):
         depth: its number of hidden layers.
         key: a `jax.random.key` for the initial weights.
 
-    Example:
+    Examples:
         >>> m = HFreeMLP(2, key=jax.random.key(0))
         >>> y = jnp.array([1.0, -0.5])
         >>> bool(jnp.all(m(0.0, y, 0.1) == m(0.0, y, 0.5)))  # h is ignored
@@ -155,7 +155,7 @@ class Hypersolver(eqx.Module):
         depth: its number of hidden layers.
         key: a `jax.random.key` for g_θ's initial weights.
 
-    Example:
+    Examples:
         >>> hyper = Hypersolver(lambda t, y: -y, 2, key=jax.random.key(0))
         >>> hyper(0.0, jnp.array([1.0, -0.5]), 0.0)  # at h = 0 it is the known field -y
         Array([-1. ,  0.5], dtype=float64)
@@ -191,7 +191,7 @@ def make(kind: str, system, *, width: int = 16, depth: int = 2, seed: int = 0) -
     Returns:
         The model, an equinox Module called as ``model(t, y, h)``.
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> spiral = systems.get("linear10", dim=2, seed=0)
         >>> model = make("hypersolver", spiral, width=8)
@@ -218,7 +218,7 @@ def make(kind: str, system, *, width: int = 16, depth: int = 2, seed: int = 0) -
 def kind_of(model) -> str:
     """The KINDS name of a model built by `make` (InvalidArgument for any other object).
 
-    Example:
+    Examples:
         >>> kind_of(make("h_free", "linear")), kind_of(HInputMLP(1, key=jax.random.key(0)))
         ('h_free', 'h_input')
     """
@@ -234,7 +234,7 @@ def fingerprint(model) -> str:
     Returns:
         12 hex digits of a SHA-256 over the model's arrays.
 
-    Example:
+    Examples:
         >>> a, b = make("h_input", "linear", seed=0), make("h_input", "linear", seed=1)
         >>> len(fingerprint(a)), fingerprint(a) == fingerprint(make("h_input", "linear", seed=0))
         (12, True)
@@ -264,7 +264,7 @@ def as_system(model, like) -> _systems.System:
     Returns:
         A `System` whose field is ``model(t, y, h)`` (args None, no exact solution).
 
-    Example:
+    Examples:
         >>> from analysis import stability
         >>> model = make("h_free", "linear10", seed=0)
         >>> system = as_system(model, "linear10")
@@ -293,7 +293,7 @@ def as_system(model, like) -> _systems.System:
 class Setting:
     """One discretization: a solver at a fixed step h, or adaptive (PID, atol = rtol).
 
-    Example:
+    Examples:
         >>> Setting("Euler", h=0.5).label, Setting("Tsit5", rtol=1e-6).label
         ('Euler h=0.5', 'Tsit5 rtol=1e-06')
     """
@@ -348,7 +348,7 @@ class Trajectories:
         ts: the save times, shape (K,), ts[0] = t0.
         ys: the states, shape (N, K, d); `y0` is ys[:, 0].
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> data = trajectories(systems.get("linear10", dim=2, seed=0), 4, horizon=2.0, saves=5)
         >>> data.ys.shape, data.ts.tolist(), data.y0.shape
@@ -411,7 +411,7 @@ def trajectories(
     Returns:
         `Trajectories` with ys of shape (N, K, d).
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> spiral = systems.get("linear10", dim=2, seed=0)  # y' = A·y
         >>> data = trajectories(spiral, 4, horizon=2.0, saves=5, seed=0)
@@ -506,7 +506,7 @@ def predict(model, setting: Setting, y0s, ts) -> np.ndarray:
 
     Fixed steps must divide the spacing of `ts` (InvalidArgument otherwise).
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> spiral = systems.get("linear10", dim=2, seed=0)
         >>> data = trajectories(spiral, 4, horizon=2.0, saves=5)
@@ -547,7 +547,7 @@ def train(
     Returns:
         (trained model, losses), losses[k] being the loss before update k.
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> spiral = systems.get("linear10", dim=2, seed=0)
         >>> data = trajectories(spiral, 4, horizon=2.0, saves=5, seed=0)
@@ -596,7 +596,7 @@ def save(path, model) -> None:
 
     Only the arrays are stored; `load` needs a skeleton of the same kind and sizes.
 
-    Example:
+    Examples:
         >>> model = make("h_input", "linear", seed=3)
         >>> save("model.eqx", model)
         >>> fingerprint(load("model.eqx", make("h_input", "linear"))) == fingerprint(model)
@@ -616,7 +616,7 @@ def load(path, like):
     Returns:
         A model like `like` holding the stored arrays.
 
-    Example:
+    Examples:
         >>> save("model.eqx", make("h_input", "linear", seed=3))
         >>> kind_of(load("model.eqx", make("h_input", "linear")))
         'h_input'
@@ -708,7 +708,7 @@ def discretization_matrix(
         test_settings: the `Setting`s to evaluate it under.
         data: held-out `Trajectories`.
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> spiral = systems.get("linear10", dim=2, seed=0)
         >>> test = trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
@@ -759,7 +759,7 @@ def predictions(
         data: the `Trajectories` whose initial values and save times are used.
         which: indices of the trajectories to return.
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> spiral = systems.get("linear10", dim=2, seed=0)
         >>> test = trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
@@ -886,7 +886,7 @@ def step_sensitivity(
         relative_step: the finite-difference step in h, relative to h.
         log_rtol_step: the finite-difference step in log rtol.
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> spiral = systems.get("linear10", dim=2, seed=0)
         >>> data = trajectories(spiral, 4, horizon=2.0, saves=5)
@@ -960,7 +960,7 @@ class StepAdaptation:
         step: the largest h (first halving) at which the two solvers agree, or None.
         table: one row per h: h, error_solver, error_test, gap, agrees.
 
-    Example:
+    Examples:
         >>> import pandas as pd
         >>> table = pd.DataFrame({"h": [0.5, 0.25], "agrees": [False, True]})
         >>> StepAdaptation(0.25, table).step
@@ -993,7 +993,7 @@ def step_adaptation(
     Returns:
         A `StepAdaptation` (step, table).
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> spiral = systems.get("linear10", dim=2, seed=0)
         >>> data = trajectories(spiral, 4, horizon=2.0, saves=5)

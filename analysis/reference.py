@@ -5,7 +5,7 @@ adaptive solve of the limit field f(t, y, args, 0): Dopri8 at rtol = atol = 1e-1
 1e-12 for stiff systems), with its own error estimated by a second solve at 100× looser
 tolerances. References are cached per system object.
 
-Example:
+Examples:
     >>> from analysis import systems, reference
     >>> ref = reference.final_state(systems.get("lotka_volterra"))
     >>> ref.source, ref.error_estimate < 1e-9
@@ -43,7 +43,7 @@ class Reference:
             solve at 100× looser tolerance; NaN for "none".
         reason: why there is no reference ("" otherwise).
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> ref = final_state(systems.get("harmonic"))    # y(2π) = (cos 2π, -sin 2π) = (1, 0)
         >>> ref.source, ref.error_estimate, bool(np.allclose(ref.y, [1.0, 0.0], atol=1e-12))
@@ -69,7 +69,7 @@ def solve_limit(system: System, ts, *, rtol: float, solver_name: str | None = No
         (ys, result): y at `ts` (shape (len(ts), *y0.shape)) and the diffrax result code; the
         solve does not raise, so check the result.
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> sys = systems.get("logistic")            # exact y(t) = 0.1·e^t / (0.9 + 0.1·e^t)
         >>> ys, result = solve_limit(sys, [1.0, 5.0], rtol=1e-10)
@@ -110,7 +110,7 @@ def final_state(system: System) -> Reference:
     Returns:
         A `Reference`.
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> ref = final_state(systems.get("linear"))     # y(1) = e^-1
         >>> ref.source, round(float(ref.y), 6)

@@ -15,7 +15,7 @@ Resume (`ChunkStore`): while a store is active (`with recording(store):`), `anal
 saves each finished vmapped chunk and, on a rerun, loads it instead of solving again, so a killed
 run resumes from its finished chunks and ends with the same table.
 
-Example:
+Examples:
     >>> from analysis import results
     >>> prov = results.provenance("demo", {"steps": [8, 16]})
     >>> prov["study"], len(prov["config_hash"])
@@ -84,7 +84,7 @@ class CorruptResult(Exception):
     Raised by `read_tables` and `read_provenance`; the message names the file. The study
     runner treats it as "recompute".
 
-    Example:
+    Examples:
         >>> import pandas as pd
         >>> folder = Path("results/demo")
         >>> _ = write_tables(folder, {"t": pd.DataFrame({"x": [1.0]})}, provenance("demo", {}))
@@ -111,7 +111,7 @@ def config_hash(config) -> str:
     Returns:
         16 hex digits; dict key order does not matter.
 
-    Example:
+    Examples:
         >>> config_hash({"steps": [8, 16], "solver": "Euler"})
         '0fc16752f75e7857'
         >>> config_hash({"solver": "Euler", "steps": [8, 16]})  # same config, same hash
@@ -138,7 +138,7 @@ def source_hashes(*extra: Path) -> dict[str, str]:
     Returns:
         {path: 16 hex digits of the file's SHA-256}.
 
-    Example:
+    Examples:
         >>> hashes = source_hashes()
         >>> "analysis/neural.py" in hashes, "analysis/plotting/neural.py" in hashes
         (True, False)
@@ -190,7 +190,7 @@ def provenance(study: str, config, *, started: datetime | None = None, sources=(
         A JSON-able dict: study, config, config_hash, versions, x64, sources, platform, device,
         git_commit, git_dirty, started, finished.
 
-    Example:
+    Examples:
         >>> prov = provenance("demo", {"steps": [8, 16]})
         >>> prov["study"], prov["config"], prov["config_hash"], prov["x64"]
         ('demo', {'steps': [8, 16]}, '4a8ae48e9e941b94', True)
@@ -227,7 +227,7 @@ def cache_key(prov: dict) -> str:
     Times, platform and git state do not enter, so a rerun of the same config on the same
     library has the same key.
 
-    Example:
+    Examples:
         >>> a = provenance("demo", {"steps": [8]})
         >>> cache_key(a) == cache_key({**a, "finished": "tomorrow"})
         True
@@ -245,7 +245,7 @@ def _changed(old: dict, new: dict) -> list[str]:
 def stale_reason(stored: dict | None, current: dict) -> str | None:
     """Why stored results (by their provenance) cannot stand for `current`; None if they can.
 
-    Example:
+    Examples:
         >>> a = provenance("demo", {"steps": [8]}); b = provenance("demo", {"steps": [8, 16]})
         >>> stale_reason(a, b)
         'config changed (steps)'
@@ -274,7 +274,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     Readers see either the old file or the whole new one, never a partial write. Missing
     parent folders are created.
 
-    Example:
+    Examples:
         >>> atomic_write_bytes(Path("out/note.txt"), b"hello")
         >>> Path("out/note.txt").read_bytes(), [p.name for p in Path("out").iterdir()]
         (b'hello', ['note.txt'])
@@ -305,7 +305,7 @@ def write_tables(folder: Path, tables: dict[str, pd.DataFrame], prov: dict) -> d
     Returns:
         The provenance as written: `prov` plus "tables" (the names) and "files" (SHA-256 each).
 
-    Example:
+    Examples:
         >>> import pandas as pd
         >>> orders = pd.DataFrame({"solver": ["Euler", "Heun"], "order": [1.0, 2.0]})
         >>> prov = write_tables(Path("results/demo"), {"orders": orders}, provenance("demo", {}))
@@ -332,7 +332,7 @@ def read_provenance(folder: Path) -> dict | None:
 
     Only `provenance.json` is read; the tables are not checked (see `read_tables`).
 
-    Example:
+    Examples:
         >>> import pandas as pd
         >>> read_provenance(Path("results/demo")) is None
         True
@@ -363,7 +363,7 @@ def read_tables(folder: Path) -> tuple[dict[str, pd.DataFrame], dict]:
     Returns:
         ({name: DataFrame}, provenance).
 
-    Example:
+    Examples:
         >>> import pandas as pd
         >>> orders = pd.DataFrame({"solver": ["Euler", "Heun"], "order": [1.0, 2.0]})
         >>> _ = write_tables(Path("results/demo"), {"orders": orders}, provenance("demo", {}))
@@ -403,7 +403,7 @@ class ChunkStore:
 
     `chunk_size` (optional) is the chunk size sweeps use when their caller gives none.
 
-    Example:
+    Examples:
         >>> import analysis
         >>> store = ChunkStore(Path("chunks"))
         >>> with recording(store):
@@ -483,7 +483,7 @@ def recording(store: ChunkStore):
 
     Yields the store; the previous one (usually none) is active again after the block.
 
-    Example:
+    Examples:
         >>> with recording(ChunkStore(Path("chunks"))) as store:
         ...     print(active_store() is store)
         True
@@ -500,7 +500,7 @@ def recording(store: ChunkStore):
 def active_store() -> ChunkStore | None:
     """The chunk store set by `recording`, if any.
 
-    Example:
+    Examples:
         >>> active_store() is None
         True
         >>> with recording(ChunkStore(Path("chunks"))) as store:

@@ -3,7 +3,7 @@
 `get("Tsit5")` returns the diffrax solver; `info(solver)` tells its order, stage count, FSAL and
 implicitness; `nfev(...)` counts vector-field evaluations from diffrax's step statistics.
 
-Example:
+Examples:
     >>> from analysis import solvers
     >>> solvers.info("Tsit5").order, solvers.info("Tsit5").stages
     (5, 7)
@@ -67,7 +67,7 @@ class SolverInfo:
         adaptive: whether it has an error estimate (usable with an adaptive controller).
         tableau: its diffrax Butcher tableau, or None.
 
-    Example:
+    Examples:
         >>> i = info("Dopri5")
         >>> i.order, i.stages, i.fsal, i.implicit, i.adaptive
         (5, 7, True, False, True)
@@ -93,7 +93,7 @@ def get(name: str | diffrax.AbstractSolver) -> diffrax.AbstractSolver:
     Returns:
         A new diffrax solver object (or `name` itself if it is one).
 
-    Example:
+    Examples:
         >>> get("Heun")
         Heun()
         >>> get("Tsit")
@@ -125,7 +125,7 @@ def name_of(solver: str | diffrax.AbstractSolver) -> str:
     Returns:
         The name, as used in sweep rows.
 
-    Example:
+    Examples:
         >>> name_of(StepAware(diffrax.Tsit5())), name_of(diffrax.HalfSolver(diffrax.Euler()))
         ('Tsit5', 'HalfSolver(Euler)')
     """
@@ -148,7 +148,7 @@ def info(solver: str | diffrax.AbstractSolver) -> SolverInfo:
         A `SolverInfo`. HalfSolver(S) counts 3× the stages of S (a full step and two half
         steps), is adaptive and not FSAL.
 
-    Example:
+    Examples:
         >>> info("Kvaerno5").order, info("Kvaerno5").implicit
         (5, True)
         >>> info("HalfSolver(Euler)").stages, info("HalfSolver(Euler)").adaptive
@@ -187,7 +187,7 @@ def for_fixed_steps(solver: diffrax.AbstractSolver) -> diffrax.AbstractSolver:
     Returns:
         The solver to use with `diffrax.ConstantStepSize` (the same object if not implicit).
 
-    Example:
+    Examples:
         >>> implicit = for_fixed_steps(get("ImplicitEuler"))
         >>> type(implicit.root_finder).__name__, implicit.root_finder.rtol
         ('Newton', 1e-12)
@@ -221,7 +221,7 @@ def nfev(solver, num_steps, *, step_dependent: bool):
     Returns:
         The number of evaluations, with `num_steps`'s shape.
 
-    Example:
+    Examples:
         >>> nfev("Tsit5", 10, step_dependent=False)   # 7 stages, FSAL: 6 per step + 1
         61
         >>> nfev("Tsit5", 10, step_dependent=True)    # StepAware refreshes the first stage

@@ -17,7 +17,7 @@ grid of h and starts (the bifurcation diagram in h, with escapes and Lyapunov ex
 
 Every `solver` argument is a diffrax solver or its name; every `system` a System or catalog name.
 
-Example:
+Examples:
     >>> from analysis import systems, stability
     >>> phi = stability.one_step_map(systems.get("logistic"), "Euler", 0.5)
     >>> float(phi(jnp.asarray(0.5)))       # 0.5 + 0.5·0.5·(1 - 0.5)
@@ -122,7 +122,7 @@ def one_step_map(system, solver, h, *, t=None) -> Callable:
     Returns:
         A jax function y -> Φ_h(y), y of the system's state shape.
 
-    Example:
+    Examples:
         >>> phi = one_step_map("linear", "Heun", 0.5)           # y' = -y, z = hλ = -0.5
         >>> float(phi(jnp.asarray(1.0)))                        # R(z) = 1 + z + z²/2
         0.625
@@ -212,7 +212,7 @@ def amplification(solver, z, *, field: Callable | None = None, h: float = 1.0) -
     `z` is any array of complex numbers; the result has its shape. Compiled once per (solver,
     field).
 
-    Example:
+    Examples:
         >>> amplification("Heun", [-1.0, 1j])     # 1 + z + z²/2
         array([0.5+0.j, 0.5+1.j])
     """
@@ -240,7 +240,7 @@ def tableau_amplification(solver, z) -> np.ndarray:
     """R(z) = 1 + z bᵀ(I - zA)⁻¹1 from the solver's Butcher tableau (explicit or diagonally
     implicit Runge–Kutta); InvalidArgument for a solver without a tableau.
 
-    Example:
+    Examples:
         >>> tableau_amplification("Euler", -2.0)
         array(-1.+0.j)
     """
@@ -311,7 +311,7 @@ def real_interval(solver, *, x_max=20.0, spacing=0.01, field=None, h=1.0) -> flo
     for how round-off near z = 0 is treated). inf means stable on the whole of [0, x_max], as
     for A-stable methods. `field`, `h`: as in `amplification` (an effective region).
 
-    Example:
+    Examples:
         >>> round(real_interval("Euler"), 5), round(real_interval("Bosh3"), 5)  # 1+z+z²/2+z³/6
         (2.0, 2.51275)
     """
@@ -324,7 +324,7 @@ def imag_interval(solver, *, x_max=20.0, spacing=0.01, field=None, h=1.0) -> flo
     0 when the method is unstable on the imaginary axis arbitrarily close to 0 (Euler, Heun);
     otherwise as `real_interval`.
 
-    Example:
+    Examples:
         >>> round(imag_interval("Bosh3"), 5)   # √3 for every 3-stage third-order method
         1.73205
     """
@@ -469,7 +469,7 @@ def fixed_point_branches(
     equilibrium of the ODE), multiplier_0, multiplier_1, ... (complex, by decreasing modulus).
     `bounds` is (lo, hi) or one (lo, hi) per component. Autonomous use: Φ_h steps from t0.
 
-    Example:
+    Examples:
         >>> df = fixed_point_branches("logistic", "Heun", [1.0, 3.0], (-1, 3))
         >>> df[df.spurious].y.round(4).tolist()         # ((h+2) ± √(h²-4))/(2h) at h = 3
         [0.4607, 1.206]
@@ -502,7 +502,7 @@ def fixed_points(system, solver, h, bounds, **options) -> pd.DataFrame:
 
     Options and columns as in `fixed_point_branches`.
 
-    Example:
+    Examples:
         >>> fixed_points("logistic", "Euler", 0.5, (-1, 2)).y.round(9).tolist()  # equilibria only
         [0.0, 1.0]
         >>> df = fixed_points("logistic", "Heun", 3.0, (-1, 3))  # h > 2: ((h+2) ± √(h²-4))/(2h)
@@ -557,7 +557,7 @@ def orbit_diagram(
     orbit, > 0 on a chaotic one, NaN if escaped); `df.groupby("h").lyapunov.max()` is per h.
     `y0s` defaults to the system's y0.
 
-    Example:
+    Examples:
         >>> df = orbit_diagram("logistic", "Euler", [1.5, 2.2], [0.3], n_keep=2)
         >>> df.groupby("h").y.nunique().tolist()       # a fixed point, then a 2-cycle
         [1, 2]
@@ -631,7 +631,7 @@ def max_stable_step(
     [h_min, h_max], bisected in log h to relative `rtol` (see `_boundary`); 0 if y_star is not
     stable even at h_min, inf if stable up to h_max (an A-stable method on a stable point).
 
-    Example:
+    Examples:
         >>> from analysis import systems
         >>> round(max_stable_step(systems.get("linear", lam=10.0), "Euler", 0.0), 6)  # 2/λ
         0.2

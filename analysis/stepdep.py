@@ -16,7 +16,7 @@ make diffrax solve such systems:
   step's first stage; that stage was evaluated at the previous h, so StepAware makes them
   re-evaluate it whenever the terms contain a StepTerm.
 
-Example:
+Examples:
     >>> import diffrax, jax.numpy as jnp
     >>> from analysis import StepTerm, StepAware
     >>> term = StepTerm(lambda t, y, args, h: -y + h * y)   # Euler on this is exact-ish nonsense
@@ -65,7 +65,7 @@ class StepTerm(_ODELikeTerm):
     Attributes:
         vector_field: f(t, y, args, h) -> dy/dt, jax-traceable, returning y's shape and dtype.
 
-    Example:
+    Examples:
         >>> term = StepTerm(lambda t, y, args, h: -y + h * y)
         >>> float(term.vf(0.0, jnp.array(2.0), None))     # h = 0
         -2.0
@@ -99,7 +99,7 @@ class FrozenStepTerm(_ODELikeTerm):
         vector_field: f(t, y, args, h).
         h: the fixed h0 (a 0-d float array).
 
-    Example:
+    Examples:
         >>> term = StepTerm(lambda t, y, args, h: -y + h * y)
         >>> frozen = term.freeze(0.5)                # y' = -0.5·y, whatever the steps
         >>> sol = diffrax.diffeqsolve(frozen, diffrax.Tsit5(), 0.0, 1.0, 0.1, jnp.array(1.0))
@@ -140,7 +140,7 @@ def uses_h(vector_field: Callable, t, y, args) -> bool:
     Returns:
         True if the output depends on h.
 
-    Example:
+    Examples:
         >>> y = jnp.array(1.0)
         >>> uses_h(lambda t, y, args, h: -y + h * jnp.sin(y), 0.0, y, None)
         True
@@ -177,7 +177,7 @@ def bind_step(terms, h, *, signed: bool = False):
         `terms` with each StepTerm replaced by a term evaluating f(t, y, args, h); other terms
         unchanged.
 
-    Example:
+    Examples:
         >>> term = StepTerm(lambda t, y, args, h: -y + h * y)
         >>> bound = bind_step(term, jnp.asarray(0.5))
         >>> float(bound.vf(0.0, jnp.array(2.0), None))   # -2 + 0.5·2
@@ -220,7 +220,7 @@ class StepAware(diffrax.AbstractWrappedSolver):
         solver: the diffrax ODE solver to wrap (explicit, implicit or HalfSolver).
         signed: if True, the field sees h = t1 - t0 with its sign (h < 0 in reverse time).
 
-    Example:
+    Examples:
         >>> solver = StepAware(diffrax.Tsit5())
         >>> term = StepTerm(lambda t, y, args, h: -y + h * jnp.sin(y))
         >>> sol = diffrax.diffeqsolve(term, solver, 0.0, 10.0, 0.1, jnp.array(1.0),

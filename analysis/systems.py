@@ -18,7 +18,7 @@ Step-dependent families:
 - ``lifted_map``: a map Φ read as the field (Φ(y) - y)/h, so Euler at step h iterates Φ exactly.
   Ships ``logistic`` (Φ(y) = μy(1 - y)), ``henon`` and ``residual`` (x + tanh(Wx + b)).
 
-Example:
+Examples:
     >>> from analysis import systems
     >>> sys = systems.get("perturbed", base="linear", c=1.0, q=2)
     >>> sys.name, sys.h_dependent
@@ -62,7 +62,7 @@ class System:
     Construction checks the span, that y0 and args are finite, and that the field returns y0's
     shape and dtype; a bad problem raises InvalidArgument before anything is compiled.
 
-    Example:
+    Examples:
         >>> model = System(name="damped", vector_field=lambda t, y, args, h: -(1.0 + h) * y,
         ...                y0=jnp.array(1.0), t1=2.0, exact=lambda t: jnp.exp(-t),
         ...                h_dependent=True)
@@ -147,7 +147,7 @@ def register(name: str):
     Returns:
         A decorator that registers the builder and returns it unchanged.
 
-    Example:
+    Examples:
         >>> @register("my_decay")
         ... def _my_decay(lam: float = 2.0) -> System:
         ...     return System(name=f"my_decay(lam={lam})", y0=jnp.array(1.0),
@@ -171,7 +171,7 @@ def names() -> list[str]:
     Returns:
         A list of names accepted by `get`.
 
-    Example:
+    Examples:
         >>> names()
         ['harmonic', 'kepler', 'lifted_map', 'linear', 'linear10', 'logistic', 'lotka_volterra',
          'modified_euler', 'perturbed', 'prothero_robinson', 'van_der_pol']
@@ -199,7 +199,7 @@ def get(name: str | System, **params) -> System:
     Returns:
         The `System`.
 
-    Example:
+    Examples:
         >>> get("logistic", r=1.0).exact(0.0)
         Array(0.1, dtype=float64)
     """
@@ -614,7 +614,7 @@ def shipped_map(
     Returns:
         (Φ, y0): the map as a jax function y -> Φ(y), and its default initial state.
 
-    Example:
+    Examples:
         >>> phi, y0 = shipped_map("logistic", mu=2.0)
         >>> float(phi(y0))          # 2·0.2·0.8
         0.32000000000000006

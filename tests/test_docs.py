@@ -49,10 +49,10 @@ def test_every_public_name_has_a_docstring_with_an_example(module_name):
         doc = obj.__doc__ or ""
         if not doc.strip():
             no_docstring.append(name)
-        elif "Example" not in doc or ">>>" not in doc:
+        elif "Examples:" not in doc or ">>>" not in doc:
             no_example.append(name)
     assert not no_docstring, f"{module_name}: no docstring on {no_docstring}"
-    assert not no_example, f"{module_name}: no 'Example:' section with >>> lines on {no_example}"
+    assert not no_example, f"{module_name}: no 'Examples:' section with >>> lines on {no_example}"
 
 
 @pytest.mark.parametrize("name, test", DOCTESTS, ids=[name for name, _ in DOCTESTS])

@@ -5,7 +5,7 @@ One look for every figure: `paper_style()` (fonts, sizes), a fixed colour and ma
 and per controller (`solver_style`), single- and double-column widths, and reference-slope
 triangles for convergence plots.
 
-Example:
+Examples:
     >>> import analysis, analysis.plotting as aplt
     >>> df = analysis.sweep("linear", ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025])
     >>> fig = aplt.error_vs_step(df)

@@ -8,7 +8,7 @@ with its unit; `colorbar` refuses to draw an unlabelled colour bar; `slope_trian
 reference-slope triangles that stack instead of overlapping; `render` gives deterministic PDF/PNG
 bytes (no timestamps), so an unchanged figure leaves no diff.
 
-Example:
+Examples:
     >>> import matplotlib.pyplot as plt
     >>> from analysis.plotting import COLUMN_WIDTH, paper_style, render
     >>> from analysis.plotting import slope_triangle, solver_style
@@ -70,7 +70,7 @@ _PNG_METADATA = {"Software": None}
 def paper_style():
     """Context manager applying the house style file (rcParams restored afterwards).
 
-    Example:
+    Examples:
         >>> import matplotlib.pyplot as plt
         >>> from analysis.plotting import COLUMN_WIDTH, paper_style
         >>> with paper_style():
@@ -94,7 +94,7 @@ def solver_style(name: str) -> dict:
     Returns:
         A dict with keys color and marker, to pass to matplotlib as ``**solver_style(name)``.
 
-    Example:
+    Examples:
         >>> from analysis.plotting import solver_style
         >>> solver_style("Euler")["marker"], solver_style("Heun")["marker"]
         ('o', 's')
@@ -118,7 +118,7 @@ def log_axis(ax, which: str, label: str, unit: str | None = None) -> None:
         label: the axis label.
         unit: appended in parentheses when given.
 
-    Example:
+    Examples:
         >>> import matplotlib.pyplot as plt
         >>> from analysis.plotting import log_axis
         >>> fig, ax = plt.subplots()
@@ -145,7 +145,7 @@ def colorbar(mappable, ax, label: str, **kwargs):
     Returns:
         The matplotlib Colorbar.
 
-    Example:
+    Examples:
         >>> import matplotlib.pyplot as plt
         >>> from analysis.plotting import colorbar
         >>> fig, ax = plt.subplots()
@@ -208,7 +208,7 @@ def slope_triangle(ax, x, y, order: float, *, size: float = 0.25, below: bool = 
         size: the width in decades of x.
         below: the right angle below the hypotenuse (True) or above it.
 
-    Example:
+    Examples:
         >>> import matplotlib.pyplot as plt
         >>> from analysis.plotting import slope_triangle
         >>> fig, ax = plt.subplots()
@@ -306,7 +306,7 @@ def render(fig, fmt: str) -> bytes:
     Returns:
         The file's bytes (write them with ``Path(...).write_bytes``).
 
-    Example:
+    Examples:
         >>> import matplotlib.pyplot as plt
         >>> from analysis.plotting import render
         >>> def line_figure():
@@ -336,7 +336,7 @@ def render(fig, fmt: str) -> bytes:
 def close(fig) -> None:
     """Release a figure's memory (pyplot keeps every figure it made until closed).
 
-    Example:
+    Examples:
         >>> import matplotlib.pyplot as plt
         >>> from analysis.plotting import close
         >>> fig, ax = plt.subplots()

@@ -3,7 +3,7 @@
 Each function takes the DataFrames of `analysis.controllers` / `studies.controllers` and returns
 a Figure.
 
-Example:
+Examples:
     >>> import analysis, analysis.plotting as aplt
     >>> from analysis import controllers
     >>> log = controllers.step_log("lotka_volterra", "Tsit5", "PI34", rtol=1e-6)
@@ -40,7 +40,7 @@ def controller_heatmaps(rows: pd.DataFrame, metrics=tuple(HEATMAP_METRICS)) -> p
     Returns:
         The Figure: one panel per (metric, solver), a labelled colour bar per metric.
 
-    Example:
+    Examples:
         >>> from analysis import plotting
         >>> rows = pd.DataFrame([dict(solver="Tsit5", controller=c, rtol=r, status="ok",
         ...                           error=k * r, nfev=n * r**-0.2)
@@ -97,7 +97,7 @@ def work_precision_plot(rows: pd.DataFrame) -> plt.Figure:
     Returns:
         The Figure (2 × number of solvers panels).
 
-    Example:
+    Examples:
         >>> from analysis import plotting
         >>> rows = pd.DataFrame({"solver": "Tsit5", "controller": "PI34", "status": "ok",
         ...                      "rtol": [1e-3, 1e-6, 1e-9], "error": [2e-4, 3e-7, 4e-10],
@@ -142,7 +142,7 @@ def step_histories(logs: pd.DataFrame) -> plt.Figure:
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import plotting
         >>> logs = pd.DataFrame({"controller": "PI34", "t0": [0.0, 0.1, 0.1, 0.15],
         ...                      "h": [0.1, 0.2, 0.05, 0.07],
@@ -184,7 +184,7 @@ def spread_vs_tolerance(spread: pd.DataFrame) -> plt.Figure:
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import plotting
         >>> rtol = np.array([1e-3, 1e-5, 1e-7])
         >>> spread = pd.concat([
@@ -232,7 +232,7 @@ def output_vs_tolerance(rows: pd.DataFrame) -> plt.Figure:
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import plotting
         >>> rtol = np.logspace(-3, -9, 7)
         >>> rows = pd.concat([

@@ -5,7 +5,7 @@ Each takes the tidy DataFrames of `analysis.convergence` (`measure` rows, `order
 draws on a given axes or a new one. Orders shown are `analysis.convergence.fit_order` fits, the
 same ones the tables report.
 
-Example:
+Examples:
     >>> from analysis import convergence, plotting
     >>> df = convergence.measure("linear", ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025, 0.0125])
     >>> fig = plotting.error_vs_step(df, triangles=(1, 2))
@@ -50,7 +50,7 @@ def error_vs_step(
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import convergence, plotting
         >>> dt0 = [1 / n for n in (10, 20, 40, 80)]
         >>> df = convergence.measure("linear", ["Euler", "Heun"], dt0=dt0)
@@ -104,7 +104,7 @@ def observed_orders(
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import convergence, plotting
         >>> dt0 = [1 / n for n in (10, 20, 40, 80)]
         >>> df = convergence.measure("linear", ["Euler", "Heun"], dt0=dt0)
@@ -160,7 +160,7 @@ def order_cap(table: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import plotting
         >>> table = pd.DataFrame({"solver": "Heun", "nominal_order": 2, "q": [1, 2, 3],
         ...                       "order": [1.0, 2.0, 2.0], "ci_low": [0.9, 1.9, 1.9],
@@ -218,7 +218,7 @@ def local_orders_vs(
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import plotting
         >>> h = np.array([0.1, 0.05, 0.025, 0.0125])
         >>> rows = pd.concat([pd.DataFrame({"stiffness": k, "h": h, "error": h**2 * (1 + k * h)})

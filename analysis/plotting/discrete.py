@@ -2,7 +2,7 @@
 defects, and a map against its continuous limit. Each takes the tidy DataFrames of
 `analysis.discrete` (or of the discrete_maps study) and returns a Figure.
 
-Example:
+Examples:
     >>> from analysis import discrete, plotting
     >>> df = discrete.modified_equation_defect("Euler", "logistic", (0, 1, 2), [0.1, 0.05, 0.02])
     >>> fig = plotting.defect_plot(df)
@@ -39,7 +39,7 @@ def conjugacy_plot(df: pd.DataFrame) -> plt.Figure:
     Returns:
         The Figure (two panels).
 
-    Example:
+    Examples:
         >>> from analysis import plotting
         >>> rows = []
         >>> for h in (1.5, 2.2, 2.6):               # μ = 1 + h: a fixed point, a 2-cycle, chaos
@@ -90,7 +90,7 @@ def drift_plot(df: pd.DataFrame) -> plt.Figure:
     Returns:
         The Figure, one panel per map.
 
-    Example:
+    Examples:
         >>> from analysis import discrete, plotting, systems
         >>> lifted = discrete.lift("logistic", 1.0, steps=20, mu=3.2)
         >>> phi, _ = systems.shipped_map("logistic", mu=3.2)
@@ -154,7 +154,7 @@ def defect_plot(df: pd.DataFrame) -> plt.Figure:
     Returns:
         The Figure, one panel per solver.
 
-    Example:
+    Examples:
         >>> from analysis import plotting
         >>> df = pd.DataFrame([dict(solver="Euler", order=k, h=h, defect=0.1 * h ** (k + 2),
         ...                         status="ok") for k in (0, 1) for h in (0.1, 0.05, 0.025)])
@@ -202,7 +202,7 @@ def map_vs_limit_plot(gap: pd.DataFrame, curve: pd.DataFrame | None = None) -> p
     Returns:
         The Figure (two panels).
 
-    Example:
+    Examples:
         >>> from analysis import discrete, plotting, systems
         >>> osc = systems.get("harmonic")
         >>> gap = discrete.compare(osc, discrete.to_map(osc, "Euler", 0.1), 0.1, 2.0)

@@ -3,7 +3,7 @@
 Each function takes the tidy DataFrames of `analysis.neural` (as collected by `studies.neural`)
 and returns a Figure.
 
-Example:
+Examples:
     >>> from analysis import neural, systems
     >>> import analysis.plotting as aplt
     >>> spiral = systems.get("linear10", dim=2, seed=0)
@@ -51,7 +51,7 @@ def discretization_heatmaps(matrix: pd.DataFrame) -> plt.Figure:
     Returns:
         The figure: one heatmap axes per model kind, and a colour bar.
 
-    Example:
+    Examples:
         >>> from analysis import neural, systems
         >>> spiral = systems.get("linear10", dim=2, seed=0)
         >>> test = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
@@ -113,7 +113,7 @@ def trajectory_panels(trajectories: pd.DataFrame) -> plt.Figure:
     Returns:
         The figure, (model kinds) × (train settings) panels.
 
-    Example:
+    Examples:
         >>> from analysis import neural, systems
         >>> spiral = systems.get("linear10", dim=2, seed=0)
         >>> test = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
@@ -174,7 +174,7 @@ def step_sensitivity_plot(sensitivity: pd.DataFrame) -> plt.Figure:
     Returns:
         The figure: (1 + number of derivatives) rows × (train settings) columns.
 
-    Example:
+    Examples:
         >>> from analysis import neural, systems
         >>> spiral = systems.get("linear10", dim=2, seed=0)
         >>> test = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
@@ -236,7 +236,7 @@ def step_adaptation_plot(step_check: pd.DataFrame) -> plt.Figure:
     Returns:
         The figure, one panel per training setting.
 
-    Example:
+    Examples:
         >>> from analysis import neural, systems
         >>> spiral = systems.get("linear10", dim=2, seed=0)
         >>> test = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)

@@ -2,7 +2,7 @@
 the largest stable step against stiffness. Each takes the tidy DataFrame that
 `analysis.stability` (or a study) returns and draws on a given axes or a new one.
 
-Example:
+Examples:
     >>> from analysis import stability, plotting
     >>> df = stability.orbit_diagram("logistic", "Euler", np.linspace(0.1, 3, 200), [0.3])
     >>> fig = plotting.orbit_diagram_plot(df)
@@ -38,7 +38,7 @@ def stability_regions(df: pd.DataFrame, *, ax=None, title: str | None = None) ->
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import plotting, stability
         >>> re, im = np.meshgrid(np.linspace(-3, 1, 81), np.linspace(-2, 2, 81))
         >>> abs_r = {s: np.abs(stability.tableau_amplification(s, re + 1j * im))
@@ -93,7 +93,7 @@ def orbit_diagram_plot(
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import plotting, stability
         >>> hs = [1.5, 2.2, 2.6, 3.5]                      # μ = 1 + h = 2.5, 3.2, 3.6, 4.5
         >>> df = stability.orbit_diagram("logistic", "Euler", hs, [0.3], n_keep=200)
@@ -138,7 +138,7 @@ def lyapunov_plot(df: pd.DataFrame, *, ax=None, x: str = "h", title: str | None 
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import plotting, stability
         >>> hs = [1.5, 2.2, 2.6, 3.5]                      # μ = 1 + h = 2.5, 3.2, 3.6, 4.5
         >>> df = stability.orbit_diagram("logistic", "Euler", hs, [0.3], n_keep=200)
@@ -172,7 +172,7 @@ def branches_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import plotting, stability
         >>> df = stability.fixed_point_branches("logistic", "Heun", [1.0, 3.0], (-1, 3))
         >>> fig = plotting.branches_plot(df)               # spurious points appear for h > 2
@@ -222,7 +222,7 @@ def max_step_plot(
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import plotting
         >>> k = np.array([1.0, 10.0, 100.0])                   # y' = -k·y
         >>> df = pd.concat([
@@ -271,7 +271,7 @@ def step_check_plot(
     Returns:
         The Figure.
 
-    Example:
+    Examples:
         >>> from analysis import plotting
         >>> df = pd.DataFrame({"solver": "Euler", "stiffness": [10.0, 10.0, 100.0, 100.0],
         ...                    "h_over_max_stable": [0.9, 1.1, 0.9, 1.1],
