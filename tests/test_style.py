@@ -9,7 +9,6 @@ import pytest
 
 from analysis import InvalidArgument, controllers, solvers
 from analysis import plotting as aplt
-from analysis.plotting import _style
 
 
 def _triangles(ax):
@@ -85,6 +84,31 @@ def test_render_is_deterministic_300_dpi_and_timestamp_free():
     aplt.close(fig)
 
 
-def test_minor_log_labels_are_thinned_to_2_and_5():
-    assert _style._minor_label(0.03, 0) == "" and _style._minor_label(0.04, 0) == ""
-    assert "2" in _style._minor_label(0.02, 0) and "5" in _style._minor_label(0.05, 0)
+def _tick_labels(ax):
+    """The x tick labels matplotlib draws: their numeric values and their bounding boxes."""
+    ax.figure.canvas.draw()
+    ticks = [*ax.xaxis.get_major_ticks(), *ax.xaxis.get_minor_ticks()]
+    drawn = [t for t in ticks if t.label1.get_visible() and t.label1.get_text()]
+    lo, hi = sorted(ax.get_xlim())
+    inside = [t for t in drawn if lo <= t.get_loc() <= hi]
+    renderer = ax.figure.canvas.get_renderer()
+    return [t.get_loc() for t in inside], [t.label1.get_window_extent(renderer) for t in inside]
+
+
+@pytest.mark.parametrize("made_log_by", ["log_axis", "loglog then render"])
+@pytest.mark.parametrize("span", [(0.025, 0.2), (0.15, 0.8), (1e-4, 1e-1)])
+def test_log_tick_labels_are_1_2_5_and_never_collide(made_log_by, span):
+    with aplt.paper_style():
+        fig, ax = plt.subplots(figsize=(aplt.COLUMN_WIDTH, 2.4))
+        ax.loglog(span, [1.0, 2.0])
+        if made_log_by == "log_axis":
+            aplt.log_axis(ax, "x", "h")
+        else:
+            aplt.render(fig, "png")
+    values, boxes = _tick_labels(ax)
+    mantissas = {round(v / 10 ** np.floor(np.log10(v) + 1e-9), 6) for v in values}
+    assert mantissas <= {1.0, 2.0, 5.0}, mantissas
+    assert len(values) >= 2  # every span here shows at least two labelled ticks
+    for a, b in itertools.combinations(boxes, 2):
+        assert not a.overlaps(b)
+    aplt.close(fig)

@@ -109,8 +109,22 @@ def solver_style(name: str) -> dict:
     }
 
 
+class _SparseLogLabels(matplotlib.ticker.LogFormatterSciNotation):
+    """matplotlib's log tick labels, but on an axis spanning a decade or less the ticks between
+    powers of ten are labelled only at 2 and 5 × 10^k: matplotlib's default (2, 3, 4, 6 × 10^k,
+    or every tick) prints labels like "3×10⁻²" that collide at paper sizes."""
+
+    def set_locs(self, locs=None):
+        super().set_locs(locs)
+        if self._sublabels != {1}:
+            self._sublabels = {1, 2, 5}
+
+
 def log_axis(ax, which: str, label: str, unit: str | None = None) -> None:
     """Make `ax`'s `which` ("x" or "y") axis logarithmic, labelled "label (unit)".
+
+    On an axis spanning a decade or less, only 1, 2 and 5 × 10^k are labelled, so labels
+    never collide.
 
     Args:
         ax: a matplotlib Axes.
@@ -130,6 +144,7 @@ def log_axis(ax, which: str, label: str, unit: str | None = None) -> None:
         raise InvalidArgument(f"which={which!r} is invalid; use 'x' or 'y'")
     text = f"{label} ({unit})" if unit else label
     getattr(ax, f"set_{which}scale")("log")
+    getattr(ax, f"{which}axis").set_minor_formatter(_SparseLogLabels(labelOnlyBase=False))
     getattr(ax, f"set_{which}label")(text)
 
 
@@ -265,31 +280,13 @@ def slope_triangle(ax, x, y, order: float, *, size: float = 0.25, below: bool = 
         ax.text(np.sqrt(x0 * x2), y2 * 1.15, label, fontsize=6, color="0.3", ha="center")
 
 
-def _minor_label(value, _pos) -> str:
-    exponent = int(np.floor(np.log10(value) + 1e-9))
-    mantissa = value / 10.0**exponent
-    if abs(mantissa - 2) > 1e-6 and abs(mantissa - 5) > 1e-6:
-        return ""
-    return rf"$\mathdefault{{{mantissa:.0f}\times10^{{{exponent}}}}}$"
-
-
 def _tidy_log_ticks(fig) -> None:
-    """Thin the minor tick labels of log axes so they never collide.
-
-    matplotlib labels minor ticks (2×10⁻², 3×10⁻², 4×10⁻², ...) on log axes spanning about a
-    decade, where they overlap. With two powers of ten in view no minor label is needed; with
-    fewer, only 2× and 5× are labelled.
-    """
+    """Give every log axis of `fig` the sparse minor labels of `log_axis` (for axes made log by
+    ``loglog`` or ``set_xscale`` rather than `log_axis`)."""
     for ax in fig.axes:
-        for axis, lims in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
-            lo, hi = sorted(lims)
-            if axis.get_scale() != "log" or lo <= 0:
-                continue
-            decades = np.floor(np.log10(hi)) - np.ceil(np.log10(lo)) + 1
-            if decades >= 2:
-                axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            elif np.log10(hi / lo) > 0.5:
-                axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_minor_label))
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_minor_formatter(_SparseLogLabels(labelOnlyBase=False))
 
 
 def render(fig, fmt: str) -> bytes:

@@ -255,8 +255,7 @@ def output_vs_tolerance(rows: pd.DataFrame) -> plt.Figure:
                 g["rtol"], g["offset"], ".-", lw=0.6, ms=2.5, color=solver_style("PI34")["color"]
             )
             ax.axhline(0.0, color="0.5", lw=0.6)
-            ax.set_xscale("log")
-            ax.set_xlabel("rtol")
+            log_axis(ax, "x", "rtol")
             ax.set_title(f"{field}: {g['system'].iloc[0] if len(g) else ''}", fontsize=7)
         axes[0, 0].set_ylabel("y(T) - y_limit(T)")
     return fig

@@ -71,9 +71,9 @@ def error_vs_step(
             x0, y0 = ok["h"].min(), ok["error"].max()
             for k, order in enumerate(triangles):
                 slope_triangle(ax, x0 * 1.3, y0 * 10 ** (-1.5 - 1.2 * k), order)
-        ax.set_xlabel("step size h (time units)")
+        log_axis(ax, "x", "step size h", "time units")
         norm = df["norm"].iloc[0] if "norm" in df and df["norm"].nunique() == 1 else "final"
-        ax.set_ylabel(_NORM_LABELS.get(norm, "error"))
+        log_axis(ax, "y", _NORM_LABELS.get(norm, "error"))
         if title:
             ax.set_title(title)
         ax.legend(loc="lower right", fontsize="small")

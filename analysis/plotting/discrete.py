@@ -182,10 +182,10 @@ def defect_plot(df: pd.DataFrame) -> plt.Figure:
                     ls=("-", "--", ":", "-.")[i % 4],
                     label=f"{order} terms (slope {slope:.2f})",
                 )
-            ax.set_xlabel("step size h (time units)")
+            log_axis(ax, "x", "step size h", "time units")
             ax.set_title(solver)
             ax.legend(loc="lower right", fontsize="small")
-        axes[0][0].set_ylabel(r"defect $|\varphi_h^{\tilde f_h}(y) - \Phi_h(y)|$")
+        log_axis(axes[0][0], "y", r"defect $|\varphi_h^{\tilde f_h}(y) - \Phi_h(y)|$")
     return fig
 
 
