@@ -2,7 +2,7 @@
 
 A study's results live in one folder: one `<table>.parquet` per DataFrame and `provenance.json`
 (study, config and its hash, package versions, x64 flag, platform and device, git commit and
-dirtiness, a hash of every library source file the numbers depend on, start and end time, and
+dirtiness, a hash of the code (docstrings aside) of every library file the numbers depend on, start and end time, and
 the SHA-256 of every table file). Every file is written to a temporary name and renamed into
 place, and `provenance.json` is written last, so a crash never leaves a half-written result that
 could later be read as whole.
@@ -26,6 +26,7 @@ Examples:
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import contextvars
 import dataclasses
@@ -126,25 +127,33 @@ def _sha256(data: bytes) -> str:
 
 
 def source_hashes(*extra: Path) -> dict[str, str]:
-    """SHA-256 (16 hex digits) of each library source the numbers depend on, and of `extra`.
+    """A hash (16 hex digits of SHA-256) of the code of each library source the numbers depend
+    on, and of `extra`.
 
     The library is every `analysis/**/*.py` except `analysis/plotting/` (figures are always
-    redrawn from stored tables, so a plotting change never needs a recompute). Keys are paths
-    relative to the folder holding the `analysis` package (a file outside it: its name).
+    redrawn from stored tables, so a plotting change never needs a recompute). A Python file is
+    hashed by its syntax tree without docstrings (`ast.dump`), so editing a docstring or a
+    comment, or reformatting, keeps stored results current; any change to the code does not.
+    Other files are hashed byte for byte. Keys are paths relative to the folder holding the
+    `analysis` package (a file outside it: its name).
 
     Args:
         *extra: more files to hash, e.g. the study module.
 
     Returns:
-        {path: 16 hex digits of the file's SHA-256}.
+        {path: 16 hex digits}.
 
     Examples:
         >>> hashes = source_hashes()
         >>> "analysis/neural.py" in hashes, "analysis/plotting/neural.py" in hashes
         (True, False)
-        >>> _ = Path("my_study.py").write_text("CONFIG = {}\\n")
-        >>> source_hashes(Path("my_study.py"))["my_study.py"]
-        '1dac0baf8f302f8a'
+        >>> def hash_of(text):
+        ...     _ = Path("my_study.py").write_text(text)
+        ...     return source_hashes(Path("my_study.py"))["my_study.py"]
+        >>> hash_of("'A study.'\\nSTEPS = 8\\n") == hash_of("'Edited.'\\nSTEPS = 8  # note\\n")
+        True
+        >>> hash_of("STEPS = 8\\n") == hash_of("STEPS = 16\\n")
+        False
     """
     root = _PACKAGE_ROOT.parent
     files = [
@@ -156,8 +165,24 @@ def source_hashes(*extra: Path) -> dict[str, str]:
     for p in [*files, *map(Path, extra)]:
         p = p.resolve()
         key = p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name
-        out[key] = _sha256(p.read_bytes())[:16]
+        out[key] = _sha256(_code_bytes(p))[:16]
     return out
+
+
+def _code_bytes(path: Path) -> bytes:
+    """What of a file can change the numbers: a Python file's syntax tree without docstrings
+    (comments and layout are not in the tree), any other file's bytes."""
+    data = path.read_bytes()
+    if path.suffix != ".py":
+        return data
+    tree = ast.parse(data)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False).encode()
 
 
 def _git(*args: str) -> str | None:

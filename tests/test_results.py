@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import pathlib
 
 import jax.numpy as jnp
 import numpy as np
@@ -73,6 +74,23 @@ def test_cache_rules_name_what_changed():
     edited = {**base, "sources": {**base["sources"], "analysis/_sweep.py": "0" * 16}}
     assert results.stale_reason(base, edited) == "library sources changed (analysis/_sweep.py)"
     assert results.cache_key(base) == results.cache_key(later) != results.cache_key(bumped)
+
+
+def test_source_hash_ignores_docstrings_comments_and_layout_but_not_code(tmp_path):
+    original = pathlib.Path(systems.__file__).read_text()
+    copy = tmp_path / "systems.py"
+
+    def hash_of(text):
+        copy.write_text(text)
+        return results.source_hashes(copy)["systems.py"]
+
+    base = hash_of(original)
+    assert results.source_hashes()["analysis/systems.py"] == base
+    docs_and_layout = original.replace('"""', '"""Edited. ', 1).replace(  # the module docstring
+        "import dataclasses\n", "import dataclasses  # a comment\n\n\n", 1
+    )
+    assert hash_of(docs_and_layout) == base
+    assert hash_of(original.replace("lam: float = 1.0", "lam: float = 2.0", 1)) != base
 
 
 @pytest.mark.parametrize("damage", ["flip_byte", "truncate", "delete", "bad_json"])
