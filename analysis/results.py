@@ -2,10 +2,10 @@
 
 A study's results live in one folder: one `<table>.parquet` per DataFrame and `provenance.json`
 (study, config and its hash, package versions, x64 flag, platform and device, git commit and
-dirtiness, a hash of the code (docstrings aside) of every library file the numbers depend on, start and end time, and
-the SHA-256 of every table file). Every file is written to a temporary name and renamed into
-place, and `provenance.json` is written last, so a crash never leaves a half-written result that
-could later be read as whole.
+dirtiness, a hash of the code (docstrings aside) of every library file the numbers depend on,
+start and end time, and the SHA-256 of every table file). Every file is written to a temporary
+name and renamed into place, and `provenance.json` is written last, so a crash never leaves a
+half-written result that could later be read as whole.
 
 Cache rule (`stale_reason`): stored results are reused only when the config hash, the package
 versions, the x64 flag and the library sources all match, and every table file loads and matches
