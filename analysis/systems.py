@@ -248,6 +248,13 @@ def _label(base: str, **shown) -> str:
     return f"{base}({inner})" if inner else base
 
 
+def _changed(builder: Callable, **values) -> dict:
+    """The `values` that differ from `builder`'s defaults: what a system's name must show so
+    that different systems never share a name in a results table."""
+    defaults = inspect.signature(builder).parameters
+    return {k: v for k, v in values.items() if v != defaults[k].default}
+
+
 # ----------------------------------------------------------------------------- classic systems
 
 
@@ -262,7 +269,7 @@ def _linear(lam: float = 1.0, y0: float = 1.0, t1: float = 1.0) -> System:
         return _f64(y0) * jnp.exp(-lam * t)
 
     return System(
-        name=_label("linear", **({"lam": lam} if lam != 1.0 else {})),
+        name=_label("linear", **_changed(_linear, lam=lam, y0=y0)),
         vector_field=f,
         y0=_f64(y0),
         t1=t1,
@@ -294,7 +301,7 @@ def _linear10(dim: int = 10, seed: int = 0, t1: float = 1.0) -> System:
         return jax.scipy.linalg.expm(a * t) @ y0
 
     return System(
-        name=_label("linear10", **({"seed": seed} if seed else {})),
+        name=_label("linear10", **_changed(_linear10, dim=dim, seed=seed)),
         vector_field=f,
         y0=y0,
         t1=t1,
@@ -317,7 +324,7 @@ def _logistic(r: float = 1.0, y0: float = 0.1, t1: float = 5.0) -> System:
         return _f64(y0) * e / (1 - y0 + y0 * e)
 
     return System(
-        name=_label("logistic", **({"r": r} if r != 1.0 else {})),
+        name=_label("logistic", **_changed(_logistic, r=r, y0=y0)),
         vector_field=f,
         y0=_f64(y0),
         t1=t1,
@@ -365,7 +372,10 @@ def _lotka_volterra(
         return delta * y[0] - gamma * jnp.log(y[0]) + beta * y[1] - alpha * jnp.log(y[1])
 
     return System(
-        name="lotka_volterra",
+        name=_label(
+            "lotka_volterra",
+            **_changed(_lotka_volterra, alpha=alpha, beta=beta, delta=delta, gamma=gamma),
+        ),
         vector_field=f,
         y0=_f64([1.0, 1.0]),
         t1=t1,
@@ -582,7 +592,7 @@ def _map_catalog(name: str, mu: float, a: float, b: float, dim: int, seed: int, 
         return (
             (lambda y: y + jnp.tanh(w @ y + bias)),
             _f64(np.full(dim, 0.5)),
-            f"residual, dim={dim}, seed={seed}",
+            f"residual, dim={dim}, seed={seed}" + (f", scale={scale}" if scale != 1.0 else ""),
         )
     raise InvalidArgument(
         f"map={name!r} is not a shipped map.{_suggest(name, ['logistic', 'henon', 'residual'])} "
@@ -653,12 +663,16 @@ def _lifted_map(
         phi, default_y0, label = _map_catalog(map, mu, a, b, dim, seed, scale)
     start = _f64(y0) if y0 is not None else default_y0
 
+    shown = _changed(_lifted_map, h_train=h_train)
+    if y0 is not None:
+        shown["y0"] = np.asarray(y0).tolist()
+
     def f(t, y, args, h):
         safe_h = jnp.where(h == 0, h_train, h)
         return (phi(y) - y) / safe_h
 
     return System(
-        name=f"lifted_map({label})",
+        name=f"lifted_map({', '.join([label, *(f'{k}={v}' for k, v in shown.items())])})",
         vector_field=f,
         y0=start,
         t1=steps * h_train,

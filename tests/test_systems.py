@@ -1,5 +1,7 @@
 """The catalog: exact solutions solve their ODEs, families are what they claim to be."""
 
+import inspect
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -30,6 +32,41 @@ def test_exact_solution_starts_at_y0_and_solves_the_limit_ode(name):
     for t in np.linspace(sys.t0, sys.t1, 5)[1:]:
         y, dy = jax.jvp(sys.exact, (jnp.asarray(t),), (jnp.asarray(1.0),))
         np.testing.assert_allclose(dy, sys.limit_field(t, y, sys.args), rtol=1e-9, atol=1e-10)
+
+
+def _variants(name):
+    """The system `name` with each numeric parameter (other than the span) changed in turn."""
+    for param in inspect.signature(systems._CATALOG[name]).parameters.values():
+        d = param.default
+        if param.name in ("t1", "steps") or isinstance(d, bool) or not isinstance(d, int | float):
+            continue
+        value = d + 1 if isinstance(d, int) else (2 * d if d else 0.5)
+        if name == "kepler" and param.name == "eccentricity":
+            value = 0.25
+        yield param.name, systems.get(name, **{param.name: value})
+
+
+def _fingerprint(sys):
+    """y0 and the field at a few (t, y, h), h = 0 (the limit) included."""
+    points = [sys.y0 + 0.1 * k for k in range(3)]
+    values = [
+        sys.vector_field(sys.t0 + 0.3 * k, y, sys.args, h)
+        for k, y in enumerate(points)
+        for h in (0.0, 0.1)
+    ]
+    return np.concatenate([np.ravel(sys.y0), *map(np.ravel, values)])
+
+
+@pytest.mark.parametrize("name", ALL_SYSTEMS)
+def test_different_systems_never_share_a_name(name):
+    """A results table tells systems apart by name: a parameter that changes y0 or the field
+    must show in the name (one that changes nothing, e.g. the Hénon a of the logistic map,
+    must not)."""
+    base = systems.get(name)
+    for param, other in _variants(name):
+        a, b = _fingerprint(base), _fingerprint(other)
+        differs = a.shape != b.shape or not np.allclose(a, b)
+        assert (other.name != base.name) == differs, (param, other.name)
 
 
 def test_linear10_exact_is_the_matrix_exponential():
