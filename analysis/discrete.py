@@ -17,7 +17,6 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Callable
@@ -57,20 +56,6 @@ def _check_step(name: str, h) -> None:
     """A concrete step must be finite and > 0 (traced steps are the caller's business)."""
     if _is_concrete(h) and np.ndim(h) == 0:
         require_positive(name, h)
-
-
-def _forward_mode(solver):
-    """The solver with its stage loop as a plain lax loop, so forward-mode jax derivatives pass.
-
-    diffrax's Runge–Kutta steps default to a checkpointed loop (a custom_vjp), which supports
-    reverse mode only. The arithmetic of the step is unchanged.
-    """
-    solver = _solvers.get(solver)
-    if isinstance(solver, diffrax.HalfSolver):
-        return diffrax.HalfSolver(_forward_mode(solver.solver))
-    if isinstance(solver, diffrax.AbstractRungeKutta):
-        return dataclasses.replace(solver, scan_kind="lax")
-    return solver
 
 
 def _check_callable(name: str, value) -> None:
@@ -142,7 +127,7 @@ def to_map(system, solver, h) -> Callable:
         1.105
     """
     _check_step("h", h)
-    return one_step_map(system, _forward_mode(solver), h)
+    return one_step_map(system, solver, h)
 
 
 def iterate(phi: Callable, y0, n: int):
