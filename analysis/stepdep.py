@@ -39,7 +39,7 @@ import jax.tree_util as jtu
 from diffrax import AbstractTerm
 from diffrax._term import WrapTerm  # diffrax marks reverse-time terms with it; not re-exported
 
-__all__ = ["StepTerm", "FrozenStepTerm", "StepAware", "bind_step", "uses_h"]
+__all__ = ["StepTerm", "FrozenStepTerm", "StepAware", "StaleFSAL", "bind_step", "uses_h"]
 
 
 def _scale(tree, control):
@@ -283,3 +283,31 @@ class StepAware(diffrax.AbstractWrappedSolver):
 
     def func(self, terms, t0, y0, args):
         return self.solver.func(terms, t0, y0, args)
+
+
+class StaleFSAL(StepAware):
+    """StepAware without the first-stage refresh: what a wrapper that only passes h to the field
+    computes. For measuring how much the refresh matters (the `fsal` study), never for results.
+
+    An FSAL solver then reuses its last stage f(t_{n+1}, y_{n+1}, h_n), evaluated with the
+    previous step (with h = 0, the limit field, on the first step), as the first stage of step
+    n + 1, so the step is not the Runge–Kutta method applied to f(·, ·, h_{n+1}); the embedded
+    error estimate sees the mismatch too. Solvers without FSAL compute what StepAware computes.
+    Constructed like StepAware: `StaleFSAL(solver, signed=False)`.
+
+    Examples:
+        >>> term = StepTerm(lambda t, y, args, h: -y + h * jnp.sin(y))
+        >>> def accepted_steps(solver):
+        ...     sol = diffrax.diffeqsolve(term, solver, 0.0, 5.0, None, jnp.array(1.0),
+        ...         stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10),
+        ...         max_steps=10**5)
+        ...     return int(sol.stats["num_accepted_steps"])
+        >>> fresh = accepted_steps(StepAware(diffrax.Tsit5()))
+        >>> stale = accepted_steps(StaleFSAL(diffrax.Tsit5()))   # polluted error estimate
+        >>> stale > 10 * fresh
+        True
+    """
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        bound = bind_step(terms, t1 - t0, signed=self.signed)
+        return self.solver.step(bound, t0, t1, y0, args, solver_state, made_jump)

@@ -1,11 +1,14 @@
-"""mkdocs hooks: one page per registered study, generated from the study module itself, and the
-figures from figures/ published with the site. Pages cannot go stale: they are built from
-`studies.STUDIES`, each study's docstring, `Config`, `CONFIG`, `QUICK` and `CAPTIONS`."""
+"""mkdocs hooks: one page per registered study, generated from the study module itself, the
+figures from figures/ published with the site, and study figures placed in any page by a line
+`<!-- figure: STUDY/NAME -->` (the figure with its caption from the study's `CAPTIONS`). Pages
+cannot go stale: they are built from `studies.STUDIES`, each study's docstring, `Config`,
+`CONFIG`, `QUICK` and `CAPTIONS`; a marker naming a missing figure fails the build."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 from mkdocs.structure.files import File
@@ -100,3 +103,24 @@ def on_files(files, config):
         uri = f"figures/{png.parent.name}/{png.name}"
         files.append(File.generated(config, uri, abs_src_path=str(png)))
     return files
+
+
+_FIGURE = re.compile(r"^<!-- figure: (\w+)/(\w+) -->$", re.M)
+
+
+def on_page_markdown(markdown, page, config, files):
+    up = "../" * page.file.src_uri.count("/")
+
+    def figure(match):
+        import studies
+
+        name, fig = match.groups()
+        caption = studies.load(name).CAPTIONS.get(fig)
+        if caption is None or not (ROOT / "figures" / name / f"{fig}.png").exists():
+            raise ValueError(f"{page.file.src_uri}: no figure {name}/{fig} (run make figures)")
+        return (
+            f"![{fig}]({up}figures/{name}/{fig}.png)\n\n"
+            f"**Figure.** {caption} ([the {name} study]({up}studies/{name}.md))"
+        )
+
+    return _FIGURE.sub(figure, markdown)

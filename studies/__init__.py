@@ -10,7 +10,7 @@ to the figures. The runner (`python -m studies`) does every bit of I/O.
 import importlib
 
 #: Registered studies, in the order `make figures` runs them.
-STUDIES = ("demo", "stability", "controllers", "convergence", "discrete_maps", "neural")
+STUDIES = ("demo", "fsal", "stability", "controllers", "convergence", "discrete_maps", "neural")
 
 
 def load(name: str):

@@ -9,6 +9,7 @@ import pytest
 from helpers import ADAPTIVE_SOLVERS, ALL_SOLVERS, EvaluationLog, fixed_solver
 
 from analysis import StepAware, StepTerm, solvers, systems
+from analysis.stepdep import StaleFSAL
 
 
 def _lv(t, y, args):
@@ -63,16 +64,6 @@ def _rk_step(tableau, f, t, y, h):
     return y + h * sum(b * k for b, k in zip(tableau.b_sol, ks, strict=True))
 
 
-class _StaleFSAL(StepAware):
-    """StepAware without the FSAL refresh: what a naive wrapper does (used to show it matters)."""
-
-    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        from analysis.stepdep import bind_step
-
-        bound = bind_step(terms, t1 - t0)
-        return self.solver.step(bound, t0, t1, y0, args, solver_state, made_jump)
-
-
 @pytest.mark.parametrize("name", ["Tsit5", "Bosh3", "Dopri5", "Dopri8"])
 def test_fsal_stage_is_reevaluated_at_the_current_h(name):
     f = lambda t, y, args, h: -y + h * y  # noqa: E731
@@ -97,8 +88,8 @@ def test_fsal_stage_is_reevaluated_at_the_current_h(name):
     for k in range(n):
         y = _rk_step(tableau, f, ts[k], y, ts[k + 1] - ts[k])
         np.testing.assert_allclose(ys[k + 1], y, rtol=1e-13)
-    # Reusing the previous step's last stage would change the answer.
-    stale = diffrax.diffeqsolve(StepTerm(f), _StaleFSAL(solvers.get(name)), **kw)
+    # Reusing the previous step's last stage (StaleFSAL, a naive wrapper) changes the answer.
+    stale = diffrax.diffeqsolve(StepTerm(f), StaleFSAL(solvers.get(name)), **kw)
     assert abs(float(stale.ys[int(stale.stats["num_accepted_steps"]) - 1]) - ys[-1]) > 1e-8
 
 
