@@ -15,11 +15,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 
+# Two test processes per machine at most (pytest-xdist), whole test files to one process so a
+# module's shared fixture (a study's QUICK run) is computed once.
+PYTEST := $(BIN)/python -m pytest -n auto --maxprocesses 2 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 figures: $(STAMP)
 	$(BIN)/python -m studies run all

@@ -15,3 +15,13 @@ def _close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+@pytest.fixture
+def fresh_compile_cache(monkeypatch):
+    """An empty cache of compiled sweep groups for this test (the process-wide one is restored
+    after), so a test counting compilations does not depend on which tests ran before it in the
+    same process (the suite runs in two worker processes, in any order)."""
+    import analysis._sweep
+
+    monkeypatch.setattr(analysis._sweep, "_COMPILED", {})

@@ -75,14 +75,18 @@ def test_naive_loop_recompiles_for_each_python_float_and_the_jit_loop_does_not()
     np.testing.assert_allclose(ys, [(1 - h + h**2 / 2) ** round(1 / h) for h in (0.1, 0.05, 0.025)])
 
 
-def test_fixed_step_workload_compiles_once_per_system_and_solver_and_never_again():
+def test_fixed_step_workload_compiles_once_per_system_and_solver_and_never_again(
+    fresh_compile_cache,
+):
     scale = workloads.Scale(fixed_steps=3, repeats=1, fast_repeats=1)
     rec = workloads.fixed_sweep(scale)
     assert rec.compilations == len(workloads.FIXED_SYSTEMS) * len(workloads.FIXED_SOLVERS)
     assert rec.warm_compilations == 0 and rec.n_solves == rec.compilations * 3
 
 
-def test_adaptive_sweep_compiles_once_per_group_whatever_the_number_of_tolerances():
+def test_adaptive_sweep_compiles_once_per_group_whatever_the_number_of_tolerances(
+    fresh_compile_cache,
+):
     counts = []
     for n_tols in (2, 9):
         kepler = systems.get("kepler")  # a fresh System object is a fresh group

@@ -238,7 +238,7 @@ def test_sweep_step_metrics_columns_agree_with_the_counts(decay_rows):
         analysis.sweep("linear", "Euler", dt0=[0.1], log_steps=10)
 
 
-def test_work_precision_compiles_once_and_keeps_the_best_time():
+def test_work_precision_compiles_once_and_keeps_the_best_time(fresh_compile_cache):
     lin = systems.get("linear")
     wp = controllers.work_precision(lin, [("Tsit5", "PI34")], [1e-4, 1e-8], repeats=3)
     assert wp.attrs["compilations"] == 1  # three timed runs of one compiled solve

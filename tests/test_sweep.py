@@ -42,7 +42,7 @@ def test_fixed_step_sweep_is_tidy_and_measures_error_against_the_exact_solution(
     assert (df["error_source"] == "exact").all()
 
 
-def test_vmap_over_dt0_compiles_once_per_group_and_reuses_it():
+def test_vmap_over_dt0_compiles_once_per_group_and_reuses_it(fresh_compile_cache):
     dts = np.linspace(0.01, 0.1, 16)
     sys = systems.get("logistic", r=1.37)  # parameters no other test uses: a fresh group
     df = analysis.sweep(sys, "Heun", dt0=dts, chunk_size=4)
@@ -55,7 +55,7 @@ def test_vmap_over_dt0_compiles_once_per_group_and_reuses_it():
     assert other.attrs["compilations"] == 1
 
 
-def test_adaptive_sweep_compiles_once_per_system_solver_and_controller():
+def test_adaptive_sweep_compiles_once_per_system_solver_and_controller(fresh_compile_cache):
     rtols = np.logspace(-3, -9, 7)
     df = analysis.sweep(
         ["lotka_volterra", "harmonic"],
