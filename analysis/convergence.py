@@ -128,6 +128,7 @@ class OrderFit:
 
     @property
     def points_used(self) -> int:
+        """How many (h, error) points the fit used."""
         return int(self.used.sum())
 
     def excluded_text(self) -> str:
@@ -320,6 +321,7 @@ class Setting:
     system: object = None
 
     def label(self) -> str:
+        """The setting in words, e.g. 'Euler at h=0.1'."""
         return f"{self.solver} at h={self.h:g}"
 
 

@@ -75,6 +75,7 @@ class Sharded:
         self.mesh = jax.sharding.Mesh(np.array(list(devices or jax.devices())), ("batch",))
 
     def map(self, tasks):
+        """Yield (index, outputs) for each task, its batch split over the mesh's devices."""
         for i, (group, inputs, count) in enumerate(tasks):
             yield i, _sweep._solve_chunk(group, inputs, count, mesh=self.mesh)
 
@@ -105,6 +106,7 @@ class Dask:
         self.client = client
 
     def map(self, tasks):
+        """Yield (index, outputs) for each task as the cluster finishes it (in any order)."""
         from dask.distributed import as_completed
 
         packed = {}

@@ -329,6 +329,7 @@ class Setting:
 
     @property
     def label(self) -> str:
+        """The setting in words, e.g. 'Euler h=0.5' or 'Dopri5 rtol=1e-06'."""
         return (
             f"{self.solver} h={self.h:g}"
             if self.h is not None
@@ -361,6 +362,7 @@ class Trajectories:
 
     @property
     def y0(self) -> np.ndarray:
+        """The initial states, shape (trajectories, *state)."""
         return self.ys[:, 0]
 
 

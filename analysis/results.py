@@ -485,10 +485,12 @@ class ChunkStore:
         self.saved += 1
 
     def begin(self, chunks: int, solves: int) -> None:
+        """A sweep of `chunks` chunks and `solves` solves starts (tells `progress`)."""
         if self.progress is not None:
             self.progress.begin(chunks, solves)
 
     def advance(self, chunks: int, solves: int, *, cached: bool) -> None:
+        """`chunks` more chunks are done, solved or (`cached`) loaded (tells `progress`)."""
         if self.progress is not None:
             self.progress.advance(chunks, solves, cached)
 
