@@ -5,6 +5,7 @@ import struct
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis import InvalidArgument, controllers, solvers
@@ -112,3 +113,59 @@ def test_log_tick_labels_are_1_2_5_and_never_collide(made_log_by, span):
     for a, b in itertools.combinations(boxes, 2):
         assert not a.overlaps(b)
     aplt.close(fig)
+
+
+def _branch_rows(d):
+    """A fixed_point_branches-shaped frame of a d-dimensional system (d = 1: column y)."""
+    states = {"y": [0.0, 1.0]} if d == 1 else {f"y{k}": [0.0, k + 1.0] for k in range(d)}
+    return pd.DataFrame(
+        {"system": "s", "solver": "Euler", "h": [0.1, 0.1], **states,
+         "stable": [True, False], "spurious": [False, True]}
+    )  # fmt: skip
+
+
+def test_branches_plot_draws_any_component_of_a_multi_dimensional_state():
+    fig = aplt.branches_plot(_branch_rows(2), component=1)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "fixed point $y_{1}^*$"
+    drawn = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections])
+    assert sorted(drawn) == [0.0, 2.0]  # the y1 column
+    aplt.close(fig)
+    fig = aplt.branches_plot(_branch_rows(1))  # a scalar system: column y, as before
+    assert fig.axes[0].get_ylabel() == "fixed point y*"
+    aplt.close(fig)
+
+
+@pytest.mark.parametrize(
+    "d, component, valid",
+    [
+        (2, 2, "one of 0, 1"),
+        (3, -1, "one of 0, 1, 2"),
+        (2, "1", "one of 0, 1"),
+        (1, 1, "component = 0"),
+    ],
+)
+def test_branches_plot_names_the_valid_components_for_a_bad_one(d, component, valid):
+    with pytest.raises(InvalidArgument, match=f"component={component!r} is invalid.*{valid}"):
+        aplt.branches_plot(_branch_rows(d), component=component)
+
+
+def test_spread_vs_tolerance_takes_plain_controllers_spread_output():
+    rtol = [1e-4, 1e-4, 1e-6, 1e-6]
+    rows = pd.concat(
+        pd.DataFrame({"system": name, "controller": ["I", "PI34"] * 2, "rtol": rtol,
+                      "status": "ok", "y_final_0": [0.36, 0.37, 0.368, 0.3681]})
+        for name in ("linear", "perturbed")
+    )  # fmt: skip
+    fig = aplt.spread_vs_tolerance(controllers.spread(rows))
+    (ax,) = fig.axes  # no family column: one panel, titled by the systems
+    assert ax.get_title() == "linear, perturbed"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["linear", "perturbed", "spread = rtol"]  # no variant: a line per system
+    aplt.close(fig)
+    fig = aplt.spread_vs_tolerance(controllers.spread(rows, by=("rtol",)))  # no system either
+    (ax,) = fig.axes
+    assert ax.get_title() == "" and len(ax.get_lines()) == 2  # one line and spread = rtol
+    aplt.close(fig)
+    with pytest.raises(InvalidArgument, match="controllers.spread"):
+        aplt.spread_vs_tolerance(pd.DataFrame({"rtol": [1e-3]}))

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..errors import InvalidArgument
 from ._style import DOUBLE_WIDTH, colorbar, log_axis, paper_style, solver_style
 
 #: Heatmap panels: column -> (title, transform).
@@ -177,15 +178,28 @@ def step_histories(logs: pd.DataFrame) -> plt.Figure:
 def spread_vs_tolerance(spread: pd.DataFrame) -> plt.Figure:
     """Spread of the output against rtol, one panel per family, one line per variant.
 
+    Takes `analysis.controllers.spread` output directly: without a `family` column there is one
+    panel (titled by the system name(s), if there is a `system` column); without a `variant`
+    column there is one line per system (or a single line). A dashed line marks spread = rtol.
+
     Args:
-        spread: `analysis.controllers.spread` output grouped by ("family", "variant", "rtol"):
-            columns family, variant, rtol, spread. A dashed line marks spread = rtol.
+        spread: `analysis.controllers.spread` output: columns rtol and spread, and optionally
+            family (one panel each), variant (one line each) and system.
 
     Returns:
         The Figure.
 
     Examples:
-        >>> from analysis import plotting
+        >>> from analysis import controllers, plotting
+        >>> rows = pd.DataFrame({"system": "linear", "controller": ["I", "PI34"] * 2,
+        ...                      "rtol": [1e-4, 1e-4, 1e-6, 1e-6], "status": "ok",
+        ...                      "y_final_0": [0.36785, 0.36781, 0.3678801, 0.3678797]})
+        >>> fig = plotting.spread_vs_tolerance(controllers.spread(rows))
+        >>> [ax.get_title() for ax in fig.axes]
+        ['linear']
+
+        The controllers study groups by ("family", "variant", "rtol"): a panel per family.
+
         >>> rtol = np.array([1e-3, 1e-5, 1e-7])
         >>> spread = pd.concat([
         ...     pd.DataFrame({"family": "perturbed", "variant": "h input", "rtol": rtol,
@@ -196,26 +210,39 @@ def spread_vs_tolerance(spread: pd.DataFrame) -> plt.Figure:
         >>> [ax.get_title() for ax in fig.axes]
         ['perturbed']
     """
-    families = list(dict.fromkeys(spread["family"]))
+    missing = {"rtol", "spread"} - set(spread.columns)
+    if missing:
+        raise InvalidArgument(
+            f"spread has no column(s) {sorted(missing)}: pass analysis.controllers.spread output "
+            f"(its columns are {list(spread.columns)})"
+        )
+    if "family" in spread.columns:
+        families = list(dict.fromkeys(spread["family"]))
+        panels = [(fam, spread[spread["family"] == fam]) for fam in families]
+    else:
+        names = list(dict.fromkeys(spread["system"])) if "system" in spread.columns else []
+        panels = [(", ".join(map(str, names)), spread)]
+    line_by = next((c for c in ("variant", "system") if c in spread.columns), None)
     with paper_style():
         fig, axes = plt.subplots(
             1,
-            len(families),
-            figsize=(min(DOUBLE_WIDTH, 0.6 + 2.3 * len(families)), 2.6),
+            len(panels),
+            figsize=(min(DOUBLE_WIDTH, 0.6 + 2.3 * len(panels)), 2.6),
             squeeze=False,
             sharey=True,
             constrained_layout=True,
         )
         markers = "os^"
-        for ax, fam in zip(axes[0], families, strict=True):
-            s = spread[spread["family"] == fam]
-            for k, (variant, g) in enumerate(s.groupby("variant", sort=False)):
+        for ax, (title, s) in zip(axes[0], panels, strict=True):
+            lines = s.groupby(line_by, sort=False) if line_by else [("spread", s)]
+            for k, (variant, g) in enumerate(lines):
                 g = g.sort_values("rtol")
                 ax.loglog(g["rtol"], g["spread"].clip(lower=1e-17), marker=markers[k % 3],
                           label=variant)  # fmt: skip
             r = np.sort(s["rtol"].unique())
             ax.loglog(r, r, "--", color="0.5", lw=0.8, label="spread = rtol")
-            ax.set_title(fam)
+            if title:
+                ax.set_title(title)
             log_axis(ax, "x", "rtol")
         log_axis(axes[0, 0], "y", "spread of y(T) over controllers")
         axes[0, -1].legend(fontsize=6)

@@ -10,10 +10,13 @@ Examples:
 
 from __future__ import annotations
 
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..errors import InvalidArgument
 from ._style import COLUMN_WIDTH, log_axis, paper_style, solver_style
 
 
@@ -158,14 +161,50 @@ def lyapunov_plot(df: pd.DataFrame, *, ax=None, x: str = "h", title: str | None 
     return fig
 
 
-def branches_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.Figure:
-    """Fixed points y* against h (a `fixed_point_branches` frame for a scalar system).
+def _branch_component(df: pd.DataFrame, component) -> tuple[str, str]:
+    """The column of state component `component` in a fixed_point_branches frame, and its
+    axis label; an InvalidArgument naming the valid components otherwise."""
+    if "y" in df.columns:
+        columns = ["y"]
+    else:
+        columns = sorted(
+            (c for c in df.columns if re.fullmatch(r"y\d+", str(c))), key=lambda c: int(c[1:])
+        )
+    if not columns:
+        raise InvalidArgument(
+            "df has no state column (y, or y0, y1, ...): pass the rows of "
+            "analysis.stability.fixed_point_branches"
+        )
+    d = len(columns)
+    valid = ", ".join(map(str, range(d))) if d <= 4 else f"0, 1, ..., {d - 1}"
+    valid = "0" if d == 1 else f"one of {valid}"
+    if (
+        isinstance(component, bool)
+        or not isinstance(component, int | np.integer)
+        or not 0 <= component < len(columns)
+    ):
+        raise InvalidArgument(
+            f"component={component!r} is invalid: the state has {d} component"
+            f"{'s' if d > 1 else ''} ({', '.join(columns)}); use component = {valid}"
+        )
+    if columns == ["y"]:
+        return "y", "fixed point y*"
+    return columns[component], f"fixed point $y_{{{int(component)}}}^*$"
+
+
+def branches_plot(
+    df: pd.DataFrame, *, component: int = 0, ax=None, title: str | None = None
+) -> plt.Figure:
+    """Fixed points y* against h (a `fixed_point_branches` frame), one state component.
 
     Colour: equilibria of the ODE (black) and spurious fixed points (red); filled markers are
-    stable (every |multiplier| < 1), hollow ones unstable.
+    stable (every |multiplier| < 1), hollow ones unstable. A scalar system's frame has a column
+    `y`; a d-dimensional one has y0, ..., y{d-1}, and `component` picks the one drawn (the axis
+    is labelled y_k*).
 
     Args:
-        df: `analysis.stability.fixed_point_branches` rows of a scalar system.
+        df: `analysis.stability.fixed_point_branches` rows.
+        component: the state component to draw (0 ≤ component < d; a scalar system has only 0).
         ax: an Axes to draw on (default: a new figure).
         title: the panel title.
 
@@ -178,7 +217,16 @@ def branches_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt
         >>> fig = plotting.branches_plot(df)               # spurious points appear for h > 2
         >>> df.groupby("h")["spurious"].sum().tolist()
         [0, 2]
+
+        A 2-D system (columns y0, y1; equilibria (0, 0) and (3, 1.5)): draw component 1.
+
+        >>> df2 = stability.fixed_point_branches("lotka_volterra", "Euler", [0.1, 0.5],
+        ...                                      [(-1, 4), (-1, 4)], n_starts=16)
+        >>> fig = plotting.branches_plot(df2, component=1)
+        >>> fig.axes[0].get_ylabel(), df2.groupby("h").size().tolist()
+        ('fixed point $y_{1}^*$', [2, 2])
     """
+    column, label = _branch_component(df, component)
     with paper_style():
         fig, ax = _axes(ax)
         for spurious, colour, name in (
@@ -189,7 +237,7 @@ def branches_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt
                 g = df[(df["spurious"] == spurious) & (df["stable"] == stable)]
                 ax.scatter(
                     g["h"],
-                    g["y"],
+                    g[column],
                     s=5,
                     marker="o",
                     facecolors=colour if stable else "none",
@@ -198,7 +246,7 @@ def branches_plot(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt
                     label=f"{name}, {'stable' if stable else 'unstable'}",
                 )
         ax.set_xlabel("step size h")
-        ax.set_ylabel("fixed point y*")
+        ax.set_ylabel(label)
         if title:
             ax.set_title(title)
         ax.legend(loc="upper left", fontsize="small", markerscale=1.5)
