@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .errors import InvalidArgument, require_positive
+from .stepdep import uses_h
 
 __all__ = ["System", "get", "names", "register", "shipped_map"]
 
@@ -55,7 +56,9 @@ class System:
         exact: optional exact solution t -> y(t) of the h = 0 ODE (jax-traceable).
         equilibria: optional known equilibria of the h = 0 ODE, as a list of arrays.
         stiff: whether explicit solvers need tiny steps here.
-        h_dependent: whether the field depends on h at all.
+        h_dependent: whether the field depends on h at all. Leave it out (None) and it is read
+            from the field's jaxpr (`analysis.stepdep.uses_h`); False for a field that uses h
+            is refused (use `limit()` for the h → 0 limit of a step-dependent system).
         invariants: optional named conserved quantities y -> scalar.
         params: the parameters the catalog built it from (for provenance).
 
@@ -64,10 +67,13 @@ class System:
 
     Examples:
         >>> model = System(name="damped", vector_field=lambda t, y, args, h: -(1.0 + h) * y,
-        ...                y0=jnp.array(1.0), t1=2.0, exact=lambda t: jnp.exp(-t),
-        ...                h_dependent=True)
+        ...                y0=jnp.array(1.0), t1=2.0, exact=lambda t: jnp.exp(-t))
+        >>> model.h_dependent                                     # read from the field
+        True
         >>> float(model.limit_field(0.0, jnp.array(2.0), None))   # h → 0: y' = -y
         -2.0
+        >>> model.limit().name, model.limit().h_dependent
+        ('damped (h → 0)', False)
         >>> model.with_(t1=4.0).t1
         4.0
     """
@@ -81,7 +87,7 @@ class System:
     exact: Callable | None = None
     equilibria: tuple | None = None
     stiff: bool = False
-    h_dependent: bool = False
+    h_dependent: bool | None = None
     invariants: dict = dataclasses.field(default_factory=dict)
     params: dict = dataclasses.field(default_factory=dict)
 
@@ -92,6 +98,8 @@ class System:
         """
         leaves = jax.tree_util.tree_leaves((self.t0, self.t1, self.y0, self.args))
         if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+            if self.h_dependent is None:  # StepAware passes an h-free field through unchanged
+                object.__setattr__(self, "h_dependent", True)
             return
         t0, t1 = self.t0, self.t1
         if not (np.isfinite(t0) and np.isfinite(t1)) or not t1 > t0:
@@ -122,13 +130,35 @@ class System:
                 f"and dtype {getattr(out, 'dtype', type(out).__name__)}; it must return y0's "
                 f"shape {y0.shape} and dtype {y0.dtype}"
             )
+        reads_h = uses_h(self.vector_field, t0, y0, self.args)
+        if self.h_dependent is None:
+            object.__setattr__(self, "h_dependent", reads_h)
+        elif reads_h and not self.h_dependent:
+            raise InvalidArgument(
+                f"system {self.name!r}: h_dependent=False, but vector_field uses h; leave "
+                "h_dependent out to have it read from the field, or use system.limit() for "
+                "the h → 0 limit"
+            )
 
     def limit_field(self, t, y, args):
         """The h → 0 limit ODE, f(t, y, args, 0)."""
         return self.vector_field(t, y, args, jnp.zeros((), jnp.result_type(float)))
 
+    def limit(self) -> System:
+        """The h → 0 limit as an h-free System, y' = f(t, y, args, 0) (named "NAME (h → 0)"):
+        the baseline a step-dependent model is compared with."""
+        limit_field = self.limit_field
+        return self.with_(
+            name=f"{self.name} (h → 0)",
+            vector_field=lambda t, y, args, h: limit_field(t, y, args),
+            h_dependent=False,
+        )
+
     def with_(self, **changes) -> System:
-        """A copy with some attributes replaced, e.g. `sys.with_(t1=20.0)`."""
+        """A copy with some attributes replaced, e.g. `sys.with_(t1=20.0)`. A new
+        `vector_field` without `h_dependent` has its h-dependence read afresh."""
+        if "vector_field" in changes:
+            changes.setdefault("h_dependent", None)
         return dataclasses.replace(self, **changes)
 
 

@@ -54,6 +54,12 @@ CASES = [
         "vector field with the wrong signature",
         lambda: systems.get(LV).with_(vector_field=lambda t, y, a: y),
     ),
+    (
+        "a field that uses h declared h-free",
+        lambda: systems.get("linear").with_(
+            vector_field=lambda t, y, a, h: -y + h * y, h_dependent=False
+        ),
+    ),
     ("unknown system name", lambda: systems.get("lotka_voltera")),
     ("unknown system parameter", lambda: systems.get("logistic", rate=2.0)),
     ("unknown solver name", lambda: solvers.get("Tsit4")),

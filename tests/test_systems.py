@@ -10,7 +10,9 @@ import pytest
 import scipy.linalg
 from helpers import ALL_SYSTEMS, fit_slope
 
+import analysis
 from analysis import InvalidArgument, StepAware, StepTerm, systems
+from analysis.systems import System
 
 WITH_EXACT = [n for n in ALL_SYSTEMS if systems.get(n).exact is not None]
 
@@ -198,3 +200,27 @@ def test_an_invalid_system_is_refused_before_anything_compiles(changes, message)
     base = systems.get("lotka_volterra")
     with pytest.raises(InvalidArgument, match=message):
         base.with_(**changes)
+
+
+def test_h_dependence_is_read_from_the_field_unless_given():
+    """Forgetting h_dependent=True must not silently turn a model into its h → 0 limit."""
+    stepdep = System(name="m", vector_field=lambda t, y, a, h: -y + h * y, y0=jnp.array(1.0))
+    plain = System(name="p", vector_field=lambda t, y, a, h: -y, y0=jnp.array(1.0))
+    assert stepdep.h_dependent is True and plain.h_dependent is False
+    # Euler on f = -y + h·y: y_N = (1 - h + h²)^N, not the limit's (1 - h)^N.
+    rows = analysis.sweep(stepdep, "Euler", dt0=[0.1])
+    np.testing.assert_allclose(rows["y_final_0"], (1 - 0.1 + 0.01) ** 10, rtol=1e-13)
+    # A new field through with_ has its dependence read afresh.
+    assert plain.with_(vector_field=stepdep.vector_field).h_dependent is True
+    with pytest.raises(InvalidArgument, match="h_dependent=False, but vector_field uses h"):
+        stepdep.with_(h_dependent=False)
+
+
+def test_limit_is_the_h_free_system_at_h_zero():
+    model = systems.get("perturbed", base="linear", c=1.0, q=1)  # -y + h·sin(y)
+    limit = model.limit()
+    assert limit.h_dependent is False and limit.name == f"{model.name} (h → 0)"
+    y = jnp.array(0.7)
+    np.testing.assert_allclose(limit.vector_field(0.0, y, limit.args, 0.3), -y)
+    rows = analysis.sweep(limit, "Heun", dt0=[0.1])
+    np.testing.assert_allclose(rows["y_final_0"], (1 - 0.1 + 0.005) ** 10, rtol=1e-13)
