@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export JAX_ENABLE_X64 := 1
 
-.PHONY: all test test-fast figures quick-figures lint format bench docs clean
+.PHONY: all venv test test-fast figures quick-figures lint format bench docs clean
 
 all: test
 
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
+
+# Only create or refresh .venv (every other target does this first).
+venv: $(STAMP)
 
 # Two test processes per machine at most (pytest-xdist), whole test files to one process so a
 # module's shared fixture (a study's QUICK run) is computed once.

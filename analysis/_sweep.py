@@ -19,6 +19,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 
 import diffrax
@@ -33,7 +34,7 @@ from . import reference as _reference
 from . import results as _results
 from . import solvers as _solvers
 from . import systems as _systems
-from .errors import InvalidArgument, warn_if_float32
+from .errors import InvalidArgument, PrecisionWarning, warn_if_float32
 from .stepdep import StepAware, StepTerm
 
 __all__ = ["sweep", "compile_count", "STATUS", "status_of"]
@@ -344,13 +345,15 @@ def _rows(group: _Group, order, cols: dict, outs: list[dict]) -> pd.DataFrame:
     rows["nfev"] = _solvers.nfev(
         group.solver, rows["num_steps"].to_numpy(), step_dependent=system.h_dependent
     )
-    ref = _reference.final_state(system)
+    with warnings.catch_warnings():  # the sweep has warned already
+        warnings.simplefilter("ignore", PrecisionWarning)
+        ref = _reference.final_state(system)
     if ref.y is None:
         rows["error"] = np.nan
     else:
         err = np.max(np.abs(y_final - ref.y.reshape(1, -1)), axis=1)
         rows["error"] = np.where(rows["status"] == "ok", err, np.nan)
-    rows["error_source"] = ref.source if ref.y is not None else f"none ({ref.reason})"
+    rows["error_source"] = f"{ref.source} ({ref.reason})" if ref.reason else ref.source
     rows["wall_s"] = walls
     for i in range(y_final.shape[1]):
         rows[f"y_final_{i}"] = y_final[:, i]
@@ -505,7 +508,9 @@ def sweep(
     Returns:
         A DataFrame with columns system, solver, controller, dt0, h, rtol, atol, t1, status,
         num_steps, num_accepted, num_rejected, nfev, error, error_source, wall_s, y_final_i.
-        `error` is the max-norm of y(t1) minus the exact (or reference) h → 0 solution; wall_s is
+        `error` is the max-norm of y(t1) minus the exact (or reference) h → 0 solution, NaN
+        where there is none; error_source says which ("exact", "reference", "none (why)"; in
+        float32 "reference (float32 reference: ...)", see `analysis.reference`); wall_s is
         the run time of the row's chunk divided by its solves (compilation excluded).
         `df.attrs["compilations"]` counts compilations made by this call (on workers too).
 
@@ -517,7 +522,7 @@ def sweep(
         >>> round(float(e.loc[0.1, "Euler"]), 6)                               # e^-1 - 0.9^10
         0.019201
     """
-    warn_if_float32("a sweep's errors")
+    warn_if_float32("a sweep")
     runner = _distributed.resolve(executor, scheduler)  # checked before anything compiles
     system_objs = [_systems.get(s) for s in _as_list(systems)]
     solver_objs = [_solvers.get(s) for s in _as_list(solvers)]

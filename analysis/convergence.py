@@ -11,7 +11,9 @@ answer, the `target`:
 
 - ``"limit"`` (default): the flow of the h = 0 ODE, exact when the system has an exact solution,
   else a high-accuracy solve (`analysis.reference.REFERENCE_SETTINGS`: Dopri8 at rtol = atol =
-  1e-13, Kvaerno5 at 1e-12 if stiff) whose error is estimated by a 100× looser solve;
+  1e-13, Kvaerno5 at 1e-12 if stiff) whose error is estimated by a 100× looser solve (in
+  float32, 100 eps ≈ 1.2e-5 and a 10× looser solve: `analysis.reference.settings`). If that solve
+  fails, the rows keep their statuses with error NaN and error_source/target saying why;
 - ``"richardson"``: the h → 0 limit extrapolated from the sweep itself,
   y* = y_1 + (y_1 - y_2)/((h_2/h_1)^p - 1) from the two finest runs (p = the solver's nominal
   order or `richardson_order`), with its error estimated by extrapolating the next pair;
@@ -40,9 +42,9 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 import weakref
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,7 +55,7 @@ from . import reference as _reference
 from . import solvers as _solvers
 from . import systems as _systems
 from ._sweep import sweep
-from .errors import InvalidArgument, require_positive, warn_if_float32
+from .errors import InvalidArgument, PrecisionWarning, require_positive, warn_if_float32
 
 __all__ = [
     "NORMS",
@@ -70,7 +72,7 @@ __all__ = [
 NORMS = ("final", "max", "l2")
 #: A measured error counts only if it exceeds the target's own error estimate by this factor.
 REFERENCE_MARGIN = 100.0
-#: Errors below ROUNDOFF_FACTOR · eps · ‖target‖ (same norm) are taken as round-off.
+#: Errors below ROUNDOFF_FACTOR · eps · ‖target‖ (same norm; eps of the runs' dtype) are round-off.
 ROUNDOFF_FACTOR = 100.0
 #: Local orders that differ by at most this much count as one plateau (the asymptotic range).
 ORDER_TOL = 0.2
@@ -337,18 +339,20 @@ def _limit_trajectory(system: _systems.System, ts: np.ndarray):
             ys = np.asarray(jax.vmap(system.exact)(jnp.asarray(ts)))
             cache[key] = (ys, np.zeros(len(ts)), "exact")
         else:
-            kind = "stiff" if system.stiff else "nonstiff"
-            name, rtol = _reference.REFERENCE_SETTINGS[kind]
-
-            def solve(r):
-                ys, res = jax.jit(lambda: _reference.solve_limit(system, ts, rtol=r))()
-                if res != diffrax.RESULTS.successful or not np.all(np.isfinite(ys)):
-                    raise RuntimeError(f"the reference solve of {system.name!r} failed ({res})")
-                return np.asarray(ys)
-
-            fine, coarse = solve(rtol), solve(100 * rtol)
-            est = np.max(np.abs(fine - coarse).reshape(len(ts), -1), axis=1)
-            cache[key] = (fine, est, f"reference ({name}, rtol={rtol:g})")
+            name, rtol, looser, note = _reference.settings(system)
+            fine = jax.jit(lambda: _reference.solve_limit(system, ts, rtol=rtol))()
+            coarse = jax.jit(lambda: _reference.solve_limit(system, ts, rtol=looser))()
+            precision = f", {note.split(' ')[0]}" if note else ""  # e.g. ", float32"
+            setting = f"{name}, rtol={rtol:.2g}{precision}"
+            failed = _reference._failure(*fine, *coarse)
+            if failed:  # no target: the rows keep their statuses, with error NaN and the reason
+                nan = np.full(np.shape(fine[0]), np.nan)
+                source = f"none (reference solve failed: {failed}; {setting})"
+                cache[key] = (nan, np.full(len(ts), np.nan), source)
+            else:
+                fine, coarse = np.asarray(fine[0]), np.asarray(coarse[0])
+                est = np.max(np.abs(fine - coarse).reshape(len(ts), -1), axis=1)
+                cache[key] = (fine, est, f"reference ({setting})")
     return cache[key]
 
 
@@ -445,6 +449,14 @@ def measure(
         [4.2, 4.1, 4.0]
     """
     warn_if_float32("a convergence measurement")
+    with warnings.catch_warnings():  # one warning per measurement, not one per nested step
+        warnings.simplefilter("ignore", PrecisionWarning)
+        return _measure(
+            system, solvers, dt0, norms, relative, target, save_ts, n_dense, richardson_order
+        )
+
+
+def _measure(system, solvers, dt0, norms, relative, target, save_ts, n_dense, richardson_order):
     system = _systems.get(system)
     norms = _check_norms(norms)
     if not (target in ("limit", "richardson") or isinstance(target, Setting)):
@@ -484,7 +496,8 @@ def measure(
             out["norm"] = norm
             out["relative"] = relative
             out["reference_error"] = ref_error / denom
-            out["roundoff_floor"] = ROUNDOFF_FACTOR * np.finfo(float).eps * size / denom
+            eps = np.finfo(ys.dtype if np.issubdtype(ys.dtype, np.inexact) else float).eps
+            out["roundoff_floor"] = ROUNDOFF_FACTOR * eps * size / denom
             out["reference_point"] = is_ref
             frames.append(out)
     return pd.concat(frames, ignore_index=True)

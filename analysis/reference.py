@@ -5,6 +5,14 @@ adaptive solve of the limit field f(t, y, args, 0): Dopri8 at rtol = atol = 1e-1
 1e-12 for stiff systems), with its own error estimated by a second solve at 100× looser
 tolerances. References are cached per system object.
 
+In float32 (x64 off, or a float32 y0) 1e-13 is far below the resolution (eps ≈ 1.2e-7): the
+error estimate of every step carries round-off of a few eps, so the step-size controller can
+never meet 1e-13, shrinks the step until it runs out of steps, and there is no reference. The
+tolerance is therefore never below `EPS_FACTOR` × eps of the state's dtype (100 eps: 1.2e-5 in
+float32, while float64's 2.2e-14 leaves 1e-13 unchanged), and the estimate solve of such a
+floored reference is `FLOORED_LOOSER`× (10×) looser, since 100× (~1e-3) would overstate an error
+of ~1e-5 fifty-fold. See `settings`. A float32 reference says so in `Reference.reason`.
+
 Examples:
     >>> from analysis import systems, reference
     >>> ref = reference.final_state(systems.get("lotka_volterra"))
@@ -25,10 +33,22 @@ import numpy as np
 from .errors import warn_if_float32
 from .systems import System
 
-__all__ = ["Reference", "final_state", "solve_limit", "REFERENCE_SETTINGS"]
+__all__ = [
+    "EPS_FACTOR",
+    "REFERENCE_SETTINGS",
+    "Reference",
+    "final_state",
+    "settings",
+    "solve_limit",
+]
 
-#: (solver, rtol) used for non-stiff and stiff reference solves.
+#: (solver, rtol) used for non-stiff and stiff reference solves (in float64).
 REFERENCE_SETTINGS = {"nonstiff": ("Dopri8", 1e-13), "stiff": ("Kvaerno5", 1e-12)}
+#: A reference's rtol is never below EPS_FACTOR × eps of the state's dtype (float32: 1.2e-5).
+EPS_FACTOR = 100.0
+#: The error-estimate solve is LOOSER× looser than the reference, FLOORED_LOOSER× when floored.
+LOOSER = 100.0
+FLOORED_LOOSER = 10.0
 _MAX_STEPS = 1_000_000
 
 
@@ -40,8 +60,9 @@ class Reference:
         y: y(t1) as a NumPy array, or None if no reference could be computed.
         source: "exact" (the system's exact solution), "reference" (a solve) or "none".
         error_estimate: 0 for an exact solution; for a solve, the max-norm distance to a second
-            solve at 100× looser tolerance; NaN for "none".
-        reason: why there is no reference ("" otherwise).
+            solve at 100× looser tolerance (10× for a float32 reference); NaN for "none".
+        reason: why there is no reference, or, for a reference in a precision lower than
+            float64, which precision and tolerance it has ("" otherwise).
 
     Examples:
         >>> from analysis import systems
@@ -54,6 +75,50 @@ class Reference:
     source: str  # "exact", "reference" or "none"
     error_estimate: float
     reason: str = ""
+
+
+def _state_dtype(system: System):
+    leaves = [jnp.asarray(x) for x in jax.tree_util.tree_leaves(system.y0)]
+    dtype = jnp.result_type(*leaves) if leaves else jnp.result_type(float)
+    return dtype if jnp.issubdtype(dtype, jnp.inexact) else jnp.result_type(float)
+
+
+def settings(system: System) -> tuple[str, float, float, str]:
+    """The solver and tolerances of `system`'s reference solve, for the dtype of its state.
+
+    The rtol (= atol) is REFERENCE_SETTINGS's, raised to EPS_FACTOR × eps of the dtype of y0
+    where that is larger (float32), since no controller can meet a tolerance below round-off.
+
+    Args:
+        system: the System (its `stiff` flag picks the solver, its y0 the dtype).
+
+    Returns:
+        (solver name, rtol, rtol of the error-estimate solve, note): the note is "" in float64
+        and says the precision and why the tolerance was raised otherwise.
+
+    Examples:
+        >>> from analysis import systems
+        >>> name, rtol, looser, note = settings(systems.get("lotka_volterra"))   # float64
+        >>> name, rtol, f"{looser:g}", note
+        ('Dopri8', 1e-13, '1e-11', '')
+        >>> decay32 = systems.System(name="decay32", vector_field=lambda t, y, args, h: -y,
+        ...                          y0=jnp.array([1.0], jnp.float32))
+        >>> name, rtol, looser, note = settings(decay32)               # 100·eps of float32
+        >>> name, f"{rtol:.2g}", f"{looser:.2g}"
+        ('Dopri8', '1.2e-05', '0.00012')
+        >>> note
+        'float32 reference: Dopri8 at rtol=1.2e-05 (100 eps; 1e-13 is below float32 resolution)'
+    """
+    name, nominal = REFERENCE_SETTINGS["stiff" if system.stiff else "nonstiff"]
+    dtype = _state_dtype(system)
+    floor = EPS_FACTOR * float(jnp.finfo(dtype).eps)
+    if floor <= nominal:
+        return name, nominal, LOOSER * nominal, ""
+    note = (
+        f"{jnp.dtype(dtype).name} reference: {name} at rtol={floor:.2g} ({EPS_FACTOR:g} eps; "
+        f"{nominal:g} is below {jnp.dtype(dtype).name} resolution)"
+    )
+    return name, floor, FLOORED_LOOSER * floor, note
 
 
 def solve_limit(system: System, ts, *, rtol: float, solver_name: str | None = None):
@@ -128,12 +193,23 @@ def final_state(system: System) -> Reference:
 
 
 def _reference_solve(system: System) -> Reference:
-    rtol = REFERENCE_SETTINGS["stiff" if system.stiff else "nonstiff"][1]
+    name, rtol, looser, note = settings(system)
     ts = jnp.asarray([system.t1])
     fine, fine_result = jax.jit(lambda: solve_limit(system, ts, rtol=rtol))()
-    coarse, coarse_result = jax.jit(lambda: solve_limit(system, ts, rtol=100 * rtol))()
-    ok = fine_result == diffrax.RESULTS.successful and coarse_result == diffrax.RESULTS.successful
-    if not bool(ok) or not bool(jnp.all(jnp.isfinite(fine))):
-        return Reference(None, "none", np.nan, reason="reference solve failed")
+    coarse, coarse_result = jax.jit(lambda: solve_limit(system, ts, rtol=looser))()
+    failed = _failure(fine, fine_result, coarse, coarse_result)
+    if failed:
+        where = f"{name} at rtol={rtol:.2g}" + (f", {note.split(' ')[0]}" if note else "")
+        return Reference(None, "none", np.nan, reason=f"reference solve failed: {failed} ({where})")
     estimate = float(jnp.max(jnp.abs(fine - coarse)))
-    return Reference(np.asarray(fine[-1]), "reference", estimate)
+    return Reference(np.asarray(fine[-1]), "reference", estimate, reason=note)
+
+
+def _failure(*solves) -> str:
+    """'' if every (ys, result) pair in `solves` succeeded with finite ys, else what went wrong."""
+    for ys, result in zip(solves[::2], solves[1::2], strict=True):
+        if result != diffrax.RESULTS.successful:
+            return str(result).split("<", 1)[-1].rstrip(">").split(". ")[0].lower()
+        if not bool(jnp.all(jnp.isfinite(ys))):
+            return "non-finite values"
+    return ""
