@@ -404,8 +404,11 @@ def _fixed_point_fn(system, solver, period, iterations):
 
             y = jax.lax.fori_loop(0, iterations, newton, y)
             orbit = jax.lax.scan(lambda yy, _: (phi(yy, h, t0),) * 2, y, length=period)[1]
-            field = system.limit_field(t0, y.reshape(shape), system.args).reshape(d)
-            return y, orbit, jax.jacfwd(phi_k)(y, h), field
+
+            def limit(yy):
+                return system.limit_field(t0, yy.reshape(shape), system.args).reshape(d)
+
+            return y, orbit, jax.jacfwd(phi_k)(y, h), limit(y), jax.jacfwd(limit)(y)
 
         return jax.jit(jax.vmap(jax.vmap(solve, in_axes=(0, None)), in_axes=(None, 0)))
 
@@ -420,7 +423,9 @@ def _starts(bounds, n_starts, seed):
     return bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * rng.random((n_starts, d))
 
 
-def _fixed_point_rows(system, solver_name, h, period, bounds, y, orbit, jac, field) -> list:
+def _fixed_point_rows(
+    system, solver_name, h, period, bounds, y, orbit, jac, field, field_jac
+) -> list:
     """Filter Newton results (converged, in the box), deduplicate, classify; one dict per point."""
     scale = np.maximum(1.0, np.abs(y).max(axis=1))
     residual = np.abs(orbit[:, -1] - y).max(axis=1)
@@ -431,11 +436,27 @@ def _fixed_point_rows(system, solver_name, h, period, bounds, y, orbit, jac, fie
         & np.all(y >= bounds[:, 0] - slack[:, 0], axis=1)
         & np.all(y <= bounds[:, 1] + slack[:, 1], axis=1)
     )
-    kept: list[int] = []
-    for i in np.flatnonzero(ok)[np.lexsort(y[ok].T[::-1])]:
-        if all(np.abs(y[i] - y[j]).max() > 1e-7 * scale[i] for j in kept):
-            kept.append(i)
     d = y.shape[1]
+    # How far a converged point can be from the true one: residual / σ_min(DΦ^k - I) (the
+    # linearised Newton error). Near a bifurcation DΦ^k - I is singular and Newton stalls far
+    # from the point (a root of multiplicity m is found only to ~eps^(1/m)): results within
+    # each other's uncertainty are one point.
+    sigma = np.full(len(y), np.nan)
+    if ok.any():
+        sigma[ok] = np.linalg.svd(jac[ok].reshape(-1, d, d) - np.eye(d), compute_uv=False)[:, -1]
+    # The residual is known to rounding, eps·|y|; a root of multiplicity m lies about
+    # m·residual/σ away: 3 covers folds and pitchforks.
+    r = np.maximum(residual, np.finfo(y.dtype).eps * np.abs(y).max(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uncertainty = np.where(r > 0, 3 * r / sigma, 0.0)
+    kept: list[int] = []  # the most accurate point of each cluster, then in order of position
+    for i in np.flatnonzero(ok)[np.argsort(uncertainty[ok], kind="stable")]:
+        if all(
+            np.abs(y[i] - y[j]).max() > max(1e-7 * scale[i], uncertainty[i] + uncertainty[j])
+            for j in kept
+        ):
+            kept.append(i)
+    kept = [kept[k] for k in np.lexsort(y[kept].T[::-1])] if kept else []
     rows = []
     for i in kept:
         mult = np.linalg.eigvals(jac[i].reshape(d, d))
@@ -448,7 +469,12 @@ def _fixed_point_rows(system, solver_name, h, period, bounds, y, orbit, jac, fie
             "residual": residual[i],
             "max_abs_multiplier": float(np.abs(mult).max()),
             "stable": bool(np.abs(mult).max() < 1),
-            "spurious": bool(np.abs(field[i]).max() > SPURIOUS_TOL),
+            "uncertainty": float(uncertainty[i]),
+            # spurious: the limit field is nonzero by more than the position's uncertainty allows
+            "spurious": bool(
+                np.abs(field[i]).max()
+                > SPURIOUS_TOL + np.abs(field_jac[i]).sum(axis=1).max() * uncertainty[i]
+            ),
         }
         row |= {f"multiplier_{k}": complex(m) for k, m in enumerate(mult)}
         rows.append(row)
@@ -462,11 +488,15 @@ def fixed_point_branches(
 
     Newton's method on Φ_h^k(y) - y from `n_starts` starts (a uniform grid for scalar systems,
     seeded uniform samples otherwise), `iterations` steps each; a result is kept when
-    |Φ_h^k(y) - y| ≤ 1e-10·max(1, |y|) and it lies in the box, and results within 1e-7 of each
-    other are one point. Columns: system, solver, h, period, y (or y0, y1, ...), minimal_period
-    (the least m with Φ_h^m(y) = y), residual, max_abs_multiplier, stable (every eigenvalue of
-    DΦ_h^k inside the unit circle), spurious (the h = 0 field does not vanish there: not an
-    equilibrium of the ODE), multiplier_0, multiplier_1, ... (complex, by decreasing modulus).
+    |Φ_h^k(y) - y| ≤ 1e-10·max(1, |y|) and it lies in the box. Each result has an uncertainty
+    δ = 3·residual/σ_min(DΦ_h^k - I) (the linearised Newton error, times 3 because a root of
+    multiplicity m lies about m·residual/σ away: at a fold or pitchfork DΦ_h^k - I is singular and
+    Newton stalls ~eps^(1/m) from the point); results closer than δ_i + δ_j (or 1e-7) are one
+    point, reported by its most accurate member. Columns: system, solver, h, period, y (or y0,
+    y1, ...), minimal_period (the least m with Φ_h^m(y) = y), residual, max_abs_multiplier,
+    stable (every eigenvalue of DΦ_h^k inside the unit circle), uncertainty (δ), spurious (the
+    h = 0 field does not vanish there, by more than 1e-8 + |Df|·δ: not an equilibrium of the
+    ODE), multiplier_0, multiplier_1, ... (complex, by decreasing modulus).
     `bounds` is (lo, hi) or one (lo, hi) per component. Autonomous use: Φ_h steps from t0.
 
     Examples:
@@ -482,17 +512,18 @@ def fixed_point_branches(
     _, d = _flat(system)
     box = _check_bounds(bounds, d)
     fn = _fixed_point_fn(system, solver, period, iterations)
-    y, orbit, jac, field = (np.asarray(a) for a in fn(_starts(box, n_starts, seed), hs))
+    y, orbit, jac, field, field_jac = (np.asarray(a) for a in fn(_starts(box, n_starts, seed), hs))
     name = _solvers.name_of(solver)
     rows = []
     for i, h in enumerate(hs):
         rows += _fixed_point_rows(
-            system, name, float(h), period, box, y[i], orbit[i], jac[i], field[i]
+            system, name, float(h), period, box, y[i], orbit[i], jac[i], field[i], field_jac[i]
         )
     columns = ["system", "solver", "h", "period"] + (
         ["y"] if d == 1 else [f"y{k}" for k in range(d)]
     )
-    columns += ["minimal_period", "residual", "max_abs_multiplier", "stable", "spurious"]
+    columns += ["minimal_period", "residual", "max_abs_multiplier", "stable", "uncertainty"]
+    columns += ["spurious"]
     columns += [f"multiplier_{k}" for k in range(d)]
     return pd.DataFrame(rows, columns=columns)
 

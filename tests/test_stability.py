@@ -11,6 +11,7 @@ from helpers import EXPLICIT_RK
 from numpy.polynomial import polynomial as P
 
 from analysis import InvalidArgument, solvers, stability, systems
+from analysis.systems import System
 
 
 def test_euler_map_of_the_logistic_equation_is_the_textbook_formula():
@@ -313,3 +314,14 @@ def test_branches_and_orbits_are_traced_once_for_all_h():
     stability.fixed_point_branches(sys, "Heun", np.linspace(0.1, 3.9, 7), (-1, 3))
     stability.orbit_diagram(sys, "Heun", np.linspace(0.1, 3.9, 7), [0.3, 0.9])
     assert first > 0 and len(traces) == first
+
+
+def test_a_degenerate_fixed_point_is_one_point_and_not_spurious():
+    """Euler on y' = -y³: Φ_h(y) = y - h·y³ has the single fixed point 0 with multiplier exactly
+    1 for every h (a root of multiplicity 3), where Newton stalls ~eps^(1/3) away from it."""
+    cubic = System(name="cubic", vector_field=lambda t, y, a, h: -(y**3), y0=jnp.array(0.5))
+    df = stability.fixed_points(cubic, "Euler", 0.5, (-1.0, 1.0))
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert abs(row["y"]) <= row["uncertainty"] < 1e-4 and not row["spurious"]
+    np.testing.assert_allclose(row["max_abs_multiplier"], 1.0, atol=1e-8)
