@@ -553,15 +553,19 @@ def orders(df: pd.DataFrame, *, confidence: float = 0.95, **fit_options) -> pd.D
     out = []
     for key, g in df.groupby(keys, sort=False):
         refs = g["reference_point"].to_numpy(bool)
+        floor, ref_error = float(g["roundoff_floor"].iloc[0]), float(g["reference_error"].iloc[0])
+        no_target = np.isnan(ref_error)  # e.g. a failed reference solve: every error is NaN
         fit = fit_order(
             g["h"].to_numpy()[~refs],
             g["error"].to_numpy()[~refs],
             status=g["status"].to_numpy()[~refs],
-            floor=float(g["roundoff_floor"].iloc[0]),
-            reference_error=float(g["reference_error"].iloc[0]),
+            floor=0.0 if np.isnan(floor) else floor,
+            reference_error=0.0 if no_target else ref_error,
             confidence=confidence,
             **fit_options,
         )
+        if no_target:
+            fit = dataclasses.replace(fit, reason=f"{fit.reason}; no errors: {key[2]}")
         excluded = fit.excluded_text()
         if refs.any():
             hs = ", ".join(f"{h:.3g}" for h in g["h"][refs])
