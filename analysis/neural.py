@@ -368,7 +368,7 @@ class Trajectories:
 
 def _true_solve(system, y0, ts):
     """y(ts) of the system's limit ODE from y(ts[0]) = y0, by the reference solver."""
-    name, rtol = _reference.REFERENCE_SETTINGS["stiff" if system.stiff else "nonstiff"]
+    name, rtol, _, _ = _reference.settings(system)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(system.limit_field),
         getattr(diffrax, name)(),
