@@ -116,12 +116,7 @@ PAPER_TABLES = {
 
 def _limit(system: systems.System) -> systems.System:
     """The h-free limit: the same field evaluated at h = 0 in every stage."""
-    f = system.vector_field
-    return system.with_(
-        name=f"limit({system.name})",
-        vector_field=lambda t, y, args, h: f(t, y, args, 0.0 * h),
-        h_dependent=False,
-    )
+    return system.limit().with_(name=f"limit({system.name})")
 
 
 def _frozen(system: systems.System, h0: float) -> systems.System:
@@ -129,7 +124,7 @@ def _frozen(system: systems.System, h0: float) -> systems.System:
     f = system.vector_field
     return system.with_(
         name=f"frozen({system.name}, h={h0})",
-        vector_field=lambda t, y, args, h: f(t, y, args, h0 + 0.0 * h),
+        vector_field=lambda t, y, args, h: f(t, y, args, h0),
         h_dependent=False,
         exact=None,
     )
