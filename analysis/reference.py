@@ -193,16 +193,36 @@ def final_state(system: System) -> Reference:
 
 
 def _reference_solve(system: System) -> Reference:
-    name, rtol, looser, note = settings(system)
-    ts = jnp.asarray([system.t1])
-    fine, fine_result = jax.jit(lambda: solve_limit(system, ts, rtol=rtol))()
-    coarse, coarse_result = jax.jit(lambda: solve_limit(system, ts, rtol=looser))()
-    failed = _failure(fine, fine_result, coarse, coarse_result)
+    name, rtol, _, note = settings(system)
+    fine, estimate, failed = _estimated_solve(system, [system.t1])
     if failed:
-        where = f"{name} at rtol={rtol:.2g}" + (f", {note.split(' ')[0]}" if note else "")
+        where = f"{name} at rtol={rtol:.2g}" + _precision_suffix(system)
         return Reference(None, "none", np.nan, reason=f"reference solve failed: {failed} ({where})")
-    estimate = float(jnp.max(jnp.abs(fine - coarse)))
-    return Reference(np.asarray(fine[-1]), "reference", estimate, reason=note)
+    return Reference(fine[-1], "reference", float(estimate.max()), reason=note)
+
+
+def _precision_suffix(system: System) -> str:
+    """ ", float32" (the state's precision) where `settings` floored the tolerance, else ""."""
+    return f", {jnp.dtype(_state_dtype(system)).name}" if settings(system)[3] else ""
+
+
+def _estimated_solve(system: System, ts) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """The reference solve of `system`'s limit ODE at `ts` (the tolerances of `settings`) and,
+    per time, its error estimate: the max-norm distance to the looser solve.
+
+    Returns:
+        (ys, estimate, failure): ys of shape (len(ts), *y0.shape) and estimate of shape
+        (len(ts),), or None and None with `failure` saying what went wrong ("" on success).
+    """
+    _, rtol, looser, _ = settings(system)
+    ts = jnp.asarray(ts)
+    fine = jax.jit(lambda: solve_limit(system, ts, rtol=rtol))()
+    coarse = jax.jit(lambda: solve_limit(system, ts, rtol=looser))()
+    failed = _failure(*fine, *coarse)
+    if failed:
+        return None, None, failed
+    fine, coarse = np.asarray(fine[0]), np.asarray(coarse[0])
+    return fine, np.max(np.abs(fine - coarse).reshape(len(ts), -1), axis=1), ""
 
 
 def _failure(*solves) -> str:
