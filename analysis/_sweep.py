@@ -35,7 +35,7 @@ from . import results as _results
 from . import solvers as _solvers
 from . import systems as _systems
 from .errors import InvalidArgument, PrecisionWarning, warn_if_float32
-from .stepdep import StepAware, StepTerm
+from .stepdep import StepAware
 
 __all__ = ["sweep", "compile_count", "STATUS", "status_of"]
 
@@ -141,11 +141,10 @@ def _solve_fn(group: _Group):
     """The per-setting solve for a group: (dt0, rtol, atol, y0, args) -> outputs."""
     system = group.system
     fixed = group.controller == _controllers.FIXED
+    term = system.term()
     if system.h_dependent:
-        term = StepTerm(system.vector_field)
         solver = StepAware(group.solver, signed=group.signed_h)
     else:
-        term = diffrax.ODETerm(system.limit_field)
         solver = group.solver
     if fixed:
         solver = _solvers.for_fixed_steps(solver)

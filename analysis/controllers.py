@@ -541,13 +541,12 @@ def step_log(system, solver, controller, rtol, atol=None, *, size=4096, max_step
     """
     from . import solvers as _solvers
     from . import systems as _systems
-    from .stepdep import StepAware, StepTerm
+    from .stepdep import StepAware
 
     system, solver = _systems.get(system), _solvers.get(solver)
+    term = system.term()
     if system.h_dependent:
-        term, solver = StepTerm(system.vector_field), StepAware(solver)
-    else:
-        term = diffrax.ODETerm(system.limit_field)
+        solver = StepAware(solver)
     ctrl = StepLogger(make(controller, rtol, rtol if atol is None else atol, **opts), size)
     sol = diffrax.diffeqsolve(
         term,

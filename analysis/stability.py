@@ -42,7 +42,7 @@ import pandas as pd
 from . import solvers as _solvers
 from . import systems as _systems
 from .errors import InvalidArgument, require_positive, warn_if_float32
-from .stepdep import StepAware, StepTerm
+from .stepdep import StepAware
 
 __all__ = [
     "one_step_map",
@@ -88,10 +88,7 @@ def _map_solver(solver):
 def _step_function(system, solver) -> Callable:
     """(y, h, t0, args) -> one StepAware step of `solver` on `system`; NaN if it failed."""
     stepper = _map_solver(solver)
-    if system.h_dependent:
-        term = StepTerm(system.vector_field)
-    else:
-        term = diffrax.ODETerm(system.limit_field)
+    term = system.term()
 
     def step(y, h, t0, args):
         t1 = t0 + h

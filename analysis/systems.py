@@ -33,12 +33,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .errors import InvalidArgument, require_positive
-from .stepdep import uses_h
+from .stepdep import StepTerm, uses_h
 
 __all__ = ["System", "get", "names", "register", "shipped_map"]
 
@@ -143,6 +144,13 @@ class System:
     def limit_field(self, t, y, args):
         """The h → 0 limit ODE, f(t, y, args, 0)."""
         return self.vector_field(t, y, args, jnp.zeros((), jnp.result_type(float)))
+
+    def term(self):
+        """The diffrax term to solve: StepTerm(f) if the field uses h (solve it with a StepAware
+        solver), else the ODETerm of the limit field."""
+        if self.h_dependent:
+            return StepTerm(self.vector_field)
+        return diffrax.ODETerm(self.limit_field)
 
     def limit(self) -> System:
         """The h → 0 limit as an h-free System, y' = f(t, y, args, 0) (named "NAME (h → 0)"):
