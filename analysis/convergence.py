@@ -1,10 +1,13 @@
 """Convergence: error norms, references, and observed orders of accuracy — and convergence to what.
 
-A method of order p has error e(h) ≈ C·h^p as h → 0, so log e = log C + p·log h: the observed order
-is the least-squares slope of log error on log h over the *asymptotic range* (never assuming the
-steps halve). At large h the error is not yet C·h^p (pre-asymptotic); at small h it stalls at
-the round-off floor (or at the reference's own error). `fit_order` finds the range where the local
-order p_i = log(e_{i+1}/e_i) / log(h_{i+1}/h_i) is constant and fits there, with a t-interval.
+A method of order p has error e(h) ≈ C·h^p as h → 0 (never assuming the steps halve). At large
+h the error is not yet C·h^p (pre-asymptotic); at small h it stalls at the round-off floor (or at
+the reference's own error). `fit_order` reads the local orders
+q_i = log(e_{i+1}/e_i) / log(h_{i+1}/h_i) from the smallest resolved step up, extrapolates them
+to h → 0 and gives an interval that includes the higher-order terms (calibrated on generated
+error curves: docs/concepts/convergence.md), and a status: "ok" only when the range reached is
+asymptotic; "pre_asymptotic" (local orders still drifting), "uncertain", "not_converging",
+"no_asymptotic_range" or "too_few_points" otherwise, each with its reason.
 
 For a step-dependent field f(t, y, args, h) the question "converges to what?" has a choice of
 answer, the `target`:
@@ -15,8 +18,10 @@ answer, the `target`:
   float32, 100 eps ≈ 1.2e-5 and a 10× looser solve: `analysis.reference.settings`). If that solve
   fails, the rows keep their statuses with error NaN and error_source/target saying why;
 - ``"richardson"``: the h → 0 limit extrapolated from the sweep itself,
-  y* = y_1 + (y_1 - y_2)/((h_2/h_1)^p - 1) from the two finest runs (p = the solver's nominal
-  order or `richardson_order`), with its error estimated by extrapolating the next pair;
+  y* = y_1 + (y_1 - y_2)/((h_2/h_1)^p - 1) from the two finest runs, with its error estimated by
+  extrapolating the next pair. p is `richardson_order` if given, else the solver's nominal order
+  for an h-free field, else (a step-dependent field, whose order need not be nominal) the
+  three-grid observed order of the three finest runs; the target's label says which;
 - ``Setting(solver, h)``: another discrete solution, e.g. the discretization a model was trained
   at, to ask how far a run is from it.
 
@@ -49,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-import scipy.stats
+import scipy.optimize
 
 from . import reference as _reference
 from . import solvers as _solvers
@@ -59,9 +64,11 @@ from .errors import InvalidArgument, PrecisionWarning, require_positive, warn_if
 
 __all__ = [
     "NORMS",
+    "FrozenFieldWarning",
     "OrderFit",
     "Setting",
     "fit_order",
+    "fit_rows",
     "local_orders",
     "measure",
     "orders",
@@ -72,10 +79,25 @@ __all__ = [
 NORMS = ("final", "max", "l2")
 #: A measured error counts only if it exceeds the target's own error estimate by this factor.
 REFERENCE_MARGIN = 100.0
-#: Errors below ROUNDOFF_FACTOR · eps · ‖target‖ (same norm; eps of the runs' dtype) are round-off.
+#: The round-off floor of a run of N steps is eps · ‖target‖ · max(ROUNDOFF_FACTOR, N) (same
+#: norm; eps of the runs' dtype): rounding errors of the N steps add up at most linearly.
 ROUNDOFF_FACTOR = 100.0
-#: Local orders that differ by at most this much count as one plateau (the asymptotic range).
+#: A point whose error is within this factor of the round-off floor is unresolved: excluded.
+FLOOR_FACTOR = 10.0
+#: Neighbouring local orders in the asymptotic range differ by at most this (plus their noise).
 ORDER_TOL = 0.2
+#: A fit is "ok" only if the finest local order is within this of its extrapolation to h → 0.
+DRIFT_TOL = 0.1
+#: Local orders at most this throughout the range: the errors do not converge.
+FLAT_ORDER = 0.3
+#: An error at least this fraction of the solution's size is pre-asymptotic (no correct digit).
+MAX_RELATIVE_ERROR = 0.5
+#: A fit whose interval is wider than this is "uncertain", not "ok".
+MAX_OK_WIDTH = 0.5
+#: The smallest half-width of an order's interval.
+MIN_HALF_WIDTH = 0.02
+#: How many of the finest local orders the extrapolation to h → 0 uses.
+EXTRAPOLATION_POINTS = 4
 
 
 # --------------------------------------------------------------------------------- order fits
@@ -92,23 +114,47 @@ def local_orders(h, err) -> np.ndarray:
     return np.diff(np.log(err)) / np.diff(np.log(h))
 
 
+def _log_mean(a, b):
+    """(b - a)/log(b/a): where the local order between steps a and b sits on the h axis.
+
+    For e = C·h^p·(1 + c·h + O(h²)) the local order between a and b is p + c·(b - a)/log(b/a)
+    + O(h²) exactly, so local orders are linear in this abscissa to first order.
+    """
+    return (b - a) / np.log(b / a)
+
+
 @dataclasses.dataclass(frozen=True)
 class OrderFit:
-    """An observed order: the slope of log error on log h over the asymptotic range.
+    """An observed order of convergence, its interval, and how far to trust it.
 
     `h`, `err` are the valid points (status ok, finite, positive) sorted by h; `used` marks the
-    fitted ones; `excluded` lists (h, reason) for every point left out, failed solves included;
-    `local_orders` are between consecutive valid points. `status` is "ok", "too_few_points"
-    (order NaN) or "no_asymptotic_range" (order fitted on all valid points, local orders vary by
-    more than the tolerance everywhere).
+    asymptotic range the estimate comes from; `excluded` lists (h, reason) for every point
+    left out, failed solves included; `local_orders` are between consecutive valid points.
+
+    `order` estimates the asymptotic order p (the h → 0 limit of the local order), and
+    [ci_low, ci_high] is an interval for it that includes the deterministic higher-order terms
+    (see `fit_order`); `drift` is the finest local order minus `order` (positive: the local
+    orders are still falling towards it as h decreases). `status` says whether to trust it:
+
+    - "ok": an asymptotic range reaching the smallest usable step, local orders there within
+      DRIFT_TOL of their extrapolation to h → 0: the interval can go in a paper;
+    - "pre_asymptotic": the local orders still drift (by more than DRIFT_TOL) at the smallest
+      usable step: `order` is the best estimate, `drift` the direction, the interval wider;
+    - "uncertain": the interval is wider than MAX_OK_WIDTH (noise, or errors near the floor);
+    - "not_converging": the errors are flat or grow as h decreases (local orders ≤ FLAT_ORDER);
+    - "no_asymptotic_range": the local orders at the smallest steps are erratic (neighbours
+      differ by more than `order_tol`): order NaN;
+    - "too_few_points": fewer than `min_points` usable points: order NaN.
 
     Examples:
         >>> h = np.array([0.4, 0.2, 0.1, 0.05, 0.025])
         >>> fit = fit_order(h, h**2 * (1 + 5 * h**2))       # order 2 with an h⁴ term
         >>> fit.status, round(fit.order, 2), fit.points_used
-        ('ok', 2.08, 4)
+        ('ok', 1.94, 4)
+        >>> round(fit.ci_low, 2), round(fit.ci_high, 2)             # holds the true order 2
+        (1.89, 2.05)
         >>> fit.excluded_text()
-        'h=0.4: pre-asymptotic (local order 2.58 vs 2.05)'
+        'h=0.4: pre-asymptotic (local order 2.58; 2.01 at the smallest steps)'
         >>> fit_order(h[:2], h[:2] ** 2).status              # a fit needs 3 points
         'too_few_points'
     """
@@ -116,9 +162,8 @@ class OrderFit:
     order: float
     ci_low: float
     ci_high: float
-    stderr: float
+    drift: float
     log_constant: float
-    confidence: float
     h: np.ndarray
     err: np.ndarray
     used: np.ndarray
@@ -130,61 +175,55 @@ class OrderFit:
 
     @property
     def points_used(self) -> int:
-        """How many (h, error) points the fit used."""
+        """How many (h, error) points the estimate used."""
         return int(self.used.sum())
 
     def excluded_text(self) -> str:
-        """The exclusions as one line, e.g. 'h=0.5: pre-asymptotic (local order 1.41 vs 2.00)'."""
+        """The exclusions as one line, e.g. 'h=0.5: pre-asymptotic (local order 1.41; ...)'."""
         return "; ".join(f"h={h:.3g}: {why}" if np.isfinite(h) else why for h, why in self.excluded)
 
 
-def _check_fit_args(h, err, status, floor, reference_error, confidence, min_points, order_tol):
+def _check_fit_args(h, err, status, floor, reference_error, min_points, order_tol):
     if h.ndim != 1 or h.shape != err.shape:
         raise InvalidArgument(
             f"h and err must be 1-D of equal length; got shapes {h.shape} and {err.shape}"
         )
     if status is not None and len(status) != len(h):
         raise InvalidArgument(f"status has {len(status)} entries but h has {len(h)}")
-    if not 0 < confidence < 1:
-        raise InvalidArgument(f"confidence={confidence!r} is invalid; it must be in (0, 1)")
     if int(min_points) != min_points or min_points < 3:
         raise InvalidArgument(
-            f"min_points={min_points!r} is invalid; it must be an integer ≥ 3 (a confidence "
-            "interval needs at least one residual degree of freedom)"
+            f"min_points={min_points!r} is invalid; it must be an integer ≥ 3 (an extrapolated "
+            "order needs two local orders)"
+        )
+    if np.ndim(floor) not in (0, 1) or np.size(floor) not in (1, len(h)):
+        raise InvalidArgument(
+            f"floor has shape {np.shape(floor)}; it must be a number or one per point ({len(h)})"
         )
     for name, v in (("floor", floor), ("reference_error", reference_error)):
-        if not (np.isfinite(v) and v >= 0):
+        if not np.all(np.isfinite(v) & (np.asarray(v) >= 0)):
             raise InvalidArgument(f"{name}={v!r} is invalid; it must be finite and ≥ 0")
     require_positive("order_tol", order_tol)
 
 
-def _asymptotic_window(lo: np.ndarray, min_points: int, tol: float) -> tuple[int, int] | None:
-    """The asymptotic range [i, j] (point indices, by h) from the local orders `lo`.
+def _extrapolated(q, x, sigma, points: int = EXTRAPOLATION_POINTS):
+    """Local orders `q` at abscissae `x` (finest first) extrapolated linearly to x = 0.
 
-    A candidate is a run of at least `min_points` consecutive points whose local orders differ by
-    at most `tol` (max - min): a plateau of the local order. Runs that converge (median local
-    order > tol) are preferred over flat ones (a round-off floor is a plateau at order ~0); among
-    those the longest wins, and ties go to the run at smaller h. None if there is no candidate.
+    A least-squares line through the finest `points` local orders, weighted by their noise
+    `sigma` (floored at MIN_HALF_WIDTH); returns its value at 0, at x[0], and the standard
+    error of the value at 0: from the noise, scaled up by the scatter about the line where that
+    is larger (so noise nobody declared still widens the interval).
     """
-    n = len(lo) + 1
-    runs = [
-        (i, j) for i in range(n) for j in range(i + min_points - 1, n) if np.ptp(lo[i:j]) <= tol
-    ]
-    converging = [r for r in runs if np.median(lo[r[0] : r[1]]) > tol]
-    pool = converging or runs
-    return max(pool, key=lambda r: (r[1] - r[0], -r[0])) if pool else None
-
-
-def _regression(x, y, confidence):
-    n = len(x)
-    xm = x - x.mean()
-    sxx = float(xm @ xm)
-    slope = float(xm @ (y - y.mean()) / sxx)
-    intercept = float(y.mean() - slope * x.mean())
-    resid = y - intercept - slope * x
-    stderr = float(np.sqrt(resid @ resid / (n - 2) / sxx))
-    t = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 2))
-    return slope, intercept, stderr, t * stderr
+    q, x = q[:points], x[:points]
+    w = 1 / np.maximum(sigma[:points], MIN_HALF_WIDTH) ** 2
+    design = np.stack([np.ones_like(x), x], axis=1)
+    cov = np.linalg.inv(design.T @ (w[:, None] * design))
+    intercept, slope = cov @ design.T @ (w * q)
+    scatter = 1.0
+    if len(q) > 2:
+        resid = q - intercept - slope * x
+        scatter = max(1.0, float(w @ resid**2) / (len(q) - 2))
+    se = float(np.sqrt(cov[0, 0] * scatter))
+    return float(intercept), float(intercept + slope * x[0]), se
 
 
 def fit_order(
@@ -192,9 +231,9 @@ def fit_order(
     err,
     *,
     status=None,
-    floor: float = 0.0,
+    floor=0.0,
     reference_error: float = 0.0,
-    confidence: float = 0.95,
+    scale: float | None = None,
     min_points: int = 3,
     order_tol: float = ORDER_TOL,
 ) -> OrderFit:
@@ -202,26 +241,39 @@ def fit_order(
 
     1. Points whose `status` is not "ok", or whose h or error is not finite and positive, are
        excluded and counted (`n_failed` for failed solves).
-    2. Errors at or below `floor` (round-off) or below REFERENCE_MARGIN × `reference_error`
-       (the target's own error) are excluded.
-    3. The asymptotic range is the longest run of consecutive points (by h) whose local orders
-       differ by at most `order_tol` (preferring a converging plateau to a flat floor); points
-       at larger h are "pre-asymptotic", points at smaller h lie past the asymptotic range
-       (round-off or the target's error: the local order drops).
-    4. The order is the least-squares slope of log err on log h there; the interval is
-       slope ± t_{(1+confidence)/2, n-2} · stderr(slope).
+    2. An error is unresolved, and excluded, only when it is within FLOOR_FACTOR of the
+       round-off `floor` or within REFERENCE_MARGIN of the target's own `reference_error`.
+    3. The asymptotic range starts at the smallest usable step and extends to larger h while
+       neighbouring local orders q_i = log(e_{i+1}/e_i)/log(h_{i+1}/h_i) differ by at most
+       `order_tol` (plus their noise, see 5); larger steps are "pre-asymptotic". No other
+       point is ever excluded, so the small-h end cannot be dropped as "round-off".
+    4. e = C·h^p·(1 + c·h + O(h²)) makes q_i = p + c·x_i + O(h²) at the logarithmic mean
+       x_i = (h_{i+1} - h_i)/log(h_{i+1}/h_i). The estimate is the line through the two finest
+       local orders extrapolated to x = 0: p̂ = q_0 - (q_1 - q_0)·x_0/(x_1 - x_0).
+    5. The interval spans p̂ and q_0 (the truth lies between them when the deviation is a
+       single power of h), widened on both sides by the largest of: MIN_HALF_WIDTH; how much
+       the extrapolation moves when it uses the next pair instead (the O(h²) terms); twice the
+       noise of p̂ propagated from each error's relative uncertainty (floor + reference_error)/e.
+       Calibrated on 3000 generated curves C·h^p·(1 + a·h + b·h²) (tests/test_convergence.py,
+       docs/concepts/convergence.md).
+    6. The status (see `OrderFit`) is "ok" only when the errors converge, the finest local
+       order is within DRIFT_TOL of p̂ and the interval is at most MAX_OK_WIDTH wide.
 
     Fewer than `min_points` usable points give status "too_few_points" and NaN.
 
     Examples:
         >>> h = np.array([0.4, 0.2, 0.1, 0.05, 0.025, 0.0125])
-        >>> fit = fit_order(h, 3 * h**2 + 1e-13)
-        >>> round(fit.order, 3), fit.points_used
-        (2.0, 6)
+        >>> fit = fit_order(h, 3 * h**2 * (1 + h), floor=1e-14)
+        >>> fit.status, round(fit.order, 3), fit.points_used       # h = 0.4 is pre-asymptotic
+        ('ok', 2.004, 5)
+        >>> round(fit.ci_low, 2), round(fit.ci_high, 2)
+        (1.97, 2.05)
     """
     h = np.asarray(h, dtype=float)
     err = np.asarray(err, dtype=float)
-    _check_fit_args(h, err, status, floor, reference_error, confidence, min_points, order_tol)
+    _check_fit_args(h, err, status, floor, reference_error, min_points, order_tol)
+    if scale is not None and not (np.isfinite(scale) and scale > 0):
+        raise InvalidArgument(f"scale={scale!r} is invalid; it must be finite and > 0 (or None)")
     status = None if status is None else np.asarray(status)
     ok = np.ones(len(h), bool) if status is None else status == "ok"
     excluded: list[tuple[float, str]] = []
@@ -231,33 +283,46 @@ def fit_order(
     for k in np.flatnonzero(ok & ~finite):
         what = "zero error" if err[k] == 0 else "error or h not finite and positive"
         excluded.append((float(h[k]), what))
-    order = np.argsort(h[finite], kind="stable")
-    hv, ev = h[finite][order], err[finite][order]
+    by_h = np.argsort(h[finite], kind="stable")
+    hv, ev = h[finite][by_h], err[finite][by_h]
+    fv = np.broadcast_to(np.asarray(floor, dtype=float), h.shape)[finite][by_h]
     lo_all = local_orders(hv, ev) if len(hv) > 1 else np.empty(0)
-    used = np.ones(len(hv), bool)
-    ref_floor = REFERENCE_MARGIN * reference_error
+    usable = np.ones(len(hv), bool)
     for k in range(len(hv)):
-        if ev[k] <= floor:
-            used[k] = False
-            excluded.append((hv[k], f"at or below the round-off floor {floor:.1e}"))
-        elif ev[k] <= ref_floor:
-            used[k] = False
+        if ev[k] <= FLOOR_FACTOR * fv[k]:
+            usable[k] = False
+            excluded.append((hv[k], f"within {FLOOR_FACTOR:g}× of the round-off floor {fv[k]:.1e}"))
+        elif ev[k] <= REFERENCE_MARGIN * reference_error:
+            usable[k] = False
             excluded.append(
                 (hv[k], f"within {REFERENCE_MARGIN:g}× of the target's error {reference_error:.1e}")
             )
+        elif scale is not None and ev[k] >= MAX_RELATIVE_ERROR * scale:
+            usable[k] = False
+            excluded.append(
+                (
+                    hv[k],
+                    f"pre-asymptotic (error {ev[k]:.2g} ≥ {MAX_RELATIVE_ERROR:g}× the "
+                    f"solution's size {scale:.2g})",
+                )
+            )
     n_failed = int((~ok).sum())
 
-    def result(slope, ci, stderr, intercept, mask, fit_status, reason=""):
+    def result(fit_status, reason, order=np.nan, low=np.nan, high=np.nan, drift=np.nan, used=None):
+        used = np.zeros(len(hv), bool) if used is None else used
+        log_c = np.nan
+        if used.any() and np.isfinite(order):
+            k = np.flatnonzero(used)[0]  # the asymptotic line through the finest used point
+            log_c = float(np.log(ev[k]) - order * np.log(hv[k]))
         return OrderFit(
-            order=slope,
-            ci_low=slope - ci,
-            ci_high=slope + ci,
-            stderr=stderr,
-            log_constant=intercept,
-            confidence=confidence,
+            order=float(order),
+            ci_low=float(low),
+            ci_high=float(high),
+            drift=float(drift),
+            log_constant=log_c,
             h=hv,
             err=ev,
-            used=mask,
+            used=used,
             excluded=tuple(sorted(excluded)),
             local_orders=lo_all,
             n_failed=n_failed,
@@ -265,34 +330,60 @@ def fit_order(
             reason=reason,
         )
 
-    idx = np.flatnonzero(used)
+    idx = np.flatnonzero(usable)
     if len(idx) < min_points:
-        reason = f"{len(idx)} usable point(s), need {min_points}"
-        return result(np.nan, np.nan, np.nan, np.nan, used, "too_few_points", reason)
-    x, y = np.log(hv[idx]), np.log(ev[idx])
-    lo = local_orders(hv[idx], ev[idx])
-    window = _asymptotic_window(lo, min_points, order_tol)
-    if window is None:
-        slope, intercept, stderr, ci = _regression(x, y, confidence)
-        reason = (
-            f"no {min_points} consecutive points have local orders within {order_tol} "
-            f"(local orders {np.round(lo, 2).tolist()}); fitted all usable points"
+        return result("too_few_points", f"{len(idx)} usable point(s), need {min_points}")
+    hu, eu = hv[idx], ev[idx]
+    q = local_orders(hu, eu)
+    x = _log_mean(hu[:-1], hu[1:])
+    rel = (fv[idx] + reference_error) / eu  # each error's relative uncertainty
+    sigma = (rel[:-1] + rel[1:]) / np.log(hu[1:] / hu[:-1])  # of each local order
+    k = 1  # the range holds local orders q[:k] (k + 1 points), from the smallest step up
+    while k < len(q) and np.ptp(q[: k + 1]) <= order_tol + 4 * np.max(sigma[: k + 1]):
+        k += 1
+    finest = " ".join(f"{v:.2f}" for v in q[: min(len(q), 4)])
+    if k + 1 < min_points:
+        return result(
+            "no_asymptotic_range",
+            f"local orders at the smallest steps ({finest}, from the smallest h up) differ by "
+            f"more than {order_tol}: no asymptotic range",
         )
-        return result(slope, ci, stderr, intercept, used, "no_asymptotic_range", reason)
-    i, j = window
-    p_ref = float(np.median(lo[i:j]))
-    for k in range(len(idx)):
-        if k < i:  # smaller h than the range: the error stopped following C·h^p
-            what = "round-off or target floor" if lo[k] < p_ref else "past the asymptotic range"
-            excluded.append((hv[idx[k]], f"{what} (local order {lo[k]:.2f} vs {p_ref:.2f})"))
-        elif k > j:
-            excluded.append(
-                (hv[idx[k]], f"pre-asymptotic (local order {lo[k - 1]:.2f} vs {p_ref:.2f})")
+    used = np.zeros(len(hv), bool)
+    used[idx[: k + 1]] = True
+    for j in range(k + 1, len(idx)):
+        excluded.append(
+            (
+                hu[j],
+                f"pre-asymptotic (local order {q[j - 1]:.2f}; {q[0]:.2f} at the smallest steps)",
             )
-    mask = np.zeros(len(hv), bool)
-    mask[idx[i : j + 1]] = True
-    slope, intercept, stderr, ci = _regression(x[i : j + 1], y[i : j + 1], confidence)
-    return result(slope, ci, stderr, intercept, mask, "ok")
+        )
+    p_hat, q0_hat, se = _extrapolated(q[:k], x[:k], sigma[:k])
+    if k >= 3:  # the O(h²) terms: how far the estimate moves on the next local orders
+        model = abs(p_hat - _extrapolated(q[1:k], x[1:k], sigma[1:k])[0])
+    else:
+        model = abs(q0_hat - p_hat)
+    margin = max(MIN_HALF_WIDTH, model, 2 * se)
+    low, high = min(p_hat, q0_hat) - margin, max(p_hat, q0_hat) + margin
+    drift = q0_hat - p_hat
+    fit = dict(order=p_hat, low=low, high=high, drift=drift, used=used)
+    if max(q[:k]) <= FLAT_ORDER:
+        what = "grow" if q[0] < 0 else "do not decrease"
+        reason = f"the errors {what} as h decreases (local orders {finest}, from the smallest h up)"
+        return result("not_converging", reason, **fit)
+    if abs(drift) > DRIFT_TOL:
+        direction = "falling" if drift > 0 else "rising"
+        reason = (
+            f"local orders still {direction} as h decreases ({finest}, from the smallest h up); "
+            f"extrapolated to h → 0: {p_hat:.2f}"
+        )
+        return result("pre_asymptotic", reason, **fit)
+    if high - low > MAX_OK_WIDTH:
+        reason = (
+            f"the interval [{low:.2f}, {high:.2f}] is wider than {MAX_OK_WIDTH:g}: the errors are "
+            f"too noisy or too close to the floor (local orders {finest}, from the smallest h up)"
+        )
+        return result("uncertain", reason, **fit)
+    return result("ok", "", **fit)
 
 
 # ------------------------------------------------------------------------------------ targets
@@ -325,6 +416,22 @@ class Setting:
     def label(self) -> str:
         """The setting in words, e.g. 'Euler at h=0.1'."""
         return f"{self.solver} at h={self.h:g}"
+
+
+class FrozenFieldWarning(UserWarning):
+    """A convergence target called "limit" is a field frozen at some h (`System.frozen_h`), such
+    as a lifted map's (Φ(y) − y)/h_train: the errors measure convergence to that ODE, which is
+    no h → 0 limit of the model.
+
+    Examples:
+        >>> from analysis import discrete
+        >>> lifted = discrete.lift(lambda y: 0.5 * y, h_train=0.25, y0=1.0)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     _ = measure(lifted, "Euler", dt0=[0.25, 0.125, 0.0625])
+        >>> [w.category.__name__ for w in caught]
+        ['FrozenFieldWarning']
+    """
 
 
 _LIMIT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -394,6 +501,23 @@ def _grid(system, norms, save_ts, n_dense):
     return ts, idx
 
 
+def _three_grid_order(ys: np.ndarray, h: np.ndarray) -> float:
+    """The order p with (h₃^p − h₂^p)/(h₂^p − h₁^p) = ‖y₃ − y₂‖/‖y₂ − y₁‖ from the three finest
+    runs (h₁ < h₂ < h₃; final states), i.e. y_h = y* + C·h^p solved for p; NaN if none in (0, 20).
+    """
+    order = np.argsort(h)[:3]
+    (y1, y2, y3), (h1, h2, h3) = ys[order][:, -1], h[order]
+    ratio = np.max(np.abs(y3 - y2)) / np.max(np.abs(y2 - y1))
+
+    def mismatch(p):
+        return np.log((h3**p - h2**p) / (h2**p - h1**p)) - np.log(ratio)
+
+    lo, hi = 1e-3, 20.0
+    if not np.isfinite(ratio) or mismatch(lo) * mismatch(hi) > 0:
+        return np.nan
+    return float(scipy.optimize.brentq(mismatch, lo, hi, xtol=1e-10))
+
+
 def _richardson(ys: np.ndarray, h: np.ndarray, p: float):
     """Extrapolated limit from the two finest runs and an error estimate from the next pair."""
     order = np.argsort(h)
@@ -427,13 +551,15 @@ def measure(
         target: "limit", "richardson" or a `Setting` (see the module docstring).
         save_ts: save times of the "max" norm (default: 10 evenly spaced in (t0, t1]).
         n_dense: grid points of the "l2" norm.
-        richardson_order: order used by the "richardson" target (default: the solver's nominal).
+        richardson_order: order used by the "richardson" target (default: the solver's nominal
+            order for an h-free field, the three-grid observed order for a step-dependent one).
 
     Returns:
         The sweep's rows (without trajectories), one per (solve, norm), with `error` replaced by
         that norm and new columns target, norm, relative, reference_error (the target's own
-        error estimate in that norm), roundoff_floor, reference_point (True for the runs a
-        Richardson target was built from).
+        error estimate in that norm), roundoff_floor (eps·‖target‖·max(ROUNDOFF_FACTOR, N) for
+        N steps), target_size (‖target‖ in that norm; 1 if relative), reference_point (True for
+        the runs a Richardson target was built from).
 
     Examples:
         >>> df = measure("linear", ["Euler", "Heun"], dt0=[1 / n for n in (10, 20, 40, 80)])
@@ -460,6 +586,13 @@ def _measure(system, solvers, dt0, norms, relative, target, save_ts, n_dense, ri
         )
     if richardson_order is not None and not richardson_order > 0:
         raise InvalidArgument(f"richardson_order={richardson_order!r} must be > 0")
+    if target == "limit" and getattr(system, "frozen_h", None) is not None:
+        warnings.warn(
+            f"system {system.name!r} is frozen at h = {system.frozen_h:g} (a lifted map): its "
+            "target='limit' is the ODE of that frozen field, not an h → 0 limit of the map",
+            FrozenFieldWarning,
+            stacklevel=3,
+        )
     ts, idx = _grid(system, norms, save_ts, n_dense)
     rows = sweep(system, solvers, dt0=dt0, save_ts=ts)
     if target == "richardson" and rows.groupby("solver").size().min() < 3:
@@ -471,8 +604,10 @@ def _measure(system, solvers, dt0, norms, relative, target, save_ts, n_dense, ri
         ys = np.stack([np.asarray(y).reshape(len(ts), -1) for y in g["ys"]])
         is_ref = np.zeros(len(g), bool)
         if target == "richardson":
-            p = richardson_order or _solvers.info(solver).order
-            if ok.sum() < 3:
+            p, label = _richardson_order(
+                system, solver, ys[ok], g["h"].to_numpy()[ok], richardson_order
+            )
+            if ok.sum() < 3 or not np.isfinite(p):
                 ref_ys, ref_err = np.full(ys.shape[1:], np.nan), np.full(ys.shape[1:], np.nan)
             else:
                 ref_ys, ref_err, used = _richardson(ys[ok], g["h"].to_numpy()[ok], p)
@@ -492,10 +627,31 @@ def _measure(system, solvers, dt0, norms, relative, target, save_ts, n_dense, ri
             out["relative"] = relative
             out["reference_error"] = ref_error / denom
             eps = np.finfo(ys.dtype if np.issubdtype(ys.dtype, np.inexact) else float).eps
-            out["roundoff_floor"] = ROUNDOFF_FACTOR * eps * size / denom
+            steps = np.maximum(ROUNDOFF_FACTOR, g["num_steps"].to_numpy(float))
+            out["roundoff_floor"] = eps * size * steps / denom
+            out["target_size"] = size / denom
             out["reference_point"] = is_ref
             frames.append(out)
     return pd.concat(frames, ignore_index=True)
+
+
+def _richardson_order(system, solver, ys, h, given) -> tuple[float, str]:
+    """The order a Richardson target extrapolates with, and the target's label saying which.
+
+    The given `richardson_order`; else the solver's nominal order for an h-free field; else
+    (a step-dependent field, whose order is min(p, q) or other) the three-grid observed order.
+    """
+    if given is not None:
+        return float(given), f"richardson (order {given:g}, given)"
+    if not system.h_dependent:
+        p = _solvers.info(solver).order
+        return float(p), f"richardson (nominal order {p:g})"
+    if len(h) < 3:
+        return np.nan, "richardson (no order: fewer than 3 successful runs)"
+    p = _three_grid_order(ys, h)
+    if not np.isfinite(p):
+        return p, "richardson (no order: the 3 finest runs do not converge)"
+    return p, f"richardson (order {p:.2f} observed on the 3 finest runs)"
 
 
 def _target(system, target, ts):
@@ -520,10 +676,50 @@ def _target(system, target, ts):
 # ------------------------------------------------------------------------------------- tables
 
 
-def orders(df: pd.DataFrame, *, confidence: float = 0.95, **fit_options) -> pd.DataFrame:
+def fit_rows(rows: pd.DataFrame, **fit_options) -> OrderFit:
+    """`fit_order` of one line of rows (one system, solver, target and norm), told what the
+    rows know: `measure`'s round-off floor, target error and target size where they have those
+    columns (plain `analysis.sweep` rows with an error column work too), without the runs a
+    Richardson target was built from.
+
+    Args:
+        rows: `measure` rows of one (system, solver, target, norm, relative) group.
+        **fit_options: min_points, order_tol (see `fit_order`).
+
+    Returns:
+        The OrderFit.
+
+    Examples:
+        >>> df = measure("linear", "Heun", dt0=[1 / n for n in (10, 20, 40, 80)])
+        >>> fit = fit_rows(df)
+        >>> fit.status, round(fit.order, 2)
+        ('ok', 2.0)
+    """
+
+    def column(name, default):
+        if name not in rows:
+            return np.full(len(rows), default)
+        return np.nan_to_num(rows[name].to_numpy(float), nan=default)
+
+    refs = rows["reference_point"].to_numpy(bool) if "reference_point" in rows else None
+    keep = np.ones(len(rows), bool) if refs is None else ~refs
+    size = float(column("target_size", 0.0)[0]) if len(rows) else 0.0
+    return fit_order(
+        rows["h"].to_numpy(float)[keep],
+        rows["error"].to_numpy(float)[keep],
+        status=rows["status"].to_numpy()[keep],
+        floor=column("roundoff_floor", 0.0)[keep],
+        reference_error=float(column("reference_error", 0.0)[0]) if len(rows) else 0.0,
+        scale=size if size > 0 else None,
+        **fit_options,
+    )
+
+
+def orders(df: pd.DataFrame, **fit_options) -> pd.DataFrame:
     """Fit an order per (system, solver, target, norm, relative) group of `measure` rows.
 
-    Returns one row per group: system, solver, target, norm, relative, order, ci_low, ci_high,
+    Returns one row per group: system, solver, target, norm, relative, order (the estimated
+    asymptotic order), ci_low, ci_high (its interval), drift (finest local order − order),
     nominal_order, points_used, excluded (text: each left-out h and why), n_failed, status,
     reason, h_min, h_max (of the fitted range), local_orders (text, between consecutive valid
     points from the smallest h up), reference_error (the target's own error).
@@ -531,7 +727,6 @@ def orders(df: pd.DataFrame, *, confidence: float = 0.95, **fit_options) -> pd.D
 
     Args:
         df: rows from `measure`.
-        confidence: the level of the confidence interval [ci_low, ci_high].
         **fit_options: min_points, order_tol (see `fit_order`).
 
     Returns:
@@ -548,18 +743,8 @@ def orders(df: pd.DataFrame, *, confidence: float = 0.95, **fit_options) -> pd.D
     out = []
     for key, g in df.groupby(keys, sort=False):
         refs = g["reference_point"].to_numpy(bool)
-        floor, ref_error = float(g["roundoff_floor"].iloc[0]), float(g["reference_error"].iloc[0])
-        no_target = np.isnan(ref_error)  # e.g. a failed reference solve: every error is NaN
-        fit = fit_order(
-            g["h"].to_numpy()[~refs],
-            g["error"].to_numpy()[~refs],
-            status=g["status"].to_numpy()[~refs],
-            floor=0.0 if np.isnan(floor) else floor,
-            reference_error=0.0 if no_target else ref_error,
-            confidence=confidence,
-            **fit_options,
-        )
-        if no_target:
+        fit = fit_rows(g, **fit_options)
+        if np.isnan(g["reference_error"].iloc[0]):  # e.g. a failed reference: every error NaN
             fit = dataclasses.replace(fit, reason=f"{fit.reason}; no errors: {key[2]}")
         excluded = fit.excluded_text()
         if refs.any():
@@ -572,6 +757,7 @@ def orders(df: pd.DataFrame, *, confidence: float = 0.95, **fit_options) -> pd.D
                 order=fit.order,
                 ci_low=fit.ci_low,
                 ci_high=fit.ci_high,
+                drift=fit.drift,
                 nominal_order=_solvers.info(key[1]).order,
                 points_used=fit.points_used,
                 excluded=excluded,

@@ -4,9 +4,9 @@ import decimal
 from fractions import Fraction
 
 import diffrax
+import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.stats
 
 import analysis
 import analysis._sweep
@@ -24,12 +24,12 @@ STEPS = (10, 20, 30, 40, 60, 80, 120, 160)
 def test_fit_order_recovers_p_from_noisy_power_law_with_a_roundoff_floor(p, seed):
     rng = np.random.default_rng(seed)
     h = np.geomspace(2e-3, 0.5, 16) * np.exp(rng.uniform(-0.1, 0.1, 16))  # uneven ratios
-    err = 2.0 * h**p * (1 + 0.01 * rng.standard_normal(16))  # 1 % noise
-    err += 1e-13 * np.abs(1 + rng.standard_normal(16))  # round-off floor
-    fit = convergence.fit_order(h, err)
-    assert fit.status == "ok"
-    assert abs(fit.order - p) < 0.05
-    assert fit.ci_low < fit.order < fit.ci_high
+    err = 2.0 * h**p * (1 + 0.01 * rng.standard_normal(16))  # 1 % noise the fit is not told of
+    err += 1e-13 * np.abs(1 + rng.standard_normal(16))  # round-off, at most ~3e-13
+    fit = convergence.fit_order(h, err, floor=3e-13)
+    assert fit.status in ("ok", "uncertain")  # uncertain: the interval is wider than 0.5
+    assert fit.ci_low <= p <= fit.ci_high
+    assert abs(fit.order - p) < 0.1
     # Where C·h^p is below the floor, the points are excluded with a reason.
     drowned = h[2.0 * h**p < 1e-14]
     reasons = dict(fit.excluded)
@@ -40,24 +40,116 @@ def test_fit_order_excludes_the_pre_asymptotic_range_and_says_why():
     h = np.geomspace(1e-3, 1.0, 13)
     err = np.minimum(h**2, 2e-2)  # saturates at large h
     fit = convergence.fit_order(h, err)
-    assert fit.order == pytest.approx(2.0, abs=1e-9)
+    assert fit.status == "ok" and fit.order == pytest.approx(2.0, abs=1e-9)
     reasons = dict(fit.excluded)
     assert all("pre-asymptotic" in reasons[x] for x in h[h**2 > 2e-2])
     np.testing.assert_array_equal(fit.used, h**2 < 2e-2)
 
 
-def test_interval_is_the_regression_t_interval():
-    rng = np.random.default_rng(3)
-    h = np.geomspace(0.01, 0.2, 8)
-    err = h**3 * np.exp(0.005 * rng.standard_normal(8))
-    fit = convergence.fit_order(h, err, confidence=0.9, order_tol=1.0)
-    ref = scipy.stats.linregress(np.log(h), np.log(err))
-    half = scipy.stats.t.ppf(0.95, len(h) - 2) * ref.stderr
-    assert fit.points_used == 8
-    np.testing.assert_allclose(
-        [fit.order, fit.ci_low, fit.ci_high, fit.stderr],
-        [ref.slope, ref.slope - half, ref.slope + half, ref.stderr],
+def _generated_curves(n_curves, seed):
+    """Error curves C·h^p·(1 + a·h + b·h²), as issue 16 asks the interval to be calibrated on:
+    orders 1-5, step ratios 2, √2, 1.5, 6-10 points, random a, b, C, 30 % with a round-off
+    floor F (noise of size up to F, F from 1/100 to 30 times the finest error; the fit is
+    told F, not the noise)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_curves):
+        p, n = int(rng.integers(1, 6)), int(rng.integers(6, 11))
+        ratio = rng.choice([2.0, np.sqrt(2.0), 1.5])
+        c, (a, b) = 10 ** rng.uniform(-2, 2), rng.uniform(-2, 2, 2)
+        h = 10 ** rng.uniform(-3, -1.7) * ratio ** np.arange(n)  # finest step 1e-3 to 0.02
+        err = c * h**p * (1 + a * h + b * h**2)
+        floor = 0.0
+        if rng.random() < 0.3:
+            floor = abs(err[0]) * 10 ** rng.uniform(-2, 1.5)
+            err = err + floor * rng.uniform(0.01, 1) * rng.standard_normal(n)
+        yield p, h, np.abs(err), floor
+
+
+def test_order_intervals_are_calibrated_on_generated_error_curves():
+    """The interval of an ok fit holds the true order ≥ 90 % of the time, its median width is
+    ≤ 0.5, and ≥ 80 % of the curves are ok (measured: 99.5 %, 0.11, 93 %; see
+    docs/concepts/convergence.md)."""
+    covered, widths, statuses = [], [], []
+    for p, h, err, floor in _generated_curves(2000, seed=16):
+        fit = convergence.fit_order(h, err, floor=floor)
+        statuses.append(fit.status)
+        if fit.status == "ok":
+            covered.append(fit.ci_low <= p <= fit.ci_high)
+            widths.append(fit.ci_high - fit.ci_low)
+    assert np.mean(covered) >= 0.9
+    assert np.median(widths) <= 0.5
+    assert np.mean(np.array(statuses) == "ok") >= 0.8
+
+
+def test_a_drifting_order_is_pre_asymptotic_not_round_off():
+    """e = C·h⁵·(1 + h/h_c): the local orders fall from 5.9 to 5.4 as h decreases, at errors
+    far above the floor. Nothing is round-off; the fit says the orders still drift."""
+    h = 0.24 * np.sqrt(2) ** -np.arange(12)
+    err = 0.05 * h**5 * (1 + h / 0.01)  # 1e-3 down to 3e-13
+    fit = convergence.fit_order(h, err, floor=1e-15)
+    assert np.all(np.diff(fit.local_orders) > 0)  # local orders fall as h decreases
+    assert fit.status == "pre_asymptotic" and "falling" in fit.reason
+    assert fit.drift > convergence.DRIFT_TOL
+    assert "floor" not in fit.excluded_text()
+    assert 5.0 < fit.order < fit.local_orders[0]  # extrapolated beyond the finest local order
+
+
+@pytest.mark.parametrize(
+    "err, status",
+    [
+        (0.05 * (1 + 0.01 * np.sin(np.arange(8))), "not_converging"),  # flat (an MLP's error)
+        (0.05 * np.geomspace(1.0, 0.5, 8), "not_converging"),  # grows as h decreases
+        (np.geomspace(0.01, 0.5, 8) ** np.array([1, 3, 1, 3, 1, 3, 1, 3]), "no_asymptotic_range"),
+    ],
+)
+def test_flat_growing_or_erratic_errors_are_never_ok(err, status):
+    h = np.geomspace(0.01, 0.5, 8)
+    fit = convergence.fit_order(h, err, floor=1e-14)
+    assert fit.status == status and fit.reason
+
+
+def test_errors_far_above_the_floor_are_never_called_round_off():
+    h = np.geomspace(1e-3, 0.1, 9)
+    err = np.where(h < 5e-3, 1e-6, h**2)  # flattens at 1e-6, 1e8 times the floor
+    fit = convergence.fit_order(h, err, floor=1e-14)
+    assert "floor" not in fit.excluded_text()
+    assert fit.status != "ok"
+
+
+def test_errors_as_large_as_the_solution_are_pre_asymptotic():
+    h = np.geomspace(0.01, 0.5, 8)
+    err = 3 * h**0.5  # 0.3 to 2.1: no correct digit at the larger steps
+    fit = convergence.fit_order(h, err, scale=1.0)
+    reasons = dict(fit.excluded)
+    assert all("solution's size" in reasons[x] for x in h[err >= 0.5])
+    assert fit.status == "too_few_points"
+
+
+def test_euler_on_a_forcing_that_jumps_at_an_irrational_time_is_not_ok():
+    """y' = H(t − 1/√2): Euler's error is the distance from the jump to the next step end,
+    erratic in h (an independent closed form, checked here too)."""
+    t_jump = 1 / np.sqrt(2)
+    system = systems.System(
+        name="jump at 1/√2",
+        vector_field=lambda t, y, args, h: jnp.where(t >= t_jump, 1.0, 0.0) + 0 * y,
+        y0=jnp.array(0.0),
+        exact=lambda t: jnp.maximum(t - t_jump, 0.0),
     )
+    ns = np.array([10, 14, 20, 28, 40, 56, 80, 113, 160, 226, 320])
+    df = convergence.measure(system, "Euler", dt0=list(1 / ns))
+    # Euler adds h for each step whose left end is ≥ t_jump: y_N = (N − ⌈N·t_jump⌉)/N.
+    np.testing.assert_allclose(
+        df["error"], np.abs((ns - np.ceil(ns * t_jump)) / ns - (1 - t_jump)), atol=1e-12
+    )
+    table = convergence.orders(df)
+    assert table["status"].iloc[0] == "no_asymptotic_range" and np.isnan(table["order"].iloc[0])
+
+
+def test_euler_on_kepler_with_errors_of_order_one_is_not_ok():
+    kepler = systems.get("kepler")
+    df = convergence.measure(kepler, "Euler", dt0=[kepler.t1 / n for n in (20, 28, 40, 56, 80)])
+    assert (df["error"] > 1).all()  # no correct digit
+    assert convergence.orders(df)["status"].iloc[0] != "ok"
 
 
 def test_local_orders_need_no_halving():
@@ -67,6 +159,7 @@ def test_local_orders_need_no_halving():
     fit = convergence.fit_order(h, err)  # unsorted input is fine
     np.testing.assert_allclose(fit.local_orders, 2.5)
     np.testing.assert_allclose(fit.h, np.sort(h))
+    assert fit.order == pytest.approx(2.5) and fit.ci_low <= 2.5 <= fit.ci_high
 
 
 def test_failed_rows_are_excluded_and_counted():
@@ -94,12 +187,20 @@ def test_points_within_the_reference_margin_are_excluded():
     assert "within 100× of the target's error" in fit.excluded_text()
 
 
+def test_a_per_point_floor_is_applied_point_by_point():
+    h = np.geomspace(0.01, 0.5, 8)
+    floor = np.where(h < 0.02, 1.0, 0.0)  # only the finest steps have a (huge) floor
+    fit = convergence.fit_order(h, h**2, floor=floor)
+    assert list(fit.h[~fit.used]) == list(h[h < 0.02])
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(confidence=1.0),
         dict(min_points=2),
         dict(floor=-1.0),
+        dict(floor=[1e-14, 1e-14]),
+        dict(scale=0.0),
         dict(order_tol=0.0),
         dict(status=["ok"]),
     ],
@@ -159,11 +260,12 @@ def test_euler_and_tsit5_on_decay_have_orders_1_and_5(decay, euler_decay):
     assert np.all(np.abs(euler["order"] - 1) < 0.15)
     # Tsit5's principal error coefficient on real λ is small, so the h^6 term is large: even in
     # exact arithmetic the local orders are 5.24, 5.18, 5.13, 5.08 between N = 16, 24, 32, 48, 64
-    # (see the next test). The finest steps float64 resolves are therefore the asymptotic ones.
-    dts = [1 / n for n in (40, 48, 56, 64)]
-    tsit5 = convergence.orders(convergence.measure(decay, "Tsit5", dt0=dts))
-    assert tsit5["status"].iloc[0] == "ok" and tsit5["nominal_order"].iloc[0] == 5
-    assert abs(tsit5["order"].iloc[0] - 5) < 0.15
+    # (see the next test), and float64 resolves little beyond N = 48. The fit extrapolates the
+    # drifting local orders to h → 0 and its interval holds 5.
+    dts = [1 / n for n in (16, 24, 32, 40, 48, 56, 64)]
+    tsit5 = convergence.orders(convergence.measure(decay, "Tsit5", dt0=dts)).iloc[0]
+    assert tsit5["status"] in ("ok", "pre_asymptotic") and tsit5["nominal_order"] == 5
+    assert tsit5["ci_low"] <= 5 <= tsit5["ci_high"] and abs(tsit5["order"] - 5) < 0.1
 
 
 def _stability_function(tableau, z: Fraction) -> Fraction:
@@ -256,3 +358,33 @@ def test_reference_solve_is_checked_against_the_runs():
     table = convergence.orders(df)
     assert (table["status"] == "ok").all() and (table["excluded"] == "").all()
     assert np.all(np.abs(table["order"] - 2) < 0.1)
+
+
+def test_richardson_target_of_a_step_dependent_field_uses_the_observed_order():
+    """f = -y + h·sin(y) (q = 1) under Heun (p = 2) converges at order 1: extrapolating with the
+    nominal order 2 would leave an O(h) error in the target. The three-grid order is used."""
+    system = systems.get("perturbed", base="linear", c=1.0, q=1)
+    dts = [1 / n for n in (10, 14, 20, 28, 40, 56, 80, 113, 160)]
+    df = convergence.measure(system, "Heun", dt0=dts, target="richardson")
+    label = df["target"].iloc[0]
+    assert label.startswith("richardson (order 1.0") and "observed on the 3 finest runs" in label
+    # The limit has an exact solution: the extrapolated target is far closer to it than the
+    # finest run, so errors against it equal errors against the exact limit to 2 %.
+    exact = convergence.measure(system, "Heun", dt0=dts)
+    mask = ~df["reference_point"].to_numpy()
+    np.testing.assert_allclose(df["error"][mask], exact["error"][mask], rtol=0.02)
+    table = convergence.orders(df).iloc[0]
+    assert table["status"] == "ok" and table["ci_low"] <= 1 <= table["ci_high"]
+    nominal = convergence.measure(system, "Heun", dt0=dts, target="richardson", richardson_order=2)
+    assert nominal["target"].iloc[0] == "richardson (order 2, given)"
+
+
+def test_an_h_free_field_extrapolates_with_the_nominal_order(decay):
+    df = convergence.measure(decay, "Heun", dt0=[1 / n for n in STEPS], target="richardson")
+    assert df["target"].iloc[0] == "richardson (nominal order 2)"
+
+
+def test_measuring_a_lifted_map_against_its_limit_warns_that_it_is_frozen():
+    lifted = analysis.discrete.lift(lambda y: 0.5 * y, h_train=0.25, y0=1.0)
+    with pytest.warns(convergence.FrozenFieldWarning, match="frozen at h = 0.25"):
+        convergence.measure(lifted, "Euler", dt0=[0.25, 0.125, 0.0625])

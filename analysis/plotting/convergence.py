@@ -27,9 +27,12 @@ def _axes(ax, height=2.6):
     return ax.figure, ax
 
 
-def _fitted_slope(g: pd.DataFrame) -> float:
-    fit = _convergence.fit_order(g["h"], g["error"], status=g["status"].to_numpy())
-    return fit.order
+def _order_label(g: pd.DataFrame) -> str:
+    """The fitted order of one line's rows, e.g. '2.00', or '5.07, pre_asymptotic' if not ok."""
+    fit = _convergence.fit_rows(g)
+    if not np.isfinite(fit.order):
+        return "n/a"
+    return f"{fit.order:.2f}" if fit.status == "ok" else f"{fit.order:.2f}, {fit.status}"
 
 
 def error_vs_step(
@@ -38,7 +41,8 @@ def error_vs_step(
     """Log-log error against step size h, one line per value of `by`, fitted order in the legend.
 
     Only rows with status "ok" and a positive error are drawn. The order in the legend is the
-    `fit_order` slope over the detected asymptotic range ("n/a" where there is none).
+    `analysis.convergence.fit_rows` estimate, with its status where that is not "ok" ("n/a"
+    where there is none).
 
     Args:
         df: `analysis.convergence.measure` rows (or `analysis.sweep` rows): h, error, status.
@@ -56,14 +60,13 @@ def error_vs_step(
         >>> df = convergence.measure("linear", ["Euler", "Heun"], dt0=dt0)
         >>> fig = plotting.error_vs_step(df)
         >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
-        ['Euler (order 1.02)', 'Heun (order 2.03)']
+        ['Euler (order 1.00)', 'Heun (order 2.00)']
     """
     with paper_style():
         fig, ax = _axes(ax)
         for name, g in df.groupby(by, sort=False):
             ok = g[(g["status"] == "ok") & (g["error"] > 0)].sort_values("h")
-            slope = _fitted_slope(g) if len(g) else np.nan
-            text = f"{slope:.2f}" if np.isfinite(slope) else "n/a"
+            text = _order_label(g) if len(g) else "n/a"
             style = solver_style(name) if by == "solver" else solver_style(str(name))
             ax.loglog(ok["h"], ok["error"], label=f"{name} (order {text})", **style)
         ok = df[(df["status"] == "ok") & (df["error"] > 0)]
@@ -136,7 +139,7 @@ def observed_orders(
         ax.set_xlim(0, top)
         ax.set_ylim(0, top)
         ax.set_xlabel(f"expected order ({expected.replace('_', ' ')})")
-        ax.set_ylabel("observed order (95 % interval)")
+        ax.set_ylabel("observed order (interval)")
         if title:
             ax.set_title(title)
         marks = ", ".join(f"{n}: {fills.get(n, 'full')}" for n in norms)
@@ -182,7 +185,7 @@ def order_cap(table: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.
             ax.errorbar(g["q"], y, yerr=err, label=f"{solver} (p = {p})", capsize=2, **style)
             ax.plot(dense, np.minimum(p, dense), color=style["color"], ls="--", lw=0.8, zorder=0)
         ax.set_xlabel("perturbation order q in f + c·h^q·g(y)")
-        ax.set_ylabel("observed order (95 % interval)")
+        ax.set_ylabel("observed order (interval)")
         ax.set_xticks(qs)
         if title:
             ax.set_title(title)
