@@ -8,13 +8,17 @@ A *step-dependent system* is a vector field that takes the step size as an input
 written as (Φ(y) - y)/h). Its numerical solution depends on the discretization itself. Two pieces
 make diffrax solve such systems:
 
-- `StepTerm(f)`: a diffrax term holding f. Outside a step (initial step-size selection,
-  `solver.func`, `SaveAt(fn=...)`) it is evaluated at h = 0, the h → 0 limit ODE.
+- `StepTerm(f)`: a diffrax term holding f. It has no h of its own: given to a solver that is
+  not `StepAware`, a field that uses h is refused at trace time (`InvalidArgument` naming
+  StepAware) instead of being silently integrated at h = 0. A field that ignores h works with
+  any solver.
 - `StepAware(solver)`: wraps any diffrax ODE solver so that every vector-field evaluation *inside*
   a step (every stage, rejected trial steps, the clipped final step) sees h = t1 - t0 of that
-  very step. First-same-as-last (FSAL) solvers reuse the previous step's last stage as the next
-  step's first stage; that stage was evaluated at the previous h, so StepAware makes them
-  re-evaluate it whenever the terms contain a StepTerm.
+  very step. Outside a step (its `init` and `func`: the first FSAL stage, initial step-size
+  selection) it binds h = 0 explicitly, the h → 0 limit. First-same-as-last (FSAL) solvers
+  reuse the previous step's last stage as the next step's first stage; that stage was evaluated
+  at the previous h, so StepAware makes them re-evaluate it whenever the terms contain a
+  StepTerm whose field uses h.
 
 Examples:
     >>> import diffrax, jax.numpy as jnp
@@ -28,6 +32,7 @@ Examples:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import diffrax
@@ -38,6 +43,8 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from diffrax import AbstractTerm
 from diffrax._term import WrapTerm  # diffrax marks reverse-time terms with it; not re-exported
+
+from .errors import InvalidArgument
 
 __all__ = ["StepTerm", "FrozenStepTerm", "StepAware", "StaleFSAL", "bind_step", "uses_h"]
 
@@ -56,26 +63,71 @@ class _ODELikeTerm(AbstractTerm):
         return _scale(vf, control)
 
 
+# diffeqsolve checks that terms suit the solver by tracing term.vf under jax.eval_shape (output
+# types only, nothing is evaluated); that one call may see a StepTerm without an h.
+_TERM_CHECK = getattr(getattr(diffrax, "_integrate", None), "_assert_term_compatible", None)
+_TERM_CHECK_CODE = getattr(_TERM_CHECK, "__code__", None)
+
+
+def _in_diffrax_term_check(max_depth: int = 200) -> bool:
+    """Whether the caller runs inside diffrax's term-compatibility check (a shape-only trace).
+
+    If a diffrax release renames the check, this returns False and every StepTerm solve with a
+    field that uses h raises: loudly, in the tests, never silently.
+    """
+    if _TERM_CHECK_CODE is None:
+        return False
+    frame = sys._getframe(1)
+    for _ in range(max_depth):
+        if frame is None:
+            return False
+        if frame.f_code is _TERM_CHECK_CODE:
+            return True
+        frame = frame.f_back
+    return False
+
+
 class StepTerm(_ODELikeTerm):
     """A diffrax term whose vector field is f(t, y, args, h).
 
-    Outside a step the term evaluates f at h = 0 (the limit ODE). Inside a step of `StepAware`
-    it is bound to that step's h. Use `freeze(h0)` for "h as a parameter".
+    Solve it with a `StepAware` solver: inside each step the term is bound to that step's h,
+    and where StepAware means the h → 0 limit (its `init` and `func`) to h = 0 explicitly. The
+    term itself has no h: `vf` of a field that uses h raises `InvalidArgument` at trace time,
+    so a plain diffrax solver (or a custom solver calling `terms.vf`) cannot silently integrate
+    the h → 0 limit instead of the model. A field that never touches h (decided from its
+    jaxpr, see `uses_h`) is an ordinary ODE and works with any solver. Use `freeze(h0)` for
+    "h as a parameter", `bind_step(term, 0.0)` for the limit field on purpose.
 
     Attributes:
         vector_field: f(t, y, args, h) -> dy/dt, jax-traceable, returning y's shape and dtype.
 
     Examples:
         >>> term = StepTerm(lambda t, y, args, h: -y + h * y)
-        >>> float(term.vf(0.0, jnp.array(2.0), None))     # h = 0
+        >>> sol = diffrax.diffeqsolve(term, diffrax.Euler(), 0.0, 1.0, 0.5, jnp.array(1.0))
+        Traceback (most recent call last):
+            ...
+        analysis.errors.InvalidArgument: StepTerm: the vector field uses h, but it was evaluated ...
+        >>> float(bind_step(term, 0.0).vf(0.0, jnp.array(2.0), None))   # the limit, on purpose
         -2.0
         >>> float(term.freeze(0.5).vf(0.0, jnp.array(2.0), None))
         -1.0
+        >>> h_free = StepTerm(lambda t, y, args, h: -y)                 # any solver will do
+        >>> float(diffrax.diffeqsolve(h_free, diffrax.Euler(), 0.0, 1.0, 0.5, 1.0).ys[-1])
+        0.25
     """
 
     vector_field: Callable
 
     def vf(self, t, y, args):
+        if uses_h(self.vector_field, t, y, args) and not _in_diffrax_term_check():
+            raise InvalidArgument(
+                "StepTerm: the vector field uses h, but it was evaluated outside a step of a "
+                "StepAware solver, where no step size exists (a plain diffrax solver would "
+                "integrate the h → 0 limit instead of the model). Wrap the solver: "
+                "diffrax.diffeqsolve(term, analysis.StepAware(solver), ...). For h as a fixed "
+                "parameter use term.freeze(h0); for the h → 0 limit on purpose, "
+                "analysis.stepdep.bind_step(term, 0.0)"
+            )
         return self.vector_field(t, y, args, jnp.zeros((), jnp.result_type(t, float)))
 
     def freeze(self, h0) -> FrozenStepTerm:
@@ -200,6 +252,11 @@ def bind_step(terms, h, *, signed: bool = False):
     return _bind_all(terms, h)
 
 
+def _limit_terms(terms, t):
+    """`terms` with every StepTerm bound to h = 0 (in t's float dtype): the h → 0 limit."""
+    return bind_step(terms, jnp.zeros((), jnp.result_type(t, float)))
+
+
 class StepAware(diffrax.AbstractWrappedSolver):
     """Wrap a diffrax ODE solver so every evaluation inside a step sees that step's h.
 
@@ -270,7 +327,8 @@ class StepAware(diffrax.AbstractWrappedSolver):
         return self.solver.error_order(terms)
 
     def init(self, terms, t0, t1, y0, args):
-        return self.solver.init(terms, t0, t1, y0, args)
+        # Before any step (e.g. an FSAL solver's first stage): the h → 0 limit, bound explicitly.
+        return self.solver.init(_limit_terms(terms, t0), t0, t1, y0, args)
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         if not any(uses_h(term.vector_field, t0, y0, args) for term in _step_terms(terms)):
@@ -282,7 +340,9 @@ class StepAware(diffrax.AbstractWrappedSolver):
         return self.solver.step(bound, t0, t1, y0, args, solver_state, True)
 
     def func(self, terms, t0, y0, args):
-        return self.solver.func(terms, t0, y0, args)
+        # Outside a step (initial step-size selection, derivatives): the h → 0 limit, bound
+        # explicitly.
+        return self.solver.func(_limit_terms(terms, t0), t0, y0, args)
 
 
 class StaleFSAL(StepAware):

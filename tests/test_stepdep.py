@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from helpers import ADAPTIVE_SOLVERS, ALL_SOLVERS, EvaluationLog, fixed_solver
 
-from analysis import StepAware, StepTerm, solvers, systems
-from analysis.stepdep import StaleFSAL
+from analysis import InvalidArgument, StepAware, StepTerm, solvers, systems
+from analysis.stepdep import StaleFSAL, bind_step
 
 
 def _lv(t, y, args):
@@ -128,12 +128,65 @@ def test_h_dependence_is_read_from_the_traced_field():
     assert not uses_h(lambda t, y, a, h: -y * jnp.sin(t), 0.0, y, None)
 
 
-def test_outside_a_step_the_field_is_the_h_to_zero_limit():
+def test_outside_a_step_stepaware_binds_h_zero_the_limit():
     f = lambda t, y, args, h: -y + 3.0 * h  # noqa: E731
     term = StepTerm(f)
     y = jnp.array(2.0)
     assert float(StepAware(diffrax.Tsit5()).func(term, 0.0, y, None)) == -2.0
-    assert float(term.vf(0.0, y, None)) == -2.0
+    StepAware(diffrax.Tsit5()).init(term, 0.0, 0.1, y, None)  # init binds h = 0 as well
+    assert float(bind_step(term, 0.0).vf(0.0, y, None)) == -2.0
+    # The term alone has no h: evaluating it is refused, not silently done at h = 0.
+    with pytest.raises(InvalidArgument, match="StepAware"):
+        term.vf(0.0, y, None)
+
+
+_PLAIN = ["Euler", "Heun", "Tsit5", "Dopri5", "Kvaerno3"]
+
+
+@pytest.mark.parametrize("name", _PLAIN)
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_a_field_using_h_under_a_plain_solver_is_refused_at_trace_time(name, adaptive):
+    # What following diffrax's custom-solver advice gives: the StepTerm handed to the bare
+    # solver. It used to integrate the h → 0 limit and report success.
+    if adaptive and name not in ADAPTIVE_SOLVERS:
+        pytest.skip(f"{name} has no error estimate")
+    term = StepTerm(lambda t, y, args, h: -y + h * jnp.sin(y))
+    solver = solvers.get(name) if adaptive else fixed_solver(name)
+    ctrl = diffrax.PIDController(rtol=1e-6, atol=1e-8) if adaptive else diffrax.ConstantStepSize()
+    kw = dict(stepsize_controller=ctrl, max_steps=1000)
+    with pytest.raises(InvalidArgument, match=r"StepAware\(solver\)") as caught:
+        diffrax.diffeqsolve(term, solver, 0.0, 1.0, None if adaptive else 0.1, 1.0, **kw)
+    assert "outside a step" in str(caught.value)
+    # Under jit too (the refusal is a trace-time Python error, not a runtime one).
+    with pytest.raises(InvalidArgument, match="StepAware"):
+        jax.jit(lambda y0: diffrax.diffeqsolve(term, solver, 0.0, 1.0, 0.1, y0, **kw).ys)(1.0)
+    # A hand-written stepper that calls the solver's step directly is refused as well.
+    with pytest.raises(InvalidArgument, match="StepAware"):
+        state = solver.init(term, 0.0, 0.1, jnp.array(1.0), None)
+        solver.step(term, 0.0, 0.1, jnp.array(1.0), None, state, False)
+    # Wrapped, the same call solves the model.
+    sol = diffrax.diffeqsolve(
+        term, StepAware(solver), 0.0, 1.0, None if adaptive else 0.1, 1.0, **kw
+    )
+    assert sol.result == diffrax.RESULTS.successful
+
+
+@pytest.mark.parametrize("name", _PLAIN)
+def test_an_h_free_field_in_a_stepterm_works_with_any_solver(name):
+    term = StepTerm(lambda t, y, args, h: _lv(t, y, args))
+    kw = dict(t0=0.0, t1=1.0, dt0=0.05, y0=LV_Y0, args=LV_ARGS, max_steps=100)
+    solver = fixed_solver(name)
+    plain = diffrax.diffeqsolve(term, solver, **kw)
+    bare = diffrax.diffeqsolve(diffrax.ODETerm(_lv), solver, **kw)
+    np.testing.assert_array_equal(plain.ys, bare.ys)
+    np.testing.assert_allclose(term.vf(0.0, LV_Y0, LV_ARGS), _lv(0.0, LV_Y0, LV_ARGS))
+
+
+def test_frozen_and_bound_terms_are_ordinary_odes_for_any_solver():
+    term = StepTerm(lambda t, y, args, h: -y + h * y)
+    for ready in (term.freeze(0.5), bind_step(term, 0.5)):
+        sol = diffrax.diffeqsolve(ready, diffrax.Euler(), 0.0, 1.0, 0.1, jnp.array(1.0))
+        np.testing.assert_allclose(sol.ys[-1], (1 + 0.1 * (-1 + 0.5)) ** 10, rtol=1e-14)
 
 
 def test_freeze_holds_h_as_a_parameter():
