@@ -13,14 +13,29 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Callable
 
 import diffrax
+import equinox as eqx
+import jax
+import jax.flatten_util as jfu
+import jax.numpy as jnp
+import numpy as np
 import optimistix as optx
 
 from .errors import InvalidArgument
 from .stepdep import StepAware
 
-__all__ = ["NAMES", "SolverInfo", "get", "info", "name_of", "for_fixed_steps", "nfev"]
+__all__ = [
+    "NAMES",
+    "SolverInfo",
+    "StateScaledNewton",
+    "get",
+    "info",
+    "name_of",
+    "for_fixed_steps",
+    "nfev",
+]
 
 _FACTORIES = {
     "Euler": diffrax.Euler,
@@ -49,9 +64,13 @@ EXPLICIT_RK: tuple[str, ...] = (
     "Dopri8",
 )
 
-#: Root-finder tolerance used for implicit solvers at fixed steps (diffrax otherwise borrows the
-#: adaptive controller's tolerances, which a fixed-step solve does not have).
-FIXED_STEP_ROOT_TOL = 1e-12
+#: Newton tolerance of implicit solvers at fixed steps, relative to the stage state: a Newton
+#: increment is small enough when, mapped to the state, it is below
+#: FIXED_STEP_ROOT_ATOL + rtol·|Y| componentwise (see `StateScaledNewton`). diffrax otherwise
+#: borrows the adaptive controller's tolerances, which a fixed-step solve does not have.
+FIXED_STEP_ROOT_RTOL = 1e-10
+#: The absolute part of that tolerance, in the state's units: only matters where |Y| ≲ 1e-2.
+FIXED_STEP_ROOT_ATOL = 1e-12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +85,10 @@ class SolverInfo:
         implicit: whether each step solves a nonlinear system.
         adaptive: whether it has an error estimate (usable with an adaptive controller).
         tableau: its diffrax Butcher tableau, or None.
+        stage_order: the largest q with Σ_j a_ij·c_j^(k-1) = c_i^k / k for every stage i and
+            k ≤ q (the simplifying condition C(q)): each stage is a q-th order quadrature. On
+            stiff problems (|h·λ| ≫ 1) Runge–Kutta methods fall to about this order (order
+            reduction; 2 for the Kvaerno ESDIRKs, 1 for implicit Euler and explicit methods).
 
     Examples:
         >>> i = info("Dopri5")
@@ -80,6 +103,30 @@ class SolverInfo:
     implicit: bool
     adaptive: bool
     tableau: diffrax.ButcherTableau | None
+    stage_order: int = 1
+
+
+def _full_tableau(tableau: diffrax.ButcherTableau) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, b, c) of a diffrax tableau as dense arrays, the first stage included."""
+    s = len(tableau.b_sol)
+    a = np.zeros((s, s))
+    for i, row in enumerate(tableau.a_lower, start=1):
+        a[i, : len(row)] = row
+    if tableau.a_diagonal is not None:
+        a[np.diag_indices(s)] = tableau.a_diagonal
+    c = np.concatenate([[tableau.c1], np.asarray(tableau.c, dtype=float)])
+    return a, np.asarray(tableau.b_sol, dtype=float), c
+
+
+def _stage_order(tableau: diffrax.ButcherTableau | None, order: int) -> int:
+    """The largest q ≤ order for which C(q) holds (1 without a tableau: implicit Euler)."""
+    if tableau is None:
+        return 1
+    a, _, c = _full_tableau(tableau)
+    q = 0
+    while q < order and np.allclose(a @ c**q, c ** (q + 1) / (q + 1), rtol=0, atol=1e-12):
+        q += 1
+    return q
 
 
 def get(name: str | diffrax.AbstractSolver) -> diffrax.AbstractSolver:
@@ -170,37 +217,220 @@ def info(solver: str | diffrax.AbstractSolver) -> SolverInfo:
         implicit=isinstance(obj, diffrax.AbstractImplicitSolver),
         adaptive=isinstance(obj, diffrax.AbstractAdaptiveSolver),
         tableau=tableau,
+        stage_order=_stage_order(tableau, obj.order(None)),
+    )
+
+
+def _stage_maps(args):
+    """How a Newton unknown z of diffrax's implicit stage equations maps to the state.
+
+    Returns (state, increment): state(z) is the stage value Y the equation is solved for,
+    increment(dz) the change of Y caused by a change dz of the unknown. diffrax solves its
+    Runge–Kutta stages either for the stage derivative f_i ("f-space": Y = Y_partial +
+    γ·h·f_i, the ESDIRKs on an ODETerm) or for the stage increment k_i ("k-space": Y =
+    Y_partial + γ·k_i), and ImplicitEuler for k = Y - y0. These are recognised from the
+    argument tuples diffrax passes with the equation (diffrax 0.7); for any other equation the
+    unknown is taken as the state itself.
+    """
+    identity = (lambda z: z), (lambda dz: dz)
+    if not isinstance(args, tuple):
+        return identity
+    if len(args) == 8 and callable(args[2]) and callable(args[3]):
+        # runge_kutta._implicit_relation_f: (stage, γ, vf, prod, t_i, Y_partial, args, control)
+        _, diag, _, prod, _, partial, _, control = args
+
+        def increment(dz):
+            return jax.tree.map(lambda a: diag * a, prod(dz, control))
+
+        return (lambda z: jax.tree.map(jnp.add, partial, increment(z))), increment
+    if len(args) == 7 and callable(args[2]) and not callable(args[3]):
+        # runge_kutta._implicit_relation_k: (stage, γ, vf_prod, t_i, Y_partial, args, control)
+        _, diag, _, _, partial, _, _ = args
+
+        def increment(dz):
+            return jax.tree.map(lambda a: diag * a, dz)
+
+        return (lambda z: jax.tree.map(jnp.add, partial, increment(z))), increment
+    if len(args) == 5 and callable(args[0]):
+        # implicit_euler._implicit_relation: (vf_prod, t1, y0, args, control); Y = y0 + k
+        y0 = args[2]
+        return (lambda z: jax.tree.map(jnp.add, y0, z)), (lambda dz: dz)
+    return identity
+
+
+class _NewtonState(eqx.Module):
+    diffsize: jax.Array  # the last increment in units of its tolerance (≤ 1: converged)
+    result: optx.RESULTS
+    step: jax.Array
+
+
+class StateScaledNewton(optx.AbstractRootFinder):
+    """Newton's method whose stopping test is on the state, scaled to the Newton system.
+
+    Each iteration solves M·Δ = r(z) with the exact Jacobian M = ∂r/∂z and stops when the
+    increment, mapped to the stage state Y it changes (diffrax's f-space unknown f_i moves Y by
+    γ·h·Δ, its k-space unknown by γ·Δ), satisfies componentwise
+
+        |ΔY| ≤ atol + max(rtol, 10·ε·κ(M))·|Y|,      κ(M) = ‖M‖∞·‖M⁻¹‖∞, ε = machine epsilon.
+
+    Why this test and not optimistix's `Newton(rtol, atol)`: that one also demands
+    |r(z)| < atol. In a stiff stage equation r = f_i - f(Y_partial + γ·h·f_i) the residual is
+    computed from terms of size |λ|·|Y| that cancel, so its round-off is about ε·|λ|·|Y|
+    (2e-10 at λ = 1e6), above any absolute atol of 1e-12 however exact the stage: every Kvaerno
+    step of Prothero–Robinson at λ = 1e6 then ends in `nonlinear_max_steps_reached`. The
+    increment is that residual divided by M = I - γ·h·J, so in the state's units its round-off
+    is about ε·|Y| whatever h·λ: the attainable accuracy, up to the conditioning κ(M) (large
+    when M is nearly singular, γ·h·λ ≈ 1 for an unstable mode), which raises the relative
+    tolerance to 10·ε·κ(M) there. Measured relative to the state and not to the unknown, the
+    test also holds where the unknown passes through zero (f_i = y' = 0 at a turning point).
+
+    The iterate after the accepted increment is returned; Newton converges quadratically, so
+    its error is far below the tolerance (on a linear problem the first increment is exact to
+    round-off and the second only confirms it). It stops early on a non-finite increment
+    (`nonlinear_divergence`); otherwise the solver's `root_find_max_steps` bounds the
+    iterations (`nonlinear_max_steps_reached`).
+
+    Args:
+        rtol: the relative tolerance on the stage state.
+        atol: the absolute tolerance, in the state's units.
+        norm: reduces the scaled increment (≤ 1 converged); the max norm by default.
+
+    Examples:
+        >>> import diffrax, jax.numpy as jnp
+        >>> solver = diffrax.Kvaerno5(root_finder=StateScaledNewton())
+        >>> term = diffrax.ODETerm(lambda t, y, lam: lam * (y - jnp.sin(t)) + jnp.cos(t))
+        >>> sol = diffrax.diffeqsolve(term, solver, 0.0, 1.0, 0.1, jnp.array(0.0),
+        ...                           args=jnp.array(-1e6), throw=False)
+        >>> error = float(sol.ys[-1] - jnp.sin(1.0))    # h²/λ: stage order 2 (see info())
+        >>> bool(sol.result == diffrax.RESULTS.successful), f"{error:.2e}"
+        (True, '-3.27e-10')
+        >>> newton = diffrax.Kvaerno5(root_finder=optx.Newton(rtol=1e-12, atol=1e-12))
+        >>> sol = diffrax.diffeqsolve(term, newton, 0.0, 1.0, 0.1, jnp.array(0.0),
+        ...                           args=jnp.array(-1e6), throw=False)
+        >>> sol.result == diffrax.RESULTS.nonlinear_max_steps_reached   # the residual test
+        Array(True, dtype=bool)
+    """
+
+    rtol: float = FIXED_STEP_ROOT_RTOL
+    atol: float = FIXED_STEP_ROOT_ATOL
+    norm: Callable = optx.max_norm
+
+    def init(self, fn, y, args, options, f_struct, aux_struct, tags):
+        del fn, y, args, options, f_struct, aux_struct, tags
+        # diffrax may hand a precomputed state in options["init_state"] (for VeryChord's
+        # frozen Jacobian); full Newton recomputes the Jacobian every iteration, so ignore it.
+        return _NewtonState(
+            diffsize=jnp.array(jnp.inf),
+            result=optx.RESULTS.successful,
+            step=jnp.array(0),
+        )
+
+    def step(self, fn, y, args, options, state, tags):
+        del options, tags
+        flat, unravel = jfu.ravel_pytree(y)
+
+        def residual(v):
+            out, aux = fn(unravel(v), args)
+            r = jfu.ravel_pytree(out)[0]
+            return r, (r, aux)
+
+        jac, (r, aux) = jax.jacfwd(residual, has_aux=True)(flat)
+        jac = jnp.atleast_2d(jac)
+        diff = jnp.linalg.solve(jac, r)
+        new = flat - diff
+        state_of, increment_of = _stage_maps(args)
+        stage = jfu.ravel_pytree(state_of(unravel(new)))[0]
+        moved = jfu.ravel_pytree(increment_of(unravel(diff)))[0]
+        eps = jnp.finfo(flat.dtype).eps
+        kappa = jnp.linalg.norm(jac, jnp.inf) * jnp.linalg.norm(jnp.linalg.inv(jac), jnp.inf)
+        rtol = jnp.maximum(self.rtol, 10 * eps * kappa)
+        scale = self.atol + rtol * jnp.abs(stage)
+        diffsize = self.norm(moved / scale)
+        finite = jnp.all(jnp.isfinite(new)) & jnp.isfinite(diffsize)
+        new_state = _NewtonState(
+            diffsize=jnp.where(finite, diffsize, jnp.inf).astype(state.diffsize.dtype),
+            result=optx.RESULTS.where(
+                finite, optx.RESULTS.successful, optx.RESULTS.nonlinear_divergence
+            ),
+            step=state.step + 1,
+        )
+        return unravel(jnp.where(finite, new, flat)), new_state, aux
+
+    def terminate(self, fn, y, args, options, state, tags):
+        del fn, y, args, options, tags
+        failed = state.result != optx.RESULTS.successful
+        return failed | (state.diffsize <= 1), state.result
+
+    def postprocess(self, fn, y, aux, args, options, state, tags, result):
+        del fn, args, options, state, tags, result
+        return y, aux, {}
+
+
+def _default_root_finder(solver: diffrax.AbstractImplicitSolver):
+    try:
+        return type(solver)().root_finder
+    except TypeError:  # a solver class that needs constructor arguments
+        return None
+
+
+def _waits_for_controller(root_finder) -> bool:
+    return any(
+        getattr(root_finder, attr, None) is diffrax._root_finder.use_stepsize_tol
+        for attr in ("rtol", "atol", "norm")
     )
 
 
 def for_fixed_steps(solver: diffrax.AbstractSolver) -> diffrax.AbstractSolver:
-    """Give an implicit solver explicit root-finder tolerances so it runs at constant steps.
+    """Give an implicit solver a Newton tolerance so that it runs at constant steps.
 
-    diffrax's implicit solvers take their Newton tolerances from an adaptive controller; at fixed
-    steps there is none, so we use full Newton at rtol = atol = FIXED_STEP_ROOT_TOL. (diffrax's
-    default VeryChord reports divergence at fixed steps even where plain Newton and Chord
-    converge, e.g. ImplicitEuler on Lotka–Volterra at h = 0.05.) Other solvers pass unchanged.
+    diffrax's implicit solvers take their Newton tolerances from an adaptive controller; at
+    fixed steps there is none. A solver with diffrax's default root finder gets
+    `StateScaledNewton()`: full Newton stopped when its increment, in the state's units, is
+    below FIXED_STEP_ROOT_ATOL + max(FIXED_STEP_ROOT_RTOL, 10·ε·κ)·|Y| (κ the condition number
+    of the Newton matrix). (diffrax's default VeryChord reports divergence at fixed steps even
+    where plain Newton converges, e.g. ImplicitEuler on Lotka–Volterra at h = 0.05.)
+
+    A root finder the user passed is kept. If it still waits for a controller's tolerances
+    (made with `diffrax.with_stepsize_controller_tols`), those are filled in with
+    FIXED_STEP_ROOT_RTOL, FIXED_STEP_ROOT_ATOL and the max norm; otherwise it is used as given.
+    Other solvers pass unchanged; every other field of the solver is kept.
 
     Args:
         solver: a diffrax solver, possibly StepAware-wrapped.
 
     Returns:
-        The solver to use with `diffrax.ConstantStepSize` (the same object if not implicit).
+        The solver to use with `diffrax.ConstantStepSize` (the same object if not implicit or
+        if its root finder already has tolerances).
 
     Examples:
         >>> implicit = for_fixed_steps(get("ImplicitEuler"))
         >>> type(implicit.root_finder).__name__, implicit.root_finder.rtol
-        ('Newton', 1e-12)
+        ('StateScaledNewton', 1e-10)
+        >>> mine = diffrax.Kvaerno5(root_finder=optx.Chord(rtol=1e-9, atol=1e-9))
+        >>> for_fixed_steps(mine) is mine
+        True
         >>> explicit = get("Tsit5")
         >>> for_fixed_steps(explicit) is explicit
         True
     """
     if isinstance(solver, StepAware):
         return StepAware(for_fixed_steps(solver.solver), signed=solver.signed)
+    if isinstance(solver, diffrax.HalfSolver):
+        return diffrax.HalfSolver(for_fixed_steps(solver.solver))
     if not isinstance(solver, diffrax.AbstractImplicitSolver):
         return solver
-    root = optx.Newton(rtol=FIXED_STEP_ROOT_TOL, atol=FIXED_STEP_ROOT_TOL)
-    return type(solver)(root_finder=root)
+    root = solver.root_finder
+    if eqx.tree_equal(root, _default_root_finder(solver)) is True:
+        return eqx.tree_at(lambda s: s.root_finder, solver, StateScaledNewton())
+    if _waits_for_controller(root):  # the user's class, without tolerances: give it ours
+        filled = dict(rtol=FIXED_STEP_ROOT_RTOL, atol=FIXED_STEP_ROOT_ATOL, norm=optx.max_norm)
+        names = [a for a in filled if getattr(root, a) is diffrax._root_finder.use_stepsize_tol]
+        return eqx.tree_at(
+            lambda s: [getattr(s.root_finder, a) for a in names],
+            solver,
+            [filled[a] for a in names],
+        )
+    return solver
 
 
 def nfev(solver, num_steps, *, step_dependent: bool):
