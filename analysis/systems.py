@@ -62,6 +62,14 @@ class System:
             is refused (use `limit()` for the h → 0 limit of a step-dependent system).
         invariants: optional named conserved quantities y -> scalar.
         params: the parameters the catalog built it from (for provenance).
+        frozen_h: None (the default) when f(t, y, args, 0) is the field's h → 0 limit. A step
+            h0 when the field has no h → 0 limit and at h = 0 falls back to itself frozen at
+            h0: a lifted map (Φ(y) - y)/h reads (Φ(y) - y)/h_train there. Then `limit_field`,
+            `limit()` and every "limit" target (a sweep's `error`, convergence's
+            target="limit") are that frozen field, not a limit; `limit()` is named
+            "NAME (frozen at h = h0)" and keeps frozen_h, and `has_limit` is False. A new
+            `vector_field` given to `with_` keeps it (a perturbation of a frozen field is still
+            frozen at h = 0); pass frozen_h=None if the new field has a genuine limit.
 
     Construction checks the span, that y0 and args are finite, and that the field returns y0's
     shape and dtype; a bad problem raises InvalidArgument before anything is compiled.
@@ -77,6 +85,11 @@ class System:
         ('damped (h → 0)', False)
         >>> model.with_(t1=4.0).t1
         4.0
+        >>> model.has_limit, model.frozen_h
+        (True, None)
+        >>> lifted = get("lifted_map", map="logistic", h_train=0.5)    # (Φ(y) - y)/h
+        >>> lifted.has_limit, lifted.frozen_h, lifted.limit().name
+        (False, 0.5, 'lifted_map(logistic, mu=3.2, h_train=0.5) (frozen at h = 0.5)')
     """
 
     name: str
@@ -91,12 +104,20 @@ class System:
     h_dependent: bool | None = None
     invariants: dict = dataclasses.field(default_factory=dict)
     params: dict = dataclasses.field(default_factory=dict)
+    frozen_h: float | None = None
 
     def __post_init__(self):
         """Check the problem before anything is compiled: span, finite data, field shape.
 
         Systems built inside a jax trace (traced t1, y0 or args) are internal and not checked.
         """
+        if self.frozen_h is not None:
+            try:
+                object.__setattr__(self, "frozen_h", require_positive("frozen_h", self.frozen_h))
+            except InvalidArgument as e:
+                raise InvalidArgument(
+                    f"system {self.name!r}: {e}; or None when f(t, y, args, 0) is the h → 0 limit"
+                ) from None
         leaves = jax.tree_util.tree_leaves((self.t0, self.t1, self.y0, self.args))
         if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
             if self.h_dependent is None:  # StepAware passes an h-free field through unchanged
@@ -141,8 +162,14 @@ class System:
                 "the h → 0 limit"
             )
 
+    @property
+    def has_limit(self) -> bool:
+        """Whether f(t, y, args, 0) is the field's h → 0 limit (False: frozen, see `frozen_h`)."""
+        return self.frozen_h is None
+
     def limit_field(self, t, y, args):
-        """The h → 0 limit ODE, f(t, y, args, 0)."""
+        """The field at h = 0, f(t, y, args, 0): the h → 0 limit ODE, or for a system with
+        `frozen_h` (a lifted map) the field frozen at h = frozen_h, which is no limit."""
         return self.vector_field(t, y, args, jnp.zeros((), jnp.result_type(float)))
 
     def term(self):
@@ -153,11 +180,32 @@ class System:
         return diffrax.ODETerm(self.limit_field)
 
     def limit(self) -> System:
-        """The h → 0 limit as an h-free System, y' = f(t, y, args, 0) (named "NAME (h → 0)"):
-        the baseline a step-dependent model is compared with."""
+        """The field at h = 0 as an h-free System, y' = f(t, y, args, 0): the h → 0 limit
+        (named "NAME (h → 0)"), the baseline a step-dependent model is compared with.
+
+        For a system with `frozen_h` (a lifted map) this is *not* a limit: it is the field
+        frozen at h = frozen_h, e.g. (Φ(y) - y)/h_train, named "NAME (frozen at h = h0)" and
+        keeping `frozen_h`, so that code measuring against it can tell (`has_limit` is False).
+
+        Returns:
+            An h-free `System` (h_dependent=False) with the same y0, span and args.
+
+        Examples:
+            >>> damped = System(name="damped", vector_field=lambda t, y, args, h: -(1.0 + h) * y,
+            ...                 y0=jnp.array(1.0))
+            >>> damped.limit().name, damped.limit().has_limit
+            ('damped (h → 0)', True)
+            >>> half = get("lifted_map", map=lambda y: 0.5 * y, y0=1.0, h_train=0.25)
+            >>> frozen = half.limit()                       # (Φ(y) - y)/h_train = -2·y
+            >>> frozen.name, frozen.frozen_h, frozen.has_limit
+            ('lifted_map(<lambda>, h_train=0.25, y0=1.0) (frozen at h = 0.25)', 0.25, False)
+            >>> float(frozen.vector_field(0.0, jnp.array(1.0), None, 0.0))
+            -2.0
+        """
         limit_field = self.limit_field
+        suffix = "(h → 0)" if self.frozen_h is None else f"(frozen at h = {self.frozen_h:g})"
         return self.with_(
-            name=f"{self.name} (h → 0)",
+            name=f"{self.name} {suffix}",
             vector_field=lambda t, y, args, h: limit_field(t, y, args),
             h_dependent=False,
         )
@@ -689,7 +737,9 @@ def _lifted_map(
     Euler with step h gives y + h·(Φ(y) - y)/h = Φ(y): it iterates Φ exactly, whatever h. Other
     solvers (and Euler's error estimate) evaluate the field at intermediate points and do not.
     At h = 0 (outside a step) the field falls back to (Φ(y) - y)/h_train, the map's "frozen"
-    reading; a general map has no h → 0 limit. The time span is [0, steps·h_train].
+    reading; a general map has no h → 0 limit, so the system has `frozen_h` = h_train and its
+    `limit()` is that frozen field, named "... (frozen at h = h_train)". The time span is
+    [0, steps·h_train].
     Shipped maps: 'logistic' (μ·y(1-y)), 'henon' (a, b), 'residual' (x + tanh(Wx + b), seeded).
     """
     require_positive("h_train", h_train)
@@ -716,4 +766,5 @@ def _lifted_map(
         t1=steps * h_train,
         h_dependent=True,
         params=dict(map=label, h_train=h_train, steps=steps),
+        frozen_h=h_train,
     )

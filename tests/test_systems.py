@@ -11,7 +11,7 @@ import scipy.linalg
 from helpers import ALL_SYSTEMS, fit_slope
 
 import analysis
-from analysis import InvalidArgument, StepAware, StepTerm, systems
+from analysis import InvalidArgument, StepAware, StepTerm, discrete, systems
 from analysis.systems import System
 
 WITH_EXACT = [n for n in ALL_SYSTEMS if systems.get(n).exact is not None]
@@ -224,3 +224,26 @@ def test_limit_is_the_h_free_system_at_h_zero():
     np.testing.assert_allclose(limit.vector_field(0.0, y, limit.args, 0.3), -y)
     rows = analysis.sweep(limit, "Heun", dt0=[0.1])
     np.testing.assert_allclose(rows["y_final_0"], (1 - 0.1 + 0.005) ** 10, rtol=1e-13)
+
+
+def test_a_lifted_maps_limit_is_the_field_frozen_at_h_train_and_says_so():
+    # (Φ(y) - y)/h has no h → 0 limit; at h = 0 it falls back to h_train. That is what
+    # limit() returns, and the system and its limit() both carry frozen_h to say so.
+    lifted = discrete.lift(lambda y: 0.5 * y, h_train=0.25, y0=1.0)
+    assert lifted.frozen_h == 0.25 and not lifted.has_limit
+    frozen = lifted.limit()
+    assert frozen.frozen_h == 0.25 and not frozen.has_limit and frozen.h_dependent is False
+    assert frozen.name.endswith("(frozen at h = 0.25)") and "h → 0" not in frozen.name
+    y = jnp.array(0.8)
+    np.testing.assert_allclose(frozen.vector_field(0.0, y, None, 0.1), (0.5 * y - y) / 0.25)
+    np.testing.assert_allclose(lifted.limit_field(0.0, y, None), (0.5 * y - y) / 0.25)
+    # Derived systems keep it (a perturbation of a frozen field is frozen at h = 0 too) ...
+    assert systems.get("perturbed", base=lifted).frozen_h == 0.25
+    assert systems.get("lifted_map", map="henon", h_train=0.5).frozen_h == 0.5
+    # ... and systems with a genuine limit have none.
+    for name in ("linear", "perturbed", "modified_euler"):
+        model = systems.get(name)
+        assert model.frozen_h is None and model.has_limit and model.limit().has_limit
+    assert lifted.with_(frozen_h=None).has_limit
+    with pytest.raises(InvalidArgument, match="frozen_h=-1.0 is invalid"):
+        lifted.with_(frozen_h=-1.0)
