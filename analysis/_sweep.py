@@ -54,6 +54,15 @@ _STATUS_BY_CODE = {int(getattr(diffrax.RESULTS, k)._value): v for k, v in STATUS
 
 DEFAULT_CHUNK = 128
 DEFAULT_ADAPTIVE_MAX_STEPS = 2**14
+#: Largest max_steps a sweep takes: diffrax counts constant steps in int32.
+MAX_STEPS_LIMIT = 2**31 - 1
+#: Relative accuracy to which every step of a sweep must be representable on its time grid.
+#: A step h is taken as fl(t_{k+1}) - fl(t_k), off from h by up to one float spacing at
+#: T = max(|t0|, |t1|), so a sweep requires spacing(T) ≤ STEP_RTOL·h. At 1e-4 a measured error
+#: C·h^p (p ≤ 8) moves by under 0.1 %, below the digits a table or an order fit reports, and a
+#: field that reads h sees it to 4 digits. In float64 this allows h ≥ 2.2e-12·T (T = 1.7e9, an
+#: epoch time: h ≥ 2.4e-3); in float32, h ≥ 1.2e-3·T.
+STEP_RTOL = 1e-4
 _COMPILES = {"count": 0}
 
 
@@ -199,6 +208,14 @@ def _compiled(group: _Group, example, mesh=None):
 def _grid(fixed: bool, dt0, rtol, atol) -> pd.DataFrame:
     dts = _as_list(dt0)
     if fixed:
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if _as_list(value):
+                raise InvalidArgument(
+                    f"{name}={value!r} is given to a fixed-step sweep (controller=None), which "
+                    f"has no error control and would ignore it; for an adaptive sweep pass "
+                    f"controller= a preset from {sorted(_controllers.PRESETS)} (e.g. "
+                    f"controller='PI34', {name}=...), or leave rtol and atol out for fixed steps"
+                )
         if not dts:
             raise InvalidArgument(
                 "dt0 is required for a fixed-step sweep (controller=None); "
@@ -236,6 +253,75 @@ def _check_span(system, grid: pd.DataFrame):
             f"dt0={float(grid['dt0'][too_big].iloc[0])!r} is larger than the time span {span} of "
             f"system {system.name!r}; use dt0 ≤ (t1 - t0)"
         )
+
+
+def _check_max_steps(max_steps) -> None:
+    try:
+        ok = float(max_steps).is_integer() and 1 <= int(max_steps) <= MAX_STEPS_LIMIT
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or isinstance(max_steps, bool):
+        raise InvalidArgument(
+            f"max_steps={max_steps!r} is invalid; it must be an integer from 1 to "
+            f"2**31 - 1 = {MAX_STEPS_LIMIT} (diffrax counts steps in int32)"
+        )
+
+
+def _check_representable(system, grid: pd.DataFrame, fixed: bool) -> None:
+    """Refuse steps that the system's time grid cannot represent to STEP_RTOL (module docs).
+
+    Fixed steps: the smallest h. Adaptive: the smallest initial step dt0 if given, and always
+    the span itself (no step is longer, so if the span fails, every step does).
+    """
+    dtype = np.dtype(jnp.result_type(float))  # diffrax's time dtype
+    t0, t1 = float(system.t0), float(system.t1)
+    spacing0, spacing1 = (float(np.spacing(np.asarray(abs(t), dtype))) for t in (t0, t1))
+    spacing = max(spacing0, spacing1)
+    span = abs(t1 - t0)
+    need = spacing / STEP_RTOL  # the smallest step represented to STEP_RTOL on this grid
+    where = f"at t0={t0!r} the {dtype.name} spacing is np.spacing(t0)={spacing0:.3g}" + (
+        f" ({spacing1:.3g} at t1={t1!r})" if spacing1 != spacing0 else ""
+    )
+    steps = grid["h"] if fixed else grid["dt0"].dropna()
+    # Far from the origin a shifted span (t0 = 0) is what makes small steps representable.
+    shift = (
+        f"shift the time origin (e.g. system.with_(t0=0.0, t1={span:.6g}), with the old t0 "
+        "added to t inside the field if it reads t)"
+        if min(abs(t0), abs(t1)) > span
+        else ""
+    )
+    if len(steps) and float(steps.min()) < need:
+        i = steps.idxmin()
+        dt0, h = float(grid["dt0"][i]), float(steps[i])
+        what = f"dt0={dt0!r}" + ("" if fixed else " (the initial step)")
+        raise InvalidArgument(
+            f"{what} cannot be represented on the time grid of system "
+            f"{system.name!r}: {where}, so a step t_(k+1) - t_k of {h:.3g} is off by up to "
+            f"{spacing / h:.2g} relative; a sweep needs every step to within {STEP_RTOL:g} "
+            f"relative (analysis._sweep.STEP_RTOL), i.e. dt0 ≥ {need:.3g} here. "
+            + (f"Use a larger dt0, or {shift}" if shift else "Use a larger dt0")
+        )
+    if span < need:
+        raise InvalidArgument(
+            f"system {system.name!r} spans t0={t0!r} to t1={t1!r}: {where}, so even one step "
+            f"over the whole span ({span:.3g}) is off by up to {spacing / span:.2g} relative; a "
+            f"sweep needs every step to within {STEP_RTOL:g} relative (steps ≥ {need:.3g}). "
+            + (shift[0].upper() + shift[1:] if shift else "Use a longer span")
+        )
+
+
+def _check_step_count(system, grid: pd.DataFrame) -> int:
+    """The steps the smallest fixed h needs, refused beyond MAX_STEPS_LIMIT."""
+    span = abs(system.t1 - system.t0)
+    i = grid["h"].idxmin()
+    needed = math.ceil(span / float(grid["h"][i])) + 1
+    if needed > MAX_STEPS_LIMIT:
+        raise InvalidArgument(
+            f"dt0={float(grid['dt0'][i])!r} needs {needed - 1:.3g} steps over the span {span!r} "
+            f"of system {system.name!r}; a sweep takes at most 2**31 - 1 = {MAX_STEPS_LIMIT} "
+            f"steps per solve, so dt0 must be ≥ {span / (MAX_STEPS_LIMIT - 1):.3g}"
+        )
+    return needed
 
 
 def _check_save_ts(systems, save_ts) -> tuple:
@@ -475,14 +561,18 @@ def sweep(
         dt0: step sizes. With controller=None (or "fixed") a fixed-step sweep, one row per dt0,
             solved with the uniform step h = (t1 - t0)/⌈(t1 - t0)/dt0⌉ (equal to dt0 when it
             divides the span; column `h`). With an adaptive controller, initial step sizes
-            (default: diffrax's, which is 0.01 in diffrax 0.7).
+            (default: diffrax's, which is 0.01 in diffrax 0.7). Steps the time grid cannot
+            represent to `STEP_RTOL` = 1e-4 relative (float spacing at max(|t0|, |t1|) above
+            1e-4·h, e.g. t0 = 1.7e9 with dt0 = 1e-6) are refused, as is a span no step of
+            which could be, and a fixed grid of more than 2**31 - 1 steps.
         controller: None/"fixed" for constant steps, or a preset name from
             `analysis.controllers.PRESETS` (e.g. "PI34").
         rtol: relative tolerances for adaptive sweeps, paired element by element with atol (a
-            single value broadcasts).
+            single value broadcasts). Refused without an adaptive `controller`.
         atol: absolute tolerances, paired with rtol; atol=None means atol = rtol.
         chunk_size: solves per vmapped batch (default min(grid size, 128)); bounds memory.
-        max_steps: step bound per solve (default: enough for the smallest fixed dt0, or 2**14).
+        max_steps: step bound per solve, an integer from 1 to 2**31 - 1 (default: enough for
+            the smallest fixed dt0, or 2**14).
         signed_h: pass h = t1 - t0 with its sign (negative in reverse time) to the field.
         controller_options: extra controller arguments (dtmin, dtmax, factormax, ...).
         save_ts: optional times (ordered, inside [t0, t1]) at which each solve also returns its
@@ -544,8 +634,8 @@ def sweep(
                 )
     if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
         raise InvalidArgument(f"chunk_size={chunk_size!r} is invalid; it must be an integer ≥ 1")
-    if max_steps is not None and (int(max_steps) != max_steps or max_steps < 1):
-        raise InvalidArgument(f"max_steps={max_steps!r} is invalid; it must be an integer ≥ 1")
+    if max_steps is not None:
+        _check_max_steps(max_steps)
     if int(log_steps) != log_steps or log_steps < 0 or (fixed and log_steps):
         raise InvalidArgument(
             f"log_steps={log_steps!r} is invalid; it must be an integer ≥ 0, and 0 for fixed steps"
@@ -557,11 +647,7 @@ def sweep(
     default = store.chunk_size if store is not None else None
     size = int(chunk_size or default or min(n_grid, DEFAULT_CHUNK))
     _check_chunk_memory(system_objs, solver_objs, size, len(save_ts), int(log_steps))
-    if store is not None:
-        per_group = math.ceil(n_grid / size)
-        groups = len(system_objs) * len(solver_objs)
-        store.begin(per_group * groups, n_grid * groups)
-    groups = []
+    planned = []  # (system, grid, max_steps), every system checked before anything is stored
     for system in system_objs:
         grid = settings.copy()
         _check_span(system, grid)
@@ -569,13 +655,23 @@ def sweep(
         # diffrax's ConstantStepSize takes dt0 as the first step and spreads the rest evenly, so
         # a dt0 that does not divide the span gives uneven steps: snap to span/N, N = ⌈span/dt0⌉.
         grid["h"] = span / np.ceil(span / grid["dt0"] * (1 - 1e-12)) if fixed else grid["dt0"]
+        _check_representable(system, grid, fixed)
+        if fixed:
+            needed = _check_step_count(system, grid)
         if max_steps is not None:
             steps = int(max_steps)
         elif fixed:
-            needed = math.ceil(span / grid["h"].min()) + 1
-            steps = 2 ** math.ceil(math.log2(needed))  # rounded up so nearby grids share code
+            # rounded up to a power of 2 so nearby grids share code
+            steps = min(2 ** math.ceil(math.log2(needed)), MAX_STEPS_LIMIT)
         else:
             steps = DEFAULT_ADAPTIVE_MAX_STEPS
+        planned.append((system, grid, steps))
+    if store is not None:
+        per_group = math.ceil(n_grid / size)
+        groups = len(system_objs) * len(solver_objs)
+        store.begin(per_group * groups, n_grid * groups)
+    groups = []
+    for system, grid, steps in planned:
         for solver in solver_objs:
             group = _Group(
                 system=system,

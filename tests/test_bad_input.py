@@ -7,13 +7,14 @@ it (`python tests/test_bad_input.py` prints it) and a test keeps the two in sync
 import re
 from pathlib import Path
 
+import diffrax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import analysis
 import studies
-from analysis import controllers, solvers, systems
+from analysis import StepTerm, controllers, solvers, systems
 
 LV = "lotka_volterra"
 
@@ -75,6 +76,29 @@ CASES = [
     (
         "a chunk too large for memory",
         lambda: analysis.sweep("linear10", "Dopri8", dt0=[0.1], chunk_size=10**9),
+    ),
+    (
+        "steps the time grid cannot represent (epoch t0)",
+        lambda: analysis.sweep(
+            systems.get("linear").with_(name="epoch", t0=1.7e9, t1=1.7e9 + 1e-4),
+            "Euler",
+            dt0=[1e-6],
+        ),
+    ),
+    ("step size below float resolution", lambda: analysis.sweep("linear", "Euler", dt0=[1e-300])),
+    (
+        "max_steps beyond int32",
+        lambda: analysis.sweep("linear", "Euler", dt0=[0.1], max_steps=2**64),
+    ),
+    (
+        "rtol without an adaptive controller",
+        lambda: analysis.sweep("linear", "Tsit5", dt0=[0.1, 0.05], rtol=[1e-3, 1e-6]),
+    ),
+    (
+        "a field that uses h under a solver that is not StepAware",
+        lambda: diffrax.diffeqsolve(
+            StepTerm(lambda t, y, a, h: -y + h * y), diffrax.Tsit5(), 0.0, 1.0, 0.1, 1.0
+        ),
     ),
 ]
 

@@ -98,3 +98,76 @@ def test_step_dependent_systems_are_solved_with_h_inside_every_step():
     df = analysis.sweep(sys, "Euler", dt0=[0.1])
     # Euler on y' = -y + h·y: y_N = (1 + h(h - 1))^N.
     np.testing.assert_allclose(df["y_final_0"], (1 + 0.1 * (0.1 - 1)) ** 10, rtol=1e-13)
+
+
+def _epoch(span=1e-4):
+    """y' = -y from an epoch time t0 = 1.7e9 (seconds since 1970): spacing(t0) = 2.4e-7."""
+    return System(
+        name="epoch_decay",
+        vector_field=lambda t, y, a, h: -y,
+        y0=np.float64(1.0),
+        t0=1.7e9,
+        t1=1.7e9 + span,
+        exact=lambda t: np.exp(-(t - 1.7e9)),
+    )
+
+
+def test_a_time_grid_that_cannot_hold_the_steps_is_refused_before_compiling():
+    # This used to be an 'ok' row with 77 steps (one of them 24 µs long) instead of 100.
+    before = analysis.compile_count()
+    with pytest.raises(analysis.InvalidArgument) as caught:
+        analysis.sweep(_epoch(), "Euler", dt0=[1e-6])
+    message = str(caught.value)
+    for part in ("dt0=1e-06", "t0=1700000000.0", "np.spacing(t0)=2.38e-07", "0.0001 relative"):
+        assert part in message, message
+    assert "shift the time origin" in message
+    # Adaptive: the initial step is checked, and a span no step of which is representable.
+    with pytest.raises(analysis.InvalidArgument, match=r"dt0=1e-05 \(the initial step\)"):
+        analysis.sweep(_epoch(1.0), "Tsit5", controller="PI34", rtol=[1e-6], dt0=[1e-5])
+    with pytest.raises(analysis.InvalidArgument, match="even one step over the whole span"):
+        analysis.sweep(_epoch(), "Tsit5", controller="PI34", rtol=[1e-6])
+    assert analysis.compile_count() == before
+
+
+def test_steps_representable_to_the_stated_accuracy_are_solved_as_before():
+    # At t0 = 1.7e9 a step of 0.01 is 42000 float spacings: represented to 2.4e-5 relative.
+    df = analysis.sweep(_epoch(1.0), "Euler", dt0=[0.01])
+    assert df["status"].iloc[0] == "ok" and df["num_steps"].iloc[0] == 100
+    np.testing.assert_allclose(df["y_final_0"], 0.99**100, rtol=1e-4)
+    # The boundary is STEP_RTOL: spacing(T) ≤ STEP_RTOL·h.
+    spacing = np.spacing(1.7e9 + 1.0)
+    ok = spacing / analysis._sweep.STEP_RTOL
+    analysis.sweep(_epoch(1.0), "Euler", dt0=[1 / np.floor(1 / ok)])
+    with pytest.raises(analysis.InvalidArgument, match="cannot be represented"):
+        analysis.sweep(_epoch(1.0), "Euler", dt0=[ok / 1.01])
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(dt0=[1e-300]), r"dt0=1e-300 cannot be represented .* dt0 ≥ 2.22e-12"),
+        (dict(dt0=[1e-10]), r"dt0=1e-10 needs 1e\+10 steps .* at most 2\*\*31 - 1"),
+        (dict(dt0=[0.1], max_steps=2**64), r"max_steps=18446744073709551616 is invalid"),
+        (dict(dt0=[0.1], max_steps=2**31), r"max_steps=2147483648 is invalid"),
+        (dict(dt0=[0.1], max_steps=1e30), r"max_steps=1e\+30 is invalid"),
+        (dict(dt0=[0.1], max_steps=2.5), r"max_steps=2.5 is invalid"),
+        (dict(dt0=[0.1], max_steps=True), r"max_steps=True is invalid"),
+    ],
+)
+def test_overflowing_steps_and_step_counts_are_refused_clearly(kw, message):
+    # Both used to raise a raw OverflowError from inside jax.
+    before = analysis.compile_count()
+    with pytest.raises(analysis.InvalidArgument, match=message):
+        analysis.sweep("linear", "Euler", **kw)
+    assert analysis.compile_count() == before
+
+
+@pytest.mark.parametrize("kw", [dict(rtol=[1e-3, 1e-6]), dict(atol=[1e-8]), dict(rtol=1e-3)])
+def test_tolerances_without_an_adaptive_controller_are_refused(kw):
+    # sweep(dt0=[...], rtol=[...]) without controller= used to drop rtol silently.
+    name = next(iter(kw))
+    with pytest.raises(analysis.InvalidArgument, match=rf"{name}=.* fixed-step sweep") as caught:
+        analysis.sweep("linear", "Tsit5", dt0=[0.1, 0.05], **kw)
+    assert "controller='PI34'" in str(caught.value)
+    with pytest.raises(analysis.InvalidArgument, match="fixed-step sweep"):
+        analysis.sweep("linear", "Tsit5", dt0=[0.1], controller="fixed", **kw)
