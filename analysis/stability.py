@@ -54,18 +54,55 @@ __all__ = [
     "fixed_point_branches",
     "orbit_diagram",
     "max_stable_step",
+    "StabilityBound",
     "ROUND_OFF",
+    "LYAPUNOV_BLOCKS",
 ]
 
 #: |R| - 1 (or max |multiplier| - 1) within ±ROUND_OFF of 0 is round-off: it decides nothing.
 ROUND_OFF = 1e-12
 #: A Newton solution counts as a fixed point when |Φ_h^k(y) - y| ≤ this·max(1, |y|).
 FIXED_POINT_TOL = 1e-10
-#: A fixed point is spurious when the h = 0 field there exceeds this in max-norm.
+#: A fixed point is not a zero of a field (h → 0 or frozen) when it exceeds this in max-norm.
 SPURIOUS_TOL = 1e-8
+#: The kinds of fixed point of Φ_h: a zero of the h → 0 field; a zero of the frozen field
+#: f(t0, ·, args, h) only (it moved with h: a property of the model); neither (the solver's).
+_KINDS = ("equilibrium", "model", "spurious")
 
 _CHUNK = 1024  # every vectorised evaluation is padded to this many points: one compile each
 _COMPILED: dict = {}
+
+
+class StabilityBound(float):
+    """The end of a stable stretch: a float (use it as one) that says why the stretch ends.
+
+    Returned by `real_interval`, `imag_interval` and `max_stable_step`. `status` is one of
+    "unstable" (|R| or a multiplier leaves the unit disk there), "unknown" (an evaluation there
+    was not finite, so stability beyond it is unknown: the stretch ends, it is never inf),
+    "branch_lost" (`max_stable_step` only: the fixed point followed from y_star disappears or
+    cannot be followed there) and "stable" (stable on the whole range probed: inf). `reason`
+    says it in words, with the value where it happened; `fixed_point` is the followed fixed
+    point at the bound (`max_stable_step`; None otherwise).
+
+    Examples:
+        >>> bound = real_interval("Euler")
+        >>> round(bound, 6), bound.status                  # |1 + z| ≤ 1 on [-2, 0]
+        (2.0, 'unstable')
+        >>> float(bound) == bound
+        True
+    """
+
+    status: str
+    reason: str
+    fixed_point: np.ndarray | None
+
+    def __new__(cls, value=math.nan, status="unknown", reason="", fixed_point=None):
+        obj = super().__new__(cls, value)
+        obj.status, obj.reason, obj.fixed_point = status, reason, fixed_point
+        return obj
+
+    def __reduce__(self):
+        return (type(self), (float(self), self.status, self.reason, self.fixed_point))
 
 
 # ----------------------------------------------------------------------------- the map itself
@@ -85,8 +122,14 @@ def _map_solver(solver):
     return StepAware(solver)
 
 
-def _step_function(system, solver) -> Callable:
-    """(y, h, t0, args) -> one StepAware step of `solver` on `system`; NaN if it failed."""
+def _step_function(system, solver, *, linear=False) -> Callable:
+    """(y, h, t0, args) -> one StepAware step of `solver` on `system`; NaN if it failed.
+
+    With linear=True (a field linear in y, as in `amplification`) an implicit step's value is
+    kept whatever the root finder reports: Newton with its exact Jacobian solves a linear stage
+    equation in its first iteration, and what fails at large |hλ| is only its termination test,
+    on round-off of size eps·|hλ| in the residual.
+    """
     stepper = _map_solver(solver)
     term = system.term()
 
@@ -94,6 +137,8 @@ def _step_function(system, solver) -> Callable:
         t1 = t0 + h
         state = stepper.init(term, t0, t1, y, args)
         y1, _, _, _, result = stepper.step(term, t0, t1, y, args, state, False)
+        if linear:
+            return y1
         # A failed implicit solve (Newton divergence) is no step at all.
         return jnp.where(result == diffrax.RESULTS.successful, y1, jnp.nan)
 
@@ -190,10 +235,22 @@ def _complex_linear_system(field) -> _systems.System:
 
 def _amplifier(solver, field):
     def build():
-        step = _step_function(_complex_linear_system(field), solver)
+        step = _step_function(_complex_linear_system(field), solver, linear=True)
         y0 = jnp.array([1.0, 0.0])
         t0 = jnp.zeros(())
-        return jax.jit(jax.vmap(lambda lam, h: step(y0, h, t0, lam), in_axes=(0, None)))
+
+        def one(lam, h):
+            # The step's value is trusted only for a field linear in y (see _step_function):
+            # field(c·y) = c·field(y) checked at y = 1 and c = 2 - 3i, where it must hold exactly
+            # up to rounding.
+            lam_c = lam[0] + 1j * lam[1]
+            one_, c = jnp.asarray(1.0 + 0.0j), jnp.asarray(2.0 - 3.0j)
+            at_one, at_c = field(one_, lam_c, h), field(c, lam_c, h)
+            scale = jnp.abs(at_one) + jnp.abs(lam_c) + 1.0
+            linear = jnp.abs(at_c - c * at_one) <= 1e-12 * scale * 8
+            return jnp.where(linear, step(y0, h, t0, lam), jnp.nan)
+
+        return jax.jit(jax.vmap(one, in_axes=(0, None)))
 
     return _cached(("amplification", _solver_key(solver), field), build)
 
@@ -205,17 +262,25 @@ def amplification(solver, z, *, field: Callable | None = None, h: float = 1.0) -
     a complex-linear step-dependent field y' = field(y, λ, h) (e.g. ``lambda y, lam, h: lam*y +
     h*mu*y``) runs instead and R is its effective amplification per step at this h: Euler on
     λy + h·μ·y gives 1 + z + h²μ. The step is real (see `_complex_linear_system`), so every
-    solver works, implicit ones included (their Newton solve is exact on a linear problem).
-    `z` is any array of complex numbers; the result has its shape. Compiled once per (solver,
-    field).
+    solver works, implicit ones included, at any finite |z|: on a linear field Newton is exact
+    in its first iteration, so the step's value is kept even where the root finder's
+    termination test fails on round-off (|z| ≳ 1e3). The stage solve's round-off leaves an
+    absolute error of at most about eps·|z| (far less for L-stable methods, where R → 0);
+    `tableau_amplification` is accurate at every |z| and gives R(∞) itself. A `field` that is not linear in y gives NaN. `z` is any array of finite complex
+    numbers; the result has its shape. Compiled once per (solver, field).
 
     Examples:
         >>> amplification("Heun", [-1.0, 1j])     # 1 + z + z²/2
         array([0.5+0.j, 0.5+1.j])
+        >>> amplification("ImplicitEuler", [-1e6]).real.round(12)    # 1/(1 - z), |z| large
+        array([1.e-06])
     """
     z = np.asarray(z, dtype=complex)
     if not np.all(np.isfinite(z)):
-        raise InvalidArgument(f"z={z!r} is invalid; every z must be a finite complex number")
+        raise InvalidArgument(
+            f"z={z!r} is invalid; every z must be a finite complex number (R(∞): "
+            "tableau_amplification(solver, np.inf))"
+        )
     h = require_positive("h", h)
     warn_if_float32("amplification")
     fn = _amplifier(solver, _linear if field is None else field)
@@ -233,89 +298,200 @@ _ONE_STAGE = {
 }
 
 
+def _tableau(solver) -> tuple[np.ndarray, np.ndarray]:
+    """(A, b) of the solver's Butcher tableau; InvalidArgument if it has none."""
+    meta = _solvers.info(solver)
+    tab = meta.tableau
+    if meta.name in _ONE_STAGE:
+        return _ONE_STAGE[meta.name]
+    if tab is None:
+        raise InvalidArgument(
+            f"solver={meta.name!r} has no Butcher tableau; use amplification() instead"
+        )
+    b = np.asarray(tab.b_sol, dtype=float)
+    a = np.zeros((len(b), len(b)))
+    for i, row in enumerate(tab.a_lower):
+        a[i + 1, : i + 1] = row
+    if tab.a_diagonal is not None:
+        a[np.diag_indices(len(b))] = tab.a_diagonal
+    return a, b
+
+
+def _far_form(a, b):
+    """R(z) for |z| > 1 in terms of w = 1/z, free of the cancellation in 1 + z·bᵀ(I - zA)⁻¹1.
+
+    Stages whose row of A is zero are Y = y exactly (E); with I the others, v = A_IE·1 and
+    A_II invertible, z(I - zA_II)⁻¹ = (wI - A_II)⁻¹ and (wI - M)⁻¹ + M⁻¹ = w(wI - M)⁻¹M⁻¹ give
+        R(z) = 1 + b_Iᵀ(wI - A_II)⁻¹(1 + A_II⁻¹v) + z·c₀,   c₀ = Σb_E - b_IᵀA_II⁻¹v,
+    so R(∞) = 1 - b_IᵀA_II⁻¹(1 + A_II⁻¹v) (1 - bᵀA⁻¹1 when no row is zero) if c₀ = 0, else ∞.
+    Returns (a_ii, b_i, u = 1 + A_II⁻¹v, c₀), or None where A_II is singular (explicit methods:
+    R is a polynomial, the direct formula is fine).
+    """
+    explicit = np.all(a == 0, axis=1)
+    inner = ~explicit
+    a_ii = a[np.ix_(inner, inner)]
+    if not inner.any() or abs(np.linalg.det(a_ii)) < 1e-12:
+        return None
+    v = a[np.ix_(inner, explicit)].sum(axis=1)
+    x = np.linalg.solve(a_ii, v)
+    c0 = b[explicit].sum() - b[inner] @ x
+    # c₀ is 0 in exact arithmetic for stiffly accurate methods; a float tableau leaves rounding
+    if abs(c0) <= 64 * np.finfo(float).eps * (np.abs(b).sum() + np.abs(b[inner]) @ np.abs(x)):
+        c0 = 0.0
+    return a_ii, b[inner], 1 + x, c0
+
+
 def tableau_amplification(solver, z) -> np.ndarray:
     """R(z) = 1 + z bᵀ(I - zA)⁻¹1 from the solver's Butcher tableau (explicit or diagonally
     implicit Runge–Kutta); InvalidArgument for a solver without a tableau.
 
+    For |z| > 1 an implicit method's R is evaluated in 1/z (see `_far_form`), so it stays
+    accurate as |z| → ∞, and an infinite z gives R(∞) (0 for an L-stable method; 1 - bᵀA⁻¹1
+    when A is invertible); an explicit method's R(∞) is inf.
+
     Examples:
         >>> tableau_amplification("Euler", -2.0)
         array(-1.+0.j)
+        >>> tableau_amplification("ImplicitEuler", [-1e20, np.inf]).real    # 1/(1 - z) → 0
+        array([1.e-20, 0.e+00])
     """
-    meta = _solvers.info(solver)
-    tab = meta.tableau
-    if meta.name in _ONE_STAGE:
-        a, b = _ONE_STAGE[meta.name]
-    elif tab is None:
-        raise InvalidArgument(
-            f"solver={meta.name!r} has no Butcher tableau; use amplification() instead"
-        )
-    else:
-        b = np.asarray(tab.b_sol)
-        a = np.zeros((len(b), len(b)))
-        for i, row in enumerate(tab.a_lower):
-            a[i + 1, : i + 1] = row
-        if tab.a_diagonal is not None:
-            a[np.diag_indices(len(b))] = tab.a_diagonal
+    a, b = _tableau(solver)
     s = len(b)
     z = np.asarray(z, dtype=complex)
-    m = np.eye(s) - z[..., None, None] * a
-    x = np.linalg.solve(m, np.broadcast_to(np.ones(s, dtype=complex), (*z.shape, s))[..., None])
-    return np.asarray(1 + z * (x[..., 0] @ b))
+    out = np.empty(z.shape, dtype=complex)
+    infinite = ~np.isfinite(z)
+    far_form = _far_form(a, b)
+    far = np.zeros(z.shape, dtype=bool) if far_form is None else (np.abs(z) > 1) | infinite
+    near = ~far & ~infinite
+    if near.any():
+        zn = z[near]
+        m = np.eye(s) - zn[..., None, None] * a
+        ones = np.broadcast_to(np.ones(s, dtype=complex), (*zn.shape, s))[..., None]
+        with np.errstate(over="ignore", invalid="ignore"):
+            out[near] = 1 + zn * (np.linalg.solve(m, ones)[..., 0] @ b)
+    if far_form is not None and far.any():
+        a_ii, b_i, u, c0 = far_form
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where(infinite[far], 0.0, 1 / np.where(infinite[far], 1.0, z[far]))
+        m = w[..., None, None] * np.eye(len(b_i)) - a_ii
+        rhs = np.broadcast_to(u.astype(complex), (*w.shape, len(b_i)))[..., None]
+        r = 1 + np.linalg.solve(m, rhs)[..., 0] @ b_i
+        if c0 != 0.0:
+            with np.errstate(invalid="ignore"):
+                r = np.where(infinite[far], complex(np.inf), r + z[far] * c0)
+        out[far] = r
+    if far_form is None and infinite.any():
+        out[infinite] = np.inf  # a polynomial of degree ≥ 1
+    return out
 
 
-def _boundary(excess, grid, tol, *, geometric=False) -> float:
-    """The end of the stable stretch [grid[0], x*) where excess(x) ≤ 0, bisected to tol.
+#: How each cause of an ended stretch is reported (StabilityBound.status).
+_UNSTABLE, _UNKNOWN, _LOST = "unstable", "unknown", "branch_lost"
 
-    `excess` is vectorised: |R| - 1 or max |multiplier| - 1. Bracketing: the first grid point
-    with excess > ROUND_OFF is unstable; the stretch before it counts only if some point there
-    is decidedly stable (excess < -ROUND_OFF): near z = 0 a consistent method has
-    |R| = 1 + O(|z|^{p+1}), within round-off of 1, which decides nothing. So the result is 0 if
-    no point before the first unstable one is decidedly stable, inf if no grid point is
-    unstable. Bisection then treats |excess| ≤ ROUND_OFF as stable. With geometric=True the
-    bisection is in log x and tol is relative.
-    """
-    d = excess(grid)
-    unstable = d > ROUND_OFF
-    if not unstable.any():
-        return math.inf
-    first = int(np.argmax(unstable))
-    decided = np.flatnonzero(d[:first] < -ROUND_OFF)
-    if decided.size == 0:
-        return 0.0
-    lo, hi = float(grid[decided[-1]]), float(grid[first])
+
+def _bracket(excess, cause, grid):
+    """(index of the last decidedly stable grid point before the first bad one or None,
+    index of the first bad one or None). A point is bad if excess > ROUND_OFF or its cause is
+    not None (non-finite, branch lost); decidedly stable if excess < -ROUND_OFF: near z = 0 a
+    consistent method has |R| = 1 + O(|z|^{p+1}), within round-off of 1, which decides nothing."""
+    bad = np.array([c is not None for c in cause]) | (np.nan_to_num(excess, nan=0.0) > ROUND_OFF)
+    if not bad.any():
+        return None, None
+    first = int(np.argmax(bad))
+    decided = np.flatnonzero(excess[:first] < -ROUND_OFF)
+    return (int(decided[-1]) if decided.size else None), first
+
+
+def _bisect(probe, lo, hi, hi_cause, tol, geometric):
+    """Bisect [lo, hi] (lo good, hi bad for `hi_cause`) to tol (relative if geometric);
+    probe(x) -> (excess, cause) with cause None when finite. Returns (x*, cause at the end)."""
     while hi - lo > (tol * hi if geometric else tol):
         mid = math.sqrt(lo * hi) if geometric else 0.5 * (lo + hi)
-        if excess(np.array([mid]))[0] > ROUND_OFF:
-            hi = mid
+        d, cause = probe(mid)
+        if cause is not None or d > ROUND_OFF:
+            hi, hi_cause = mid, cause or _UNSTABLE
         else:
             lo = mid
-    return math.sqrt(lo * hi) if geometric else 0.5 * (lo + hi)
+    return (math.sqrt(lo * hi) if geometric else 0.5 * (lo + hi)), hi_cause
 
 
-def _interval(solver, direction, x_max, spacing, field, h) -> float:
+def _causes(excess):
+    return [None if np.isfinite(d) else _UNKNOWN for d in excess]
+
+
+def _boundary(excess, grid, tol, *, geometric=False, what="x") -> StabilityBound:
+    """The end of the stable stretch [grid[0], x*) where excess(x) ≤ 0, bisected to tol.
+
+    `excess` is vectorised: |R| - 1 or max |multiplier| - 1; NaN (a non-finite evaluation) is
+    "unknown" and ends the stretch like instability does, with status "unknown". Bracketing:
+    the first grid point that is unstable (excess > ROUND_OFF) or unknown ends the stretch; the
+    stretch before it counts only if some point there is decidedly stable (excess < -ROUND_OFF).
+    So the result is 0 if no point before the first bad one is decidedly stable, inf (status
+    "stable") if no grid point is bad. Bisection treats |excess| ≤ ROUND_OFF as stable. With
+    geometric=True the bisection is in log x and tol is relative. `what` names x in the reason.
+    """
+    d = np.asarray(excess(grid), dtype=float)
+    lo_i, first = _bracket(d, _causes(d), grid)
+    if first is None:
+        return StabilityBound(
+            math.inf, "stable", f"stable at every {what} probed, up to {grid[-1]:g}"
+        )
+    cause = _causes(d[first : first + 1])[0] or _UNSTABLE
+    if lo_i is None:
+        return StabilityBound(0.0, cause, _reason(cause, what, float(grid[first]), at_start=True))
+
+    def probe(x):
+        value = float(np.asarray(excess(np.array([x])), dtype=float)[0])
+        return value, (None if math.isfinite(value) else _UNKNOWN)
+
+    x, cause = _bisect(probe, float(grid[lo_i]), float(grid[first]), cause, tol, geometric)
+    return StabilityBound(x, cause, _reason(cause, what, x))
+
+
+def _reason(cause, what, x, *, at_start=False, detail=""):
+    where = f"{what} = {x:.6g}" + (" (no decidedly stable point before it)" if at_start else "")
+    text = {
+        _UNSTABLE: f"unstable beyond {where}: "
+        + ("a multiplier leaves the unit disk" if what == "h" else "|R(z)| > 1"),
+        _UNKNOWN: f"unknown beyond {where}: an evaluation there is not finite",
+        _LOST: f"branch lost at {where}: the fixed point followed from y_star is gone",
+    }[cause]
+    return text + (f" ({detail})" if detail else "")
+
+
+def _interval(solver, direction, x_max, spacing, field, h) -> StabilityBound:
     require_positive("x_max", x_max)
+    require_positive("spacing", spacing)
     _solvers.get(solver)
     grid = np.linspace(0.0, x_max, int(round(x_max / spacing)) + 1)
+    axis = "x (z = -x)" if direction == -1.0 else "y (z = iy)"
     return _boundary(
-        lambda x: np.abs(amplification(solver, direction * x, field=field, h=h)) - 1, grid, 1e-6
+        lambda x: np.abs(amplification(solver, direction * x, field=field, h=h)) - 1,
+        grid,
+        1e-6,
+        what=axis,
     )
 
 
-def real_interval(solver, *, x_max=20.0, spacing=0.01, field=None, h=1.0) -> float:
+def real_interval(solver, *, x_max=20.0, spacing=0.01, field=None, h=1.0) -> StabilityBound:
     """The real stability interval: the largest r with |R(-x)| ≤ 1 for all x in [0, r].
 
     Bracketed on a grid of `spacing` over [0, x_max], then bisected to 1e-6 (see `_boundary`
     for how round-off near z = 0 is treated). inf means stable on the whole of [0, x_max], as
-    for A-stable methods. `field`, `h`: as in `amplification` (an effective region).
+    for A-stable methods. A non-finite R (a field that turns NaN) ends the interval there, with
+    status "unknown": never inf. `field`, `h`: as in `amplification` (an effective region).
+    Returns a `StabilityBound`: a float with `.status` and `.reason`.
 
     Examples:
         >>> round(real_interval("Euler"), 5), round(real_interval("Bosh3"), 5)  # 1+z+z²/2+z³/6
         (2.0, 2.51275)
+        >>> real_interval("Kvaerno5").status                  # A-stable: inf
+        'stable'
     """
     return _interval(solver, -1.0, x_max, spacing, field, h)
 
 
-def imag_interval(solver, *, x_max=20.0, spacing=0.01, field=None, h=1.0) -> float:
+def imag_interval(solver, *, x_max=20.0, spacing=0.01, field=None, h=1.0) -> StabilityBound:
     """The imaginary stability interval: the largest r with |R(iy)| ≤ 1 for all y in [0, r].
 
     0 when the method is unstable on the imaginary axis arbitrarily close to 0 (Euler, Heun);
@@ -405,7 +581,12 @@ def _fixed_point_fn(system, solver, period, iterations):
             def limit(yy):
                 return system.limit_field(t0, yy.reshape(shape), system.args).reshape(d)
 
-            return y, orbit, jax.jacfwd(phi_k)(y, h), limit(y), jax.jacfwd(limit)(y)
+            def frozen(yy):  # the field at this h, as an ODE in y: f(t0, ·, args, h)
+                return system.vector_field(t0, yy.reshape(shape), system.args, h).reshape(d)
+
+            fields = jnp.stack([limit(y), frozen(y)])
+            field_jacs = jnp.stack([jax.jacfwd(limit)(y), jax.jacfwd(frozen)(y)])
+            return y, orbit, jax.jacfwd(phi_k)(y, h), fields, field_jacs
 
         return jax.jit(jax.vmap(jax.vmap(solve, in_axes=(0, None)), in_axes=(None, 0)))
 
@@ -454,6 +635,10 @@ def _fixed_point_rows(
         ):
             kept.append(i)
     kept = [kept[k] for k in np.lexsort(y[kept].T[::-1])] if kept else []
+    # |f| beyond what the position's uncertainty allows: not a zero of f (limit, frozen)
+    off = np.abs(field).max(axis=2) > (
+        SPURIOUS_TOL + np.abs(field_jac).sum(axis=3).max(axis=2) * uncertainty[:, None]
+    )
     rows = []
     for i in kept:
         mult = np.linalg.eigvals(jac[i].reshape(d, d))
@@ -467,12 +652,9 @@ def _fixed_point_rows(
             "max_abs_multiplier": float(np.abs(mult).max()),
             "stable": bool(np.abs(mult).max() < 1),
             "uncertainty": float(uncertainty[i]),
-            # spurious: the limit field is nonzero by more than the position's uncertainty allows
-            "spurious": bool(
-                np.abs(field[i]).max()
-                > SPURIOUS_TOL + np.abs(field_jac[i]).sum(axis=1).max() * uncertainty[i]
-            ),
+            "kind": _KINDS[0] if not off[i, 0] else _KINDS[1] if not off[i, 1] else _KINDS[2],
         }
+        row["spurious"] = row["kind"] == _KINDS[2]
         row |= {f"multiplier_{k}": complex(m) for k, m in enumerate(mult)}
         rows.append(row)
     return rows
@@ -491,15 +673,28 @@ def fixed_point_branches(
     Newton stalls ~eps^(1/m) from the point); results closer than δ_i + δ_j (or 1e-7) are one
     point, reported by its most accurate member. Columns: system, solver, h, period, y (or y0,
     y1, ...), minimal_period (the least m with Φ_h^m(y) = y), residual, max_abs_multiplier,
-    stable (every eigenvalue of DΦ_h^k inside the unit circle), uncertainty (δ), spurious (the
-    h = 0 field does not vanish there, by more than 1e-8 + |Df|·δ: not an equilibrium of the
-    ODE), multiplier_0, multiplier_1, ... (complex, by decreasing modulus).
-    `bounds` is (lo, hi) or one (lo, hi) per component. Autonomous use: Φ_h steps from t0.
+    stable (every eigenvalue of DΦ_h^k inside the unit circle), uncertainty (δ), kind, spurious
+    (kind == "spurious"), multiplier_0, multiplier_1, ... (complex, by decreasing modulus).
+    `kind` says where the point comes from, a field "vanishing" there meaning |f| ≤ 1e-8 + |Df|·δ:
+    "equilibrium" (the h → 0 field f(t0, ·, args, 0) vanishes: an equilibrium of the limit ODE);
+    "model" (only the frozen field f(t0, ·, args, h) at this h vanishes: an equilibrium of the
+    step-dependent model that moved with h, not the solver's doing); "spurious" (neither: the
+    solver created it). For an h-free field the first two coincide, so there are no "model"
+    points. `bounds` is (lo, hi) or one (lo, hi) per component. Autonomous use: Φ_h steps from
+    t0 (the frozen field is taken at t0 too).
 
     Examples:
         >>> df = fixed_point_branches("logistic", "Heun", [1.0, 3.0], (-1, 3))
         >>> df[df.spurious].y.round(4).tolist()         # ((h+2) ± √(h²-4))/(2h) at h = 3
         [0.4607, 1.206]
+
+        A step-dependent model y' = -(y - h): Euler's fixed point y* = h is the model's own
+        equilibrium at this h, not one of the limit y' = -y and not the solver's doing.
+
+        >>> from analysis.systems import System
+        >>> model = System(name="moving", vector_field=lambda t, y, a, h: -(y - h), y0=1.0)
+        >>> fixed_point_branches(model, "Euler", [0.5], (-1, 2))[["y", "kind"]].values.tolist()
+        [[0.5, 'model']]
     """
     system = _check_system_and_solver(system, solver)
     hs = _check_hs(hs)
@@ -520,7 +715,7 @@ def fixed_point_branches(
         ["y"] if d == 1 else [f"y{k}" for k in range(d)]
     )
     columns += ["minimal_period", "residual", "max_abs_multiplier", "stable", "uncertainty"]
-    columns += ["spurious"]
+    columns += ["spurious", "kind"]
     columns += [f"multiplier_{k}" for k in range(d)]
     return pd.DataFrame(rows, columns=columns)
 
@@ -528,7 +723,8 @@ def fixed_point_branches(
 def fixed_points(system, solver, h, bounds, **options) -> pd.DataFrame:
     """All fixed points of Φ_h (period=k: of Φ_h^k) in the box `bounds`; one row per point.
 
-    Options and columns as in `fixed_point_branches`.
+    Options and columns as in `fixed_point_branches` (`kind`: "equilibrium" of the h → 0
+    field, "model" equilibrium that moved with h, or solver-"spurious").
 
     Examples:
         >>> fixed_points("logistic", "Euler", 0.5, (-1, 2)).y.round(9).tolist()  # equilibria only
@@ -536,6 +732,8 @@ def fixed_points(system, solver, h, bounds, **options) -> pd.DataFrame:
         >>> df = fixed_points("logistic", "Heun", 3.0, (-1, 3))  # h > 2: ((h+2) ± √(h²-4))/(2h)
         >>> df[["y", "spurious"]].round(4).values.tolist()     # are spurious fixed points too
         [[0.0, False], [0.4607, True], [1.0, False], [1.206, True]]
+        >>> df.kind.tolist()
+        ['equilibrium', 'spurious', 'equilibrium', 'spurious']
     """
     return fixed_point_branches(system, solver, [require_positive("h", h)], bounds, **options)
 
@@ -543,12 +741,16 @@ def fixed_points(system, solver, h, bounds, **options) -> pd.DataFrame:
 # -------------------------------------------------------------------------- orbit diagrams
 
 
-def _orbit_fn(system, solver, n_transient, n_keep, escape_radius):
+#: The Lyapunov average is split into this many blocks; their spread gives its uncertainty.
+LYAPUNOV_BLOCKS = 20
+
+
+def _orbit_fn(system, solver, n_transient, n_keep, block):
     def build():
         phi, d = _state_fn(system, solver)
         t0 = jnp.asarray(system.t0, dtype=jnp.result_type(float))
 
-        def advance(carry, h):
+        def advance(carry, h, escape_radius):
             y, v, escaped_at, n = carry
             y1, v1 = jax.jvp(lambda yy: phi(yy, h, t0), (y,), (v,))
             grow = jnp.linalg.norm(v1)
@@ -559,41 +761,71 @@ def _orbit_fn(system, solver, n_transient, n_keep, escape_radius):
             v = jnp.where(alive, v1 / grow, v)
             return (y, v, escaped_at, n + 1), (y, jnp.log(grow))
 
-        def run(y0, h):
+        def run(y0, h, escape_radius):
+            step = lambda c, _: advance(c, h, escape_radius)  # noqa: E731
             carry = (y0, jnp.ones(d) / math.sqrt(d), jnp.asarray(-1), jnp.asarray(0))
-            carry = jax.lax.fori_loop(0, n_transient, lambda _, c: advance(c, h)[0], carry)
-            carry, (ys, logs) = jax.lax.scan(lambda c, _: advance(c, h), carry, length=n_keep)
-            return ys, carry[2], jnp.mean(logs)
+            carry = jax.lax.fori_loop(0, n_transient, lambda _, c: step(c, None)[0], carry)
+            carry, (ys, logs) = jax.lax.scan(step, carry, length=n_keep)
+            # The exponent: LYAPUNOV_BLOCKS blocks of `block` iterates from the end of the
+            # transient on, the kept ones first; the block means give its standard error.
+            sums = jnp.zeros(LYAPUNOV_BLOCKS).at[jnp.arange(n_keep) // block].add(logs)
 
-        return jax.jit(jax.vmap(jax.vmap(run, in_axes=(0, None)), in_axes=(None, 0)))
+            def tail(i, state):
+                c, s = state
+                c, (_, log) = step(c, None)
+                return c, s.at[i // block].add(log)
 
-    key = ("orbit", system, _solver_key(solver), n_transient, n_keep, escape_radius)
+            carry, sums = jax.lax.fori_loop(n_keep, LYAPUNOV_BLOCKS * block, tail, (carry, sums))
+            return ys, carry[2], sums / block
+
+        return jax.jit(jax.vmap(jax.vmap(run, in_axes=(0, None, None)), in_axes=(None, 0, None)))
+
+    key = ("orbit", system, _solver_key(solver), n_transient, n_keep, block)
     return _cached(key, build)
 
 
 def orbit_diagram(
-    system, solver, hs, y0s=None, *, n_transient=500, n_keep=100, escape_radius=1e6
+    system,
+    solver,
+    hs,
+    y0s=None,
+    *,
+    n_transient=500,
+    n_keep=100,
+    escape_radius=1e6,
+    n_lyapunov=50_000,
 ) -> pd.DataFrame:
     """Iterate Φ_h from each start in `y0s` for each h in `hs` (vmapped, one compile).
 
     The first `n_transient` iterates are discarded and the next `n_keep` kept: the attractor.
-    An orbit that leaves |y| ≤ escape_radius (or turns non-finite) has escaped and is one row
-    with y = NaN, escaped = True and `iterate` the step at which it left. Columns: system, solver,
-    h, start (index into y0s), iterate (n of y_n), y (or y0, y1, ...), escaped, lyapunov: the
-    largest Lyapunov exponent of that orbit, the mean of log |DΦ_h v| over the kept iterates
-    with v the unit tangent vector carried along since the start (< 0 on a stable periodic
-    orbit, > 0 on a chaotic one, NaN if escaped); `df.groupby("h").lyapunov.max()` is per h.
-    `y0s` defaults to the system's y0.
+    An orbit that leaves |y| ≤ escape_radius (or turns non-finite) at any iterate, the
+    Lyapunov stretch included, has escaped and is one row with y = NaN, escaped = True and
+    `iterate` the step at which it left. Columns: system, solver, h, start (index into y0s),
+    iterate (n of y_n), y (or y0, y1, ...), escaped, lyapunov, lyapunov_se.
+
+    lyapunov is the largest Lyapunov exponent of the orbit: the mean of log |DΦ_h v| over the
+    max(n_keep, n_lyapunov) iterates after the transient (rounded up to a multiple of 20), with
+    v the unit tangent vector carried along since the start (< 0 on a stable periodic orbit,
+    > 0 on a chaotic one, NaN if escaped); `df.groupby("h").lyapunov.max()` is per h.
+    lyapunov_se is its standard error from 20 block means (std/√20; blocks much longer than
+    the orbit's correlation time, so they are near independent). The default n_lyapunov =
+    50,000 puts the logistic map's exponents within 1 % of ln 2 (μ = 4) and 0.4960 (μ = 3.9):
+    the error falls like 1/√n_lyapunov, and at n = 100 it is several percent. `y0s` defaults
+    to the system's y0.
 
     Examples:
         >>> df = orbit_diagram("logistic", "Euler", [1.5, 2.2], [0.3], n_keep=2)
         >>> df.groupby("h").y.nunique().tolist()       # a fixed point, then a 2-cycle
         [1, 2]
+        >>> chaos = orbit_diagram("logistic", "Euler", [3.0], [0.3], n_keep=1)  # μ = 1 + h = 4
+        >>> bool(abs(chaos.lyapunov[0] - np.log(2)) < 3 * chaos.lyapunov_se[0] + 1e-3)
+        True
     """
     system = _check_system_and_solver(system, solver)
     hs = _check_hs(hs)
     n_transient = _check_int("n_transient", n_transient, 0)
     n_keep = _check_int("n_keep", n_keep, 1)
+    n_lyapunov = _check_int("n_lyapunov", n_lyapunov, 1)
     if not (np.isfinite(escape_radius) and escape_radius > 0):
         raise InvalidArgument(f"escape_radius={escape_radius!r} is invalid; it must be > 0")
     shape, d = _flat(system)
@@ -605,8 +837,13 @@ def orbit_diagram(
             f"y0s={y0s!r} is invalid; it must be a non-empty list of finite states of shape "
             f"{shape} (the shape of {system.name}'s y0)"
         )
-    fn = _orbit_fn(system, solver, n_transient, n_keep, float(escape_radius))
-    ys, escaped_at, lyap = (np.asarray(a) for a in fn(starts.reshape(len(starts), d), hs))
+    block = -(-max(n_keep, n_lyapunov) // LYAPUNOV_BLOCKS)
+    fn = _orbit_fn(system, solver, n_transient, n_keep, block)
+    ys, escaped_at, means = (
+        np.asarray(a) for a in fn(starts.reshape(len(starts), d), hs, float(escape_radius))
+    )
+    lyap = means.mean(axis=-1)
+    lyap_se = means.std(axis=-1, ddof=1) / math.sqrt(LYAPUNOV_BLOCKS)
     n_h, n_s = escaped_at.shape
     escaped = escaped_at >= 0
     keep = np.where(escaped, 1, n_keep)
@@ -629,40 +866,109 @@ def orbit_diagram(
         df["y" if d == 1 else f"y{k}"] = values[:, k]
     df["escaped"] = esc
     df["lyapunov"] = np.where(esc, np.nan, lyap[rows_h, rows_s])
+    df["lyapunov_se"] = np.where(esc, np.nan, lyap_se[rows_h, rows_s])
     return df
 
 
 # ------------------------------------------------------------------------ largest stable h
 
+#: Newton iterations per h when following a fixed point (it stops once the step is round-off).
+_NEWTON_MAX = 50
 
-def _multiplier_fn(system, solver):
+
+def _continuation_fn(system, solver):
+    """(y_prev, h, t0) -> Newton's fixed point y of Φ_h from y_prev, its residual
+    |Φ_h(y) - y|, DΦ_h(y), dy*/dh = (I - DΦ_h)⁻¹ ∂Φ_h/∂h, and whether Φ_h(y_prev) is finite."""
+
     def build():
         phi, d = _state_fn(system, solver)
+        eye = jnp.eye(d)
 
-        def jac(h, y, t0):
-            return jax.jacfwd(phi)(y, h, t0)
+        def follow(y_prev, h, t0):
+            def evaluate(y):
+                """Φ_h(y), ∂Φ/∂y, ∂Φ/∂h in one forward pass, differentiated only where Φ_h(y)
+                is finite: inside an implicit step a tangent solve raises on non-finite input
+                (lineax), where the primal solve reports it."""
+                value = phi(y, h, t0)
 
-        return jax.jit(jax.vmap(jac, in_axes=(0, None, None)))
+                def derivatives(_):
+                    f = lambda yh: phi(yh[:d], yh[d], t0)  # noqa: E731
+                    return jax.jacfwd(f)(jnp.concatenate([y, h[None]]))
 
-    return _cached(("multipliers", system, _solver_key(solver)), build)
+                jac = jax.lax.cond(
+                    jnp.all(jnp.isfinite(value)),
+                    derivatives,
+                    lambda _: jnp.full((d, d + 1), jnp.nan),
+                    None,
+                )
+                return value, jac[:, :d], jac[:, d]
+
+            def cond(state):
+                k, y, dy = state
+                small = jnp.max(jnp.abs(dy)) <= 4e-16 * jnp.maximum(1.0, jnp.max(jnp.abs(y)))
+                return (k < _NEWTON_MAX) & ~small & jnp.all(jnp.isfinite(y))
+
+            def body(state):
+                k, y, _ = state
+                value, jac, _ = evaluate(y)
+                dy = jnp.linalg.solve(jac - eye, value - y)
+                return k + 1, y - dy, dy
+
+            start = (jnp.asarray(0), y_prev, jnp.full(d, jnp.inf))
+            _, y, _ = jax.lax.while_loop(cond, body, start)
+            value, jac, dphi_dh = evaluate(y)
+            dy_dh = jnp.linalg.solve(eye - jac, dphi_dh)
+            residual = jnp.max(jnp.abs(value - y))
+            return y, residual, jac, dy_dh, jnp.all(jnp.isfinite(phi(y_prev, h, t0)))
+
+        return jax.jit(follow)
+
+    return _cached(("continuation", system, _solver_key(solver)), build)
 
 
 def max_stable_step(
-    system, solver, y_star, *, h_min=1e-8, h_max=100.0, n_grid=400, rtol=1e-6, t=None
-) -> float:
-    """The largest h for which every multiplier of Φ_h at y_star lies in the unit disk.
+    system,
+    solver,
+    y_star,
+    *,
+    h_min=1e-8,
+    h_max=100.0,
+    n_grid=400,
+    rtol=1e-6,
+    t=None,
+    y_tol=1e-6,
+) -> StabilityBound:
+    """The largest h for which the fixed point of Φ_h through y_star keeps every multiplier
+    (eigenvalue of DΦ_h) in the unit disk.
 
-    The multipliers are the eigenvalues of DΦ_h(y_star). y_star should be a fixed point of Φ_h
-    for every h probed (an equilibrium of an h-free field is one for every Runge–Kutta method),
-    or any point if Φ_h is affine (a linear field plus a forcing, as Prothero–Robinson): then
-    DΦ_h is the same everywhere. Bracketed on `n_grid` geometrically spaced h in
-    [h_min, h_max], bisected in log h to relative `rtol` (see `_boundary`); 0 if y_star is not
-    stable even at h_min, inf if stable up to h_max (an A-stable method on a stable point).
+    For a step-dependent field the fixed point moves with h (y' = -(y - 2h) - (y - 2h)³ under
+    Euler: y* = 2h), so it is followed: at each h of `n_grid` geometrically spaced steps in
+    [h_min, h_max], Newton's method on Φ_h(y) = y starts from the fixed point at the previous h
+    (at h_min from y_star, which must lie within y_tol·max(1, |y_star|) of the fixed point
+    found there: an equilibrium of the h → 0 field, or of f(t, ·, h_min); otherwise
+    InvalidArgument, never a number for a point that is not a fixed point). The stable stretch
+    ends at the first h where a multiplier leaves the unit disk ("unstable"), Φ_h is not finite
+    ("unknown"), or the branch is lost ("branch_lost": Newton finds no fixed point with
+    |Φ_h(y) - y| ≤ 1e-10·max(1, |y|), or it jumps to another one, farther than twice |dy*/dh|·Δh
+    from the last); that end is then bisected in log h to relative `rtol`, following the branch
+    from the stable side. 0 if y_star is not decidedly stable even at h_min; inf (status
+    "stable") if stable up to h_max (an A-stable method on a stable point). For a non-autonomous
+    system Φ_h steps from time `t` (default t0) and y_star is a fixed point of that step
+    (Prothero–Robinson at t = 0: the equilibrium 1/k of the field frozen at t = 0).
+
+    Returns a `StabilityBound`: a float with `.status`, `.reason` and `.fixed_point` (the
+    followed fixed point at the bound).
 
     Examples:
         >>> from analysis import systems
         >>> round(max_stable_step(systems.get("linear", lam=10.0), "Euler", 0.0), 6)  # 2/λ
         0.2
+        >>> from analysis.systems import System    # y* = 2h moves; DΦ_h(y*) = 1 - h
+        >>> moving = System(name="moving", y0=0.0,
+        ...                 vector_field=lambda t, y, a, h: -(y - 2*h) - (y - 2*h)**3)
+        >>> bound = max_stable_step(moving, "Euler", 0.0)
+        >>> round(bound, 5), bound.status, round(float(bound.fixed_point[0]), 4)
+        (2.0, 'unstable', 4.0)
     """
     system = _check_system_and_solver(system, solver)
     shape, d = _flat(system)
@@ -676,13 +982,94 @@ def max_stable_step(
         raise InvalidArgument(f"h_min={h_min!r} must be below h_max={h_max!r}")
     if not 0 < rtol < 1:
         raise InvalidArgument(f"rtol={rtol!r} is invalid; it must be in (0, 1)")
-    fn = _multiplier_fn(system, solver)
-    t0 = jnp.asarray(system.t0 if t is None else t, dtype=jnp.result_type(float))
-    y_flat = jnp.asarray(y.reshape(d))
-
-    def excess(hs):
-        jacs = _padded(fn, hs, y_flat, t0).reshape(len(hs), d, d)
-        return np.abs(np.linalg.eigvals(jacs)).max(axis=1) - 1
-
+    y_tol = require_positive("y_tol", y_tol)
     grid = np.geomspace(h_min, h_max, _check_int("n_grid", n_grid, 2))
-    return _boundary(excess, grid, rtol, geometric=True)
+    follow = _continuation_fn(system, solver)
+    t0 = jnp.asarray(system.t0 if t is None else t, dtype=jnp.result_type(float))
+
+    def at(h, prev):
+        """(excess, cause, detail, point) at h, following the branch from prev = (h, y, y')."""
+        h_prev, y_prev, slope_prev, delta_prev = prev
+        y1, residual, jac, slope, finite = (
+            np.asarray(a) for a in follow(jnp.asarray(y_prev), jnp.asarray(h, dtype=float), t0)
+        )
+        point = (h, y1, slope, math.inf)
+        scale = max(1.0, float(np.abs(y1).max())) if np.all(np.isfinite(y1)) else 1.0
+        if not finite:
+            detail = "Φ_h is not finite there: the field, or an implicit step's root find, fails"
+            return math.nan, _UNKNOWN, detail, point
+        if not (np.all(np.isfinite(y1)) and np.isfinite(residual)):
+            detail = (
+                f"Newton from y = {_show(y_prev)} meets a non-finite Φ_h: the field, or an "
+                "implicit step's root find, fails"
+            )
+            return math.nan, _UNKNOWN, detail, point
+        if not residual <= FIXED_POINT_TOL * scale:
+            detail = f"Newton from y = {_show(y_prev)} ends at residual {float(residual):.2g}"
+            return math.nan, _LOST, detail, point
+        if not np.all(np.isfinite(jac)):
+            return math.nan, _UNKNOWN, "DΦ_h is not finite at the fixed point", point
+        # How far the computed point can be from the true one (as in fixed_point_branches):
+        # 3·max(residual, eps·|y|)/σ_min(DΦ_h - I); at small h, Φ_h(y) - y = h·f is known
+        # only to eps·|y|, so the point jitters by ~eps/(h·|Df|).
+        sigma = np.linalg.svd(jac - np.eye(d), compute_uv=False)[-1]
+        with np.errstate(divide="ignore"):
+            delta = 3 * max(float(residual), np.finfo(float).eps * scale) / sigma
+        point = (h, y1, slope, delta)
+        if h_prev is not None:
+            allowed = 2 * max(np.abs(slope_prev).max(), np.abs(slope).max()) * abs(h - h_prev)
+            allowed += delta + delta_prev + 1e-9 * scale
+            if not np.abs(y1 - y_prev).max() <= allowed:
+                detail = f"Newton jumps from y = {_show(y_prev)} to another fixed point"
+                return math.nan, _LOST, detail + f" {_show(y1)}", point
+        excess = float(np.abs(np.linalg.eigvals(jac)).max() - 1)
+        return excess, None, "", point
+
+    excess, cause, detail, point = at(grid[0], (None, y.reshape(d), None, 0.0))
+    if cause is not None or (
+        np.abs(point[1] - y.reshape(d)).max() > y_tol * max(1.0, float(np.abs(y).max()))
+    ):
+        raise InvalidArgument(
+            f"y_star={y_star!r} is not a fixed point of Φ_h at h = h_min = {h_min:g} ("
+            + (detail if cause is not None else f"the fixed point next to it is {_show(point[1])}")
+            + "); pass a fixed point there (an equilibrium of the h → 0 field), since the "
+            "fixed point is followed from it as h grows"
+        )
+    points, excesses, causes, details = [point], [excess], [cause], [detail]
+    decided = None  # the last decidedly stable grid index
+    for k in range(1, len(grid) + 1):
+        if causes[-1] is not None or excesses[-1] > ROUND_OFF:
+            break
+        if excesses[-1] < -ROUND_OFF:
+            decided = k - 1
+        if k == len(grid):
+            return StabilityBound(
+                math.inf,
+                "stable",
+                f"stable at every h probed, up to h_max = {h_max:g}",
+                points[-1][1].reshape(shape),
+            )
+        excess, cause, detail, point = at(grid[k], points[-1])
+        points.append(point), excesses.append(excess), causes.append(cause), details.append(detail)
+    first, cause, detail = len(points) - 1, causes[-1] or _UNSTABLE, details[-1]
+    if decided is None:
+        reason = _reason(cause, "h", float(grid[first]), at_start=True, detail=detail)
+        return StabilityBound(0.0, cause, reason, points[0][1].reshape(shape))
+    state = {"prev": points[decided], "detail": detail}
+
+    def probe(h):
+        excess, cause, detail, point = at(h, state["prev"])
+        if cause is None and excess <= ROUND_OFF:
+            state["prev"] = point
+        else:
+            state["detail"] = detail
+        return excess, cause
+
+    x, cause = _bisect(probe, float(grid[decided]), float(grid[first]), cause, rtol, True)
+    reason = _reason(cause, "h", x, detail=state["detail"])
+    return StabilityBound(x, cause, reason, state["prev"][1].reshape(shape))
+
+
+def _show(y) -> str:
+    y = np.asarray(y, dtype=float).ravel()
+    return f"{y[0]:.6g}" if y.size == 1 else "(" + ", ".join(f"{v:.6g}" for v in y) + ")"

@@ -232,6 +232,7 @@ def test_orbit_diagram_records_escapes_and_lyapunov_exponents():
         "y",
         "escaped",
         "lyapunov",
+        "lyapunov_se",
     ]
     escaped = df[df.h == 3.2]
     assert len(escaped) == 2 and escaped.escaped.all() and escaped.y.isna().all()
@@ -247,9 +248,11 @@ def test_max_stable_step_is_the_interval_over_the_stiffness():
         abs(stability.max_stable_step(systems.get("linear", lam=10.0), "Euler", 0.0) - 0.2) < 1e-6
     )
     pr = systems.get("prothero_robinson", stiffness=1e4)
-    h = stability.max_stable_step(pr, "Tsit5", 0.0)
+    # Φ_h is affine with DΦ_h = R(-kh); its fixed point for a step from t = 0 starts at the
+    # equilibrium 1/k of the field frozen at t = 0 and moves with h (it is followed).
+    h = stability.max_stable_step(pr, "Tsit5", 1e-4)
     np.testing.assert_allclose(h * 1e4, stability.real_interval("Tsit5"), rtol=2e-6)
-    assert stability.max_stable_step(pr, "ImplicitEuler", 0.0) == np.inf
+    assert stability.max_stable_step(pr, "ImplicitEuler", 1e-4) == np.inf
     # Heun at the logistic equilibrium y* = 1 (f'(1) = -1): the real interval, 2.
     assert abs(stability.max_stable_step("logistic", "Heun", 1.0) - 2.0) < 1e-5
     # The unstable equilibrium y* = 0 is never stable.
@@ -274,6 +277,9 @@ def test_max_stable_step_is_the_interval_over_the_stiffness():
         (lambda: stability.orbit_diagram("logistic", "Euler", [0.1], n_keep=0), "n_keep"),
         (lambda: stability.max_stable_step("harmonic", "Euler", 0.0), "y_star"),
         (lambda: stability.max_stable_step("linear", "Euler", 0.0, h_min=1.0, h_max=0.5), "h_min"),
+        (lambda: stability.max_stable_step("linear", "Euler", 0.0, y_tol=0.0), "y_tol"),
+        (lambda: stability.orbit_diagram("logistic", "Euler", [0.1], n_lyapunov=0), "n_lyapunov"),
+        (lambda: stability.real_interval("Euler", spacing=0.0), "spacing"),
     ],
 )
 def test_bad_input_is_an_invalid_argument_naming_it(call, needle):
@@ -325,3 +331,210 @@ def test_a_degenerate_fixed_point_is_one_point_and_not_spurious():
     row = df.iloc[0]
     assert abs(row["y"]) <= row["uncertainty"] < 1e-4 and not row["spurious"]
     np.testing.assert_allclose(row["max_abs_multiplier"], 1.0, atol=1e-8)
+
+
+# ------------------------------------------------- issue 16: moving fixed points, NaN, R(∞)
+
+
+def _moving_cubic():
+    """y' = -(y - 2h) - (y - 2h)³: the equilibrium y* = 2h moves with h."""
+    return System(
+        name="moving_cubic",
+        vector_field=lambda t, y, a, h: -(y - 2 * h) - (y - 2 * h) ** 3,
+        y0=jnp.array(0.0),
+    )
+
+
+def test_max_stable_step_follows_a_fixed_point_that_moves_with_h():
+    # By hand, Euler: Φ_h(y) = y + h·f(y, h) is fixed at y* = 2h (f = 0 there), and
+    # DΦ_h(y*) = 1 + h·∂f/∂y(y*) = 1 - h·(1 + 3·0²) = 1 - h: stable iff h < 2. (Evaluated at the
+    # fixed y = 0 instead, DΦ = 1 - h - 12h³, which gives 0.53.)
+    bound = stability.max_stable_step(_moving_cubic(), "Euler", 0.0)
+    assert abs(bound - 2.0) < 1e-5 and bound.status == "unstable"
+    np.testing.assert_allclose(bound.fixed_point, 4.0, rtol=1e-5)  # y* = 2h at h = 2
+    assert "multiplier" in bound.reason
+
+
+def test_max_stable_step_refuses_a_point_that_is_not_fixed():
+    # y = 0.5 is no equilibrium of y(1 - y), nor a fixed point of any Φ_h: no number for it.
+    with pytest.raises(InvalidArgument, match="y_star=0.5 is not a fixed point"):
+        stability.max_stable_step("logistic", "Euler", 0.5)
+    # y = 2·h_min would be the moving model's fixed point only at h = h_min·... not at 0.3.
+    with pytest.raises(InvalidArgument, match="y_star"):
+        stability.max_stable_step(_moving_cubic(), "Euler", 0.3)
+
+
+def test_max_stable_step_reports_a_lost_branch():
+    """y' = h - y² (Euler): fixed points ±√h, none for h < 0... take y' = 1 - h - y²... here
+    y' = (1 - h) - y²·... simpler: y' = 1/4 - h - y·(... ). We use y' = c(h) - y² with
+    c(h) = 1 - h: fixed points y* = ±√(1 - h) vanish in a fold at h = 1, where the followed
+    stable branch +√(1 - h) (DΦ = 1 - 2h√(1 - h), in (-1, 1) for 0 < h < 1) is lost."""
+    fold = System(name="fold", vector_field=lambda t, y, a, h: (1 - h) - y**2, y0=jnp.array(1.0))
+    bound = stability.max_stable_step(fold, "Euler", 1.0)
+    assert bound.status in ("branch_lost", "unstable")  # at the fold the multiplier is 1 too
+    assert abs(bound - 1.0) < 1e-4, float(bound)
+    assert np.isfinite(bound)
+
+
+def test_non_finite_evaluations_end_the_stretch_as_unknown_never_inf():
+    # ImplicitEuler is A-stable: without the NaN both ends would be inf.
+    nan_beyond_3 = System(
+        name="nan_beyond_3",
+        vector_field=lambda t, y, a, h: -y + 0.0 * jnp.log(3.0 - h),  # NaN for h > 3
+        y0=jnp.array(0.0),
+    )
+    bound = stability.max_stable_step(nan_beyond_3, "ImplicitEuler", 0.0)
+    assert bound.status == "unknown" and abs(bound - 3.0) < 1e-5 and "not finite" in bound.reason
+    field = lambda y, lam, h: lam * y + 0.0 * jnp.sqrt(3.0 - jnp.abs(lam))  # noqa: E731
+    interval = stability.real_interval("ImplicitEuler", field=field)
+    assert interval.status == "unknown" and abs(interval - 3.0) < 1e-5
+    assert stability.imag_interval("ImplicitEuler", field=field).status == "unknown"
+    # NaN-free, the same solver is stable on the whole range probed: inf, status "stable".
+    assert stability.real_interval("ImplicitEuler").status == "stable"
+
+
+def _exact_tableau(name):
+    """The solver's tableau as exact fractions of its float entries."""
+    from fractions import Fraction
+
+    if name == "ImplicitEuler":
+        return [[Fraction(1)]], [Fraction(1)]
+    tab = solvers.info(name).tableau
+    b = [Fraction(float(x)) for x in tab.b_sol]
+    a = [[Fraction(0)] * len(b) for _ in b]
+    for i, row in enumerate(tab.a_lower):
+        for j, x in enumerate(row):
+            a[i + 1][j] = Fraction(float(x))
+    for i, x in enumerate(tab.a_diagonal):
+        a[i][i] = Fraction(float(x))
+    return a, b
+
+
+def _exact_r(a, b, z):
+    """R(z) = 1 + z·bᵀ(I - zA)⁻¹1 in exact rational arithmetic (A lower triangular)."""
+    from fractions import Fraction
+
+    z, x = Fraction(z), []
+    for i in range(len(b)):
+        x.append((1 + z * sum(a[i][j] * x[j] for j in range(i))) / (1 - z * a[i][i]))
+    return 1 + z * sum(bi * xi for bi, xi in zip(b, x, strict=True))
+
+
+@pytest.mark.parametrize("name", ["ImplicitEuler", "Kvaerno3", "Kvaerno5"])
+def test_implicit_amplification_is_finite_and_exact_at_large_z(name):
+    a, b = _exact_tableau(name)
+    z = -np.logspace(-2, 12, 15)
+    exact = np.array([float(_exact_r(a, b, zz)) for zz in z])
+    stepped = stability.amplification(name, z)
+    assert np.all(np.isfinite(stepped))
+    np.testing.assert_allclose(stepped.real, exact, rtol=1e-9, atol=1e-13)
+    formula = stability.tableau_amplification(name, z)
+    np.testing.assert_allclose(formula.real, exact, rtol=1e-9, atol=1e-14)
+    # R(∞) = lim R(z): exact rational R at z = -10³⁰ (within 1e-29 of the limit when bounded).
+    r_inf = float(_exact_r(a, b, -(10**30)))
+    got = stability.tableau_amplification(name, np.inf)
+    np.testing.assert_allclose(got.real, r_inf, atol=1e-13)
+    assert abs(got) < 1e-9  # L-stable (Kvaerno3's float tableau: 5.6e-11)
+    np.testing.assert_allclose(stability.amplification(name, [-1e12]).real, r_inf, atol=1e-10)
+
+
+def test_r_at_infinity_of_a_method_that_is_not_l_stable():
+    """The trapezoidal rule as a user ESDIRK (explicit first stage; A = [[0, 0], [1/2, 1/2]],
+    b = (1/2, 1/2)): R = (1 + z/2)/(1 - z/2), so R(∞) = -1: A-stable, not L-stable. Euler's
+    polynomial is unbounded."""
+    import optimistix as optx
+
+    class Trapezoid(diffrax.AbstractESDIRK):
+        tableau = diffrax.ButcherTableau(
+            c=np.array([1.0]),
+            b_sol=np.array([0.5, 0.5]),
+            b_error=np.array([0.5, -0.5]),
+            a_lower=(np.array([0.5]),),
+            a_diagonal=np.array([0.0, 0.5]),
+            a_predictor=(np.array([1.0]),),
+        )
+        interpolation_cls = diffrax.LocalLinearInterpolation
+        root_finder: optx.AbstractRootFinder = optx.Newton(rtol=1e-12, atol=1e-12)
+        root_find_max_steps: int = 10
+
+        def order(self, terms):
+            return 2
+
+    z = np.array([-3.0, -1e6, -1e10, 2j])
+    exact = (1 + z / 2) / (1 - z / 2)
+    np.testing.assert_allclose(stability.tableau_amplification(Trapezoid(), z), exact)
+    stepped = stability.amplification(Trapezoid(), z)  # round-off of the stage solve: eps·|z|
+    np.testing.assert_array_less(np.abs(stepped - exact), 1e-15 * np.abs(z) + 1e-15)
+    np.testing.assert_allclose(stability.tableau_amplification(Trapezoid(), np.inf), -1.0)
+    assert stability.tableau_amplification("Euler", np.inf) == np.inf
+
+
+def test_amplification_refuses_a_field_that_is_not_linear():
+    r = stability.amplification("Euler", [-0.5], field=lambda y, lam, h: lam * y * y)
+    assert np.isnan(r).all()
+
+
+def test_fixed_points_are_classified_equilibrium_model_or_spurious():
+    # y' = -(y - h) under Euler: Φ_h(y) = y - h(y - h), only fixed point y* = h, a zero of the
+    # frozen field -(y - h) but not of the limit -y: the model's own equilibrium, not spurious.
+    moving = System(name="moving", vector_field=lambda t, y, a, h: -(y - h), y0=jnp.array(1.0))
+    df = stability.fixed_point_branches(moving, "Euler", [0.3, 1.2], (-2, 3))
+    np.testing.assert_allclose(df.y, [0.3, 1.2], rtol=1e-12)
+    assert df.kind.tolist() == ["model", "model"] and not df.spurious.any()
+    # The catalog's modifying integrator of the logistic equation, F = f + (h/2)f'f =
+    # y(1 - y)(1 + (h/2)(1 - 2y)): zeros 0 and 1 (equilibria of the limit) and 1/2 + 1/h (a zero
+    # of F only); Euler's fixed points are exactly F's zeros. Heun at h = 4 adds points where
+    # F ≠ 0: Φ(y) = y + (h/2)(F(y) + F(y + hF(y))) = y with F(y) ≠ 0 (solver-spurious).
+    me = systems.get("modified_euler", base="logistic")
+    euler = stability.fixed_points(me, "Euler", 1.0, (-1, 3))
+    np.testing.assert_allclose(euler.y, [0.0, 1.0, 1.5], atol=1e-12)
+    assert euler.kind.tolist() == ["equilibrium", "equilibrium", "model"]
+    h = 4.0
+    heun = stability.fixed_points(me, "Heun", h, (-1, 3))
+
+    def big_f(y):
+        return y * (1 - y) * (1 + h / 2 * (1 - 2 * y))
+
+    for row in heun.itertuples():
+        phi = row.y + h / 2 * (big_f(row.y) + big_f(row.y + h * big_f(row.y)))
+        assert abs(phi - row.y) < 1e-9  # a fixed point, checked by hand
+        expected = (
+            "equilibrium"
+            if abs(row.y * (1 - row.y)) < 1e-9
+            else "model"
+            if abs(big_f(row.y)) < 1e-9
+            else "spurious"
+        )
+        assert row.kind == expected
+    assert set(heun.kind) == {"equilibrium", "model", "spurious"}
+
+
+def _numpy_lyapunov(mu, n, starts):
+    """The logistic map's exponent by plain numpy: mean of log|μ(1 - 2x)| along orbits."""
+    x = np.array(starts, dtype=float)
+    for _ in range(1000):
+        x = mu * x * (1 - x)
+    total = np.zeros_like(x)
+    for _ in range(n):
+        total += np.log(np.abs(mu * (1 - 2 * x)))
+        x = mu * x * (1 - x)
+    return total / n
+
+
+def test_lyapunov_exponents_reach_one_percent_with_the_defaults():
+    # Independent references: ln 2 at μ = 4 (closed form); at μ = 3.9 a plain numpy average
+    # over 64 orbits × 40,000 iterates (0.4960; 2000 × 100,000 give 0.49600 ± 0.00003).
+    reference = _numpy_lyapunov(3.9, 40_000, np.linspace(0.1, 0.9, 64)).mean()
+    assert abs(reference - 0.496) < 1.5e-3
+    # Euler on y' = y(1 - y) is the logistic map with μ = 1 + h (x = h·y/(1 + h)).
+    df = stability.orbit_diagram("logistic", "Euler", [3.0, 2.9], [0.2, 0.3, 0.7], n_keep=1)
+    for h, truth in ((3.0, np.log(2.0)), (2.9, reference)):
+        g = df[df.h == h]
+        assert not g.escaped.any()
+        np.testing.assert_allclose(g.lyapunov, truth, rtol=0.01)
+        assert (np.abs(g.lyapunov - truth) < 4 * g.lyapunov_se + 1e-3).all()
+        assert (g.lyapunov_se < 0.005 * truth).all()
+    # On a stable fixed point the exponent is log|1 - h| with no spread.
+    calm = stability.orbit_diagram("logistic", "Euler", [0.5], [0.3], n_keep=1)
+    np.testing.assert_allclose(calm.lyapunov, np.log(0.5), rtol=1e-10)
+    assert calm.lyapunov_se.iloc[0] < 1e-12
