@@ -80,6 +80,9 @@ def lift(phi: str | Callable, h_train: float = 1.0, y0=None, *, steps: int = 100
       y -> (y + Φ(Φ(y)))/2).
     - Adaptive stepping: that different map, once per accepted step, with the steps chosen by an
       error estimate that is itself h-independent, so shrinking h does not reduce it.
+    - h → 0: there is no limit. At h = 0 the field falls back to (Φ(y) - y)/h_train, so the
+      system's `limit()` (and any "limit" target) is that field frozen at h_train, named
+      "... (frozen at h = h_train)"; `frozen_h` = h_train marks it (None for a genuine limit).
 
     Args:
         phi: a callable y -> y_next, or a shipped map name ('logistic', 'henon', 'residual').
@@ -95,6 +98,8 @@ def lift(phi: str | Callable, h_train: float = 1.0, y0=None, *, steps: int = 100
         >>> lifted = lift(lambda y: 0.5 * y, h_train=0.1, y0=1.0)
         >>> float(to_map(lifted, "Euler", 0.1)(jnp.asarray(1.0)))
         0.5
+        >>> lifted.frozen_h, lifted.limit().name      # (Φ(y) - y)/0.1 = -5·y: no h → 0 limit
+        (0.1, 'lifted_map(<lambda>, h_train=0.1, y0=1.0) (frozen at h = 0.1)')
     """
     if not (isinstance(phi, str) or callable(phi)):
         raise InvalidArgument(
