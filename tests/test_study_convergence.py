@@ -44,11 +44,19 @@ def test_step_dependent_cap_and_modified_euler_orders(results):
         ]
 
 
-def test_stiff_problem_shows_order_reduction(results):
+def test_stiff_problem_shows_order_reduction_to_the_stage_order(results):
     stiff = results["orders"][results["orders"]["experiment"] == "stiff"]
+    rows = results["rows"][results["rows"]["experiment"] == "stiff"]
+    assert (rows["status"] == "ok").all()  # every implicit solve converges, λ = 1e6 included
+    assert (stiff["status"] == "ok").all(), stiff
     mild = stiff[stiff["stiffness"] == stiff["stiffness"].min()]
     hard = stiff[stiff["stiffness"] == stiff["stiffness"].max()]
+    assert hard["stiffness"].min() == 1e6
     assert np.all(np.abs(mild["order"] - mild["nominal_order"]) < 0.15)
+    assert (mild["expected_order"] == mild["nominal_order"]).all()
+    # h·λ ≥ 2000 on every step: the order is the stage order (2 for Kvaerno), not the nominal
+    assert (hard["expected_order"] == hard["stage_order"]).all()
+    assert np.all(np.abs(hard["order"] - hard["stage_order"]) < 0.15), hard
     assert np.all(hard["order"].to_numpy() < mild["order"].to_numpy() - 0.5)
 
 
