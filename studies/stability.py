@@ -29,6 +29,7 @@ from analysis import solvers, stability, systems
 @dataclasses.dataclass(frozen=True)
 class Config:
     region_solvers: tuple[str, ...] = solvers.EXPLICIT_RK + ("HalfSolver(Euler)",)
+    interval_solvers: tuple[str, ...] = ("ImplicitEuler", "Kvaerno3", "Kvaerno5")  # table only
     region_box: tuple[float, float, float, float] = (-6.5, 1.5, -6.0, 6.0)  # re lo/hi, im lo/hi
     region_points: int = 161  # grid points along the real axis (imaginary: proportional)
     shift_mu: float = -0.5  # λy + h·μ·y at h = 1: Euler's region moves to centre -1 - μ
@@ -37,6 +38,7 @@ class Config:
     orbit_starts: tuple[float, ...] = (0.1, 0.5, 0.9, 1.4)
     n_transient: int = 1000
     n_keep: int = 100
+    n_lyapunov: int = 50_000  # iterates per Lyapunov exponent (1 % on the logistic map)
     branch_h: tuple[float, float, int] = (0.02, 4.0, 200)
     branch_bounds: tuple[float, float] = (-1.0, 3.0)
     n_starts: int = 64
@@ -70,6 +72,7 @@ QUICK = Config(
     orbit_starts=(0.1, 0.9),
     n_transient=300,
     n_keep=30,
+    n_lyapunov=2_000,
     branch_h=(0.05, 4.0, 40),
     n_starts=32,
     spurious_h=(2.5, 3.5),
@@ -82,9 +85,14 @@ QUICK = Config(
 PAPER_TABLES = {
     "intervals": (
         "Stability intervals: the largest r with |R(-x)| ≤ 1 on [0, r] (real) and |R(iy)| ≤ 1 on "
-        "[0, r] (imaginary), bracketed and bisected to 1e-6."
+        "[0, r] (imaginary), bracketed and bisected to 1e-6; status says why each ends "
+        "(unstable, unknown where R is not finite, stable: inf on [0, 20]). r_inf = |R(∞)| from "
+        "the tableau (0: L-stable; inf: explicit; NaN: no tableau)."
     ),
-    "spurious": "Spurious fixed points of the logistic equation's one-step maps (f(y*) ≠ 0).",
+    "spurious": (
+        "Spurious fixed points of the logistic equation's one-step maps (f(y*) ≠ 0); kind: "
+        "solver-spurious (the h-free logistic field has no model equilibria)."
+    ),
 }
 
 CAPTIONS = {
@@ -106,8 +114,9 @@ CAPTIONS = {
     ),
     "logistic_branches": (
         "Fixed points of Φ_h against h for the logistic equation. Black: the ODE's equilibria "
-        "0 and 1 (every Runge–Kutta map keeps them); red: spurious fixed points, where "
-        "f(y*) ≠ 0. Filled: stable. Euler has none; Heun's appear at h = 2 "
+        "0 and 1 (every Runge–Kutta map keeps them); red: solver-spurious fixed points, where "
+        "f(y*) ≠ 0 (the field is h-free: no equilibrium moves with h, no blue model points). "
+        "Filled: stable. Euler has none; Heun's appear at h = 2 "
         "(y* = (h + 2 ± √(h² - 4))/2h); Midpoint's, 2/h and 1 + 2/h, exist for every h and "
         "come in from infinity as h grows; some are stable, and attract (see the orbits)."
     ),
@@ -115,7 +124,9 @@ CAPTIONS = {
         "Largest step h for which Φ_h is stable on Prothero–Robinson y' = -k(y - sin t) + cos t "
         "(DΦ_h = R(-kh) at every point), against the stiffness k. Explicit solvers follow "
         "h = r/k with r their real stability interval (slope -1); the implicit ones are stable "
-        "at every step probed (triangles at the largest h probed). Right: fixed-step diffrax "
+        "at every step probed (triangles at the largest h probed), or up to where their own "
+        "Newton solve fails at very large kh (hollow markers: stability unknown beyond). "
+        "Right: fixed-step diffrax "
         "solves over ~300 steps at 0.9× (filled) and 1.1× (hollow) each explicit solver's "
         "largest stable step: the error at t1 is small below it and explodes above it."
     ),
@@ -160,6 +171,8 @@ def _regions(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
     grids, rows = [], []
     for solver, label, field, panel in cases:
         r = np.abs(stability.amplification(solver, z, field=field))
+        if panel == "solver" or field is not None:
+            rows.append(_interval_row(solver, label, field))
         grids.append(
             pd.DataFrame(
                 {
@@ -172,18 +185,32 @@ def _regions(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
                 }
             )
         )
-        if panel == "solver" or field is not None:
-            meta = solvers.info(solver)
-            rows.append(
-                {
-                    "solver": label,
-                    "order": meta.order,
-                    "stages": meta.stages,
-                    "real_interval": stability.real_interval(solver, field=field),
-                    "imag_interval": stability.imag_interval(solver, field=field),
-                }
-            )
+    rows += [_interval_row(name, name, None) for name in config.interval_solvers]
     return pd.concat(grids, ignore_index=True), pd.DataFrame(rows)
+
+
+def _interval_row(solver, label, field) -> dict:
+    meta = solvers.info(solver)
+    real = stability.real_interval(solver, field=field)
+    imag = stability.imag_interval(solver, field=field)
+    try:
+        r_inf = (
+            np.nan if field is not None else abs(stability.tableau_amplification(solver, np.inf))
+        )
+    except analysis.InvalidArgument:  # no tableau (HalfSolver)
+        r_inf = np.nan
+    return {
+        "solver": label,
+        "order": meta.order,
+        "stages": meta.stages,
+        "implicit": meta.implicit,
+        "real_interval": float(real),
+        "real_status": real.status,
+        "imag_interval": float(imag),
+        "imag_status": imag.status,
+        "r_inf": float(r_inf),
+        "l_stable": bool(r_inf < 1e-9),
+    }
 
 
 # ------------------------------------------------------------- (2) the logistic equation
@@ -210,6 +237,7 @@ def _logistic(config: Config) -> dict[str, pd.DataFrame]:
                 list(config.orbit_starts),
                 n_transient=config.n_transient,
                 n_keep=config.n_keep,
+                n_lyapunov=config.n_lyapunov,
             )
         )
         branches.append(
@@ -236,15 +264,19 @@ def _stiff(config: Config) -> pd.DataFrame:
     for k in config.stiffness:
         sys = systems.get("prothero_robinson", stiffness=k)
         for name in config.stiff_solvers:
-            h = stability.max_stable_step(sys, name, 0.0, h_max=config.h_max)
+            # Φ_h is affine (DΦ_h = R(-kh) everywhere); its fixed point for a step from t = 0
+            # starts at 1/k, where the field frozen at t = 0, -k·y + 1, vanishes.
+            h = stability.max_stable_step(sys, name, 1.0 / k, h_max=config.h_max)
             rows.append(
                 {
                     "solver": name,
                     "implicit": solvers.info(name).implicit,
                     "stiffness": k,
-                    "max_stable_step": h,
+                    "max_stable_step": float(h),
                     "h_times_k": h * k,
                     "h_max": config.h_max,
+                    "status": h.status,
+                    "reason": h.reason,
                 }
             )
     return pd.DataFrame(rows)
@@ -254,9 +286,7 @@ def _stiff_check(config: Config, stiff: pd.DataFrame) -> pd.DataFrame:
     """Real fixed-step solves of Prothero–Robinson just below and above each explicit solver's
     largest stable step: the error at t1 should stay small below and explode above."""
     frames = []
-    checked = np.isfinite(stiff["max_stable_step"]) & stiff["stiffness"].isin(
-        config.check_stiffness
-    )
+    checked = (stiff["status"] == "unstable") & stiff["stiffness"].isin(config.check_stiffness)
     for row in stiff[checked].itertuples():
         h_star = row.max_stable_step
         sys = systems.get(
@@ -290,12 +320,13 @@ def _lifted(config: Config) -> pd.DataFrame:
             starts,
             n_transient=config.n_transient,
             n_keep=config.n_keep,
+            n_lyapunov=config.n_keep,  # not reported (see below): no long average
         )
         for name in config.lifted_solvers
     ]
     df = pd.concat(frames, ignore_index=True).rename(columns={"y0": "y", "y1": "mu"})
     # The exponent of the 2-D map includes μ's neutral direction (exponent 0); not reported.
-    return df.drop(columns=["lyapunov"])
+    return df.drop(columns=["lyapunov", "lyapunov_se"])
 
 
 def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:

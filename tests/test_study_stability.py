@@ -42,8 +42,19 @@ def test_intervals_and_the_effective_region_of_the_modifying_integrator(results)
     # Euler on λy + h·μ·y at h = 1: the disk |1 - μ + z| ≤ 1... centred at -1 - μ = -0.5.
     shifted = iv.loc[[s for s in iv.index if "h·(" in s][0]]
     np.testing.assert_allclose(
-        shifted[["real_interval", "imag_interval"]], [1.5, 0.75**0.5], atol=1e-6
+        shifted[["real_interval", "imag_interval"]].to_numpy(float), [1.5, 0.75**0.5], atol=1e-6
     )
+
+
+def test_intervals_table_has_r_at_infinity_and_l_stability(results):
+    iv = results["intervals"].set_index("solver")
+    # R(∞) by hand: ImplicitEuler 1/(1 - z) → 0; Kvaerno methods are stiffly accurate
+    # (b = last row of A) so R(∞) = 0 up to their float coefficients; explicit: unbounded.
+    for name in study.QUICK.interval_solvers:
+        assert iv.loc[name, "r_inf"] < 1e-9 and iv.loc[name, "l_stable"]
+        assert iv.loc[name, "real_status"] == "stable" and np.isinf(iv.loc[name, "real_interval"])
+    assert np.isinf(iv.loc["Euler", "r_inf"]) and not iv.loc["Euler", "l_stable"]
+    assert iv.loc["Euler", "real_status"] == "unstable"
 
 
 def test_spurious_table_matches_the_closed_forms(results):
@@ -56,6 +67,7 @@ def test_spurious_table_matches_the_closed_forms(results):
         midpoint = np.sort(sp[(sp.solver == "Midpoint") & (sp.h == h)].y)
         np.testing.assert_allclose(midpoint, [2 / h, 1 + 2 / h])
     assert not (sp.solver == "Euler").any()
+    assert (sp.kind == "spurious").all()  # the h-free logistic field: no model equilibria
     # The branches keep the ODE's equilibria 0 and 1 at every h, never flagged spurious.
     br = results["branches"]
     true = br[~br.spurious]
@@ -70,7 +82,15 @@ def test_stiff_steps_and_orbits_follow_the_theory(results):
     np.testing.assert_allclose(euler.h_times_k, 2.0, rtol=2e-6)
     tsit5 = stiff[stiff.solver == "Tsit5"]
     np.testing.assert_allclose(tsit5.h_times_k, iv.loc["Tsit5", "real_interval"], rtol=2e-6)
-    assert np.isinf(stiff[stiff.implicit].max_stable_step).all()
+    # A-stable: stable at every h probed (inf), unless the implicit step's own Newton solve
+    # fails first, which is reported as unknown with a finite end, never as inf.
+    implicit = stiff[stiff.implicit]
+    assert (np.isinf(implicit.max_stable_step) == (implicit.status == "stable")).all()
+    assert implicit.status.isin(["stable", "unknown"]).all()
+    explicit = stiff[~stiff.implicit]
+    assert (explicit.status == "unstable").all() and explicit.reason.str.contains(
+        "multiplier"
+    ).all()
     # Real diffrax solves: bounded just below the largest stable step, exploding just above.
     check = results["stiff_check"]
     below = check[check.h_over_max_stable < 1]

@@ -130,7 +130,8 @@ def orbit_diagram_plot(
 
 def lyapunov_plot(df: pd.DataFrame, *, ax=None, x: str = "h", title: str | None = None):
     """The largest Lyapunov exponent against `x` (the maximum over starts), from an orbit
-    diagram's `lyapunov` column; > 0 means chaos, < 0 a stable periodic attractor.
+    diagram's `lyapunov` column; > 0 means chaos, < 0 a stable periodic attractor. With a
+    `lyapunov_se` column, a grey band of ±2 standard errors.
 
     Args:
         df: `analysis.stability.orbit_diagram` rows (escaped orbits are left out).
@@ -151,8 +152,13 @@ def lyapunov_plot(df: pd.DataFrame, *, ax=None, x: str = "h", title: str | None 
     """
     with paper_style():
         fig, ax = _axes(ax, 1.8)
-        per = df[~df["escaped"]].groupby(x)["lyapunov"].max()
+        alive = df[~df["escaped"]].dropna(subset=["lyapunov"])
+        best = alive.loc[alive.groupby(x)["lyapunov"].idxmax()].set_index(x)
+        per = best["lyapunov"]
         ax.plot(per.index, per.to_numpy(), color="k", lw=0.6, marker="none")
+        if "lyapunov_se" in best:  # ±2 standard errors of the block averages
+            se = best["lyapunov_se"].to_numpy()
+            ax.fill_between(per.index, per - 2 * se, per + 2 * se, color="0.6", lw=0)
         ax.axhline(0, color="tab:red", lw=0.6)
         ax.set_xlabel("step size h" if x == "h" else x)
         ax.set_ylabel("Lyapunov exp.")
@@ -197,10 +203,12 @@ def branches_plot(
 ) -> plt.Figure:
     """Fixed points y* against h (a `fixed_point_branches` frame), one state component.
 
-    Colour: equilibria of the ODE (black) and spurious fixed points (red); filled markers are
-    stable (every |multiplier| < 1), hollow ones unstable. A scalar system's frame has a column
-    `y`; a d-dimensional one has y0, ..., y{d-1}, and `component` picks the one drawn (the axis
-    is labelled y_k*).
+    Colour by `kind`: equilibria of the h → 0 ODE (black), equilibria of the frozen field
+    f(·, h) that moved with h, a model effect (blue), and solver-spurious points (red); filled
+    markers are stable (every |multiplier| < 1), hollow ones unstable. A frame without `kind`
+    is read from `spurious` (True: spurious, False: equilibrium). A scalar system's frame has
+    a column `y`; a d-dimensional one has y0, ..., y{d-1}, and `component` picks the one
+    drawn (the axis is labelled y_k*).
 
     Args:
         df: `analysis.stability.fixed_point_branches` rows.
@@ -227,14 +235,22 @@ def branches_plot(
         ('fixed point $y_{1}^*$', [2, 2])
     """
     column, label = _branch_component(df, component)
+    kind = (
+        df["kind"]
+        if "kind" in df
+        else pd.Series(np.where(df["spurious"], "spurious", "equilibrium"), index=df.index)
+    )
     with paper_style():
         fig, ax = _axes(ax)
-        for spurious, colour, name in (
-            (False, "k", "ODE equilibrium"),
-            (True, "tab:red", "spurious"),
+        for value, colour, name in (
+            ("equilibrium", "k", "ODE equilibrium"),
+            ("model", "tab:blue", "model (moves with h)"),
+            ("spurious", "tab:red", "solver-spurious"),
         ):
+            if value == "model" and not (kind == "model").any():
+                continue
             for stable in (True, False):
-                g = df[(df["spurious"] == spurious) & (df["stable"] == stable)]
+                g = df[(kind == value) & (df["stable"] == stable)]
                 ax.scatter(
                     g["h"],
                     g[column],
@@ -258,8 +274,10 @@ def max_step_plot(
 ) -> plt.Figure:
     """Largest stable step against stiffness, log-log, one line per solver.
 
-    `df`: columns solver, stiffness, max_stable_step, h_max (the largest h probed). A solver
-    stable up to h_max (inf) is drawn at h_max with an upward arrow marker.
+    `df`: columns solver, stiffness, max_stable_step, h_max (the largest h probed), and
+    optionally status (`StabilityBound.status`). A solver stable up to h_max (inf) is drawn at
+    h_max with an upward arrow marker; an end with status unknown or branch_lost (stability
+    beyond it is not known) with a hollow circle.
 
     Args:
         df: one row per (solver, stiffness) with `analysis.stability.max_stable_step`'s result.
@@ -292,6 +310,17 @@ def max_step_plot(
             ax.plot(
                 g["stiffness"][capped], h[capped], ls="none", marker="^", color=style["color"], ms=6
             )
+            if "status" in g:  # the stretch ended without instability: unknown beyond
+                open_end = g["status"].isin(["unknown", "branch_lost"]).to_numpy()
+                ax.plot(
+                    g["stiffness"][open_end],
+                    h[open_end],
+                    ls="none",
+                    marker="o",
+                    mfc="white",
+                    color=style["color"],
+                    ms=6,
+                )
         log_axis(ax, "x", "stiffness k")
         log_axis(ax, "y", "largest stable step h")
         if title:
