@@ -991,11 +991,25 @@ def max_stable_step(
     follow = _continuation_fn(system, solver)
     t0 = jnp.asarray(system.t0 if t is None else t, dtype=jnp.result_type(float))
 
-    def at(h, prev):
-        """(excess, cause, detail, point) at h, following the branch from prev = (h, y, y')."""
+    def at(h, prev, depth=0):
+        """(excess, cause, detail, point) at h, following the branch from prev = (h, y, y', δ);
+        a lost branch is retried through intermediate steps (up to 2⁶ of them) before it counts:
+        Newton from too far can land on another fixed point."""
+        result = at_once(h, prev)
+        if result[1] == _LOST and prev[0] is not None and depth < 6:
+            middle = at(math.sqrt(prev[0] * h), prev, depth + 1)
+            if middle[1] is None:
+                return at(h, middle[3], depth + 1)
+        return result
+
+    def at_once(h, prev):
         h_prev, y_prev, slope_prev, delta_prev = prev
+        start = y_prev
+        if h_prev is not None:  # the tangent predictor y + (dy*/dh)·Δh, where it is finite
+            guess = y_prev + slope_prev * (h - h_prev)
+            start = guess if np.all(np.isfinite(guess)) else y_prev
         y1, residual, jac, slope, finite = (
-            np.asarray(a) for a in follow(jnp.asarray(y_prev), jnp.asarray(h, dtype=float), t0)
+            np.asarray(a) for a in follow(jnp.asarray(start), jnp.asarray(h, dtype=float), t0)
         )
         point = (h, y1, slope, math.inf)
         scale = max(1.0, float(np.abs(y1).max())) if np.all(np.isfinite(y1)) else 1.0

@@ -538,3 +538,27 @@ def test_lyapunov_exponents_reach_one_percent_with_the_defaults():
     calm = stability.orbit_diagram("logistic", "Euler", [0.5], [0.3], n_keep=1)
     np.testing.assert_allclose(calm.lyapunov, np.log(0.5), rtol=1e-10)
     assert calm.lyapunov_se.iloc[0] < 1e-12
+
+
+def test_max_stable_step_follows_a_moving_equilibrium_under_higher_order_solvers():
+    """y' = -(y - h)(1 + y²): every Runge–Kutta stage vanishes at y* = h, so y* = h is fixed,
+    with DΦ_h = R(z), z = h·∂f/∂y(h) = -h(1 + h²). Stable iff h(1 + h²) ≤ r, r the real
+    interval: Euler and Heun (r = 2) at h = 1; Tsit5 at the real root of h³ + h = r_Tsit5
+    (r_Tsit5 from its stability polynomial); ImplicitEuler (A-stable) never loses it."""
+    model = System(
+        name="own", vector_field=lambda t, y, a, h: -(y - h) * (1 + y**2), y0=jnp.array(0.0)
+    )
+    c = stability_polynomial("Tsit5")
+    k = np.arange(len(c))
+    r_tsit5 = min(
+        first_positive_root(P.polysub(c * (-1.0) ** k, [1.0])),
+        first_positive_root(P.polyadd(c * (-1.0) ** k, [1.0])),
+    )
+    roots = np.roots([1.0, 0.0, 1.0, -r_tsit5])
+    h_tsit5 = roots[np.abs(roots.imag) < 1e-12].real.max()
+    for name, truth in (("Euler", 1.0), ("Heun", 1.0), ("Tsit5", h_tsit5)):
+        bound = stability.max_stable_step(model, name, 0.0)
+        assert bound.status == "unstable"
+        np.testing.assert_allclose(bound, truth, rtol=2e-6)
+        np.testing.assert_allclose(bound.fixed_point, truth, rtol=2e-6)  # y* = h
+    assert stability.max_stable_step(model, "ImplicitEuler", 0.0) == np.inf
