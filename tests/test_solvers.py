@@ -218,3 +218,19 @@ def test_a_root_finder_the_user_passed_is_kept():
     assert result(solvers.for_fixed_steps(StepAware(diffrax.Kvaerno5()))) == (
         diffrax.RESULTS.successful
     )
+
+
+@pytest.mark.parametrize("gap", [1e-3, 1e-9])
+def test_the_newton_tolerance_widens_with_the_conditioning(gap):
+    # One implicit Euler step of y' = λ(y - sin t) + cos t with λ = +50 (unstable) and
+    # h·λ = 1 - gap: the Newton matrix h·λ - 1 = -gap is nearly singular, which multiplies the
+    # residual's round-off by 1/gap. Exact: y1 = h(cos h - λ sin h)/(1 - hλ).
+    lam = 50.0
+    h = (1 - gap) / lam
+    term = diffrax.ODETerm(lambda t, y, a: lam * (y - jnp.sin(t)) + jnp.cos(t))
+    solver = solvers.for_fixed_steps(solvers.get("ImplicitEuler"))
+    sol = diffrax.diffeqsolve(term, solver, 0.0, h, h, jnp.array(0.0), throw=False)
+    assert sol.result == diffrax.RESULTS.successful
+    exact = h * (np.cos(h) - lam * np.sin(h)) / (1 - h * lam)
+    attainable = 10 * np.finfo(float).eps * (1 / gap) * (gap + 1)  # 10·ε·‖M⁻¹‖(‖M‖ + 1)
+    assert abs(float(sol.ys[-1]) - exact) <= max(attainable, 1e-10) * abs(exact)
