@@ -332,8 +332,10 @@ class StepAware(diffrax.AbstractWrappedSolver):
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         if not any(uses_h(term.vector_field, t0, y0, args) for term in _step_terms(terms)):
-            # Nothing sees h: the inner solver's own step, FSAL reuse included, is exact.
-            return self.solver.step(terms, t0, t1, y0, args, solver_state, made_jump)
+            # Nothing sees h: the inner solver's own step, FSAL reuse included, is exact. (Bound
+            # at h = 0, which the fields ignore, so no stage re-checks them for h.)
+            bound = _limit_terms(terms, t0)
+            return self.solver.step(bound, t0, t1, y0, args, solver_state, made_jump)
         h = t1 - t0  # diffrax steps forward in (possibly negated) time, so h > 0 here
         bound = bind_step(terms, h, signed=self.signed)
         # made_jump=True makes FSAL solvers re-evaluate their first stage at this step's h.
