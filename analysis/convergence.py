@@ -339,7 +339,12 @@ def fit_order(
     rel = (fv[idx] + reference_error) / eu  # each error's relative uncertainty
     sigma = (rel[:-1] + rel[1:]) / np.log(hu[1:] / hu[:-1])  # of each local order
     k = 1  # the range holds local orders q[:k] (k + 1 points), from the smallest step up
-    while k < len(q) and np.ptp(q[: k + 1]) <= order_tol + 4 * np.max(sigma[: k + 1]):
+    # each local order may move by twice its own noise to fit the range
+    while (
+        k < len(q)
+        and np.max(q[: k + 1] - 2 * sigma[: k + 1]) - np.min(q[: k + 1] + 2 * sigma[: k + 1])
+        <= order_tol
+    ):
         k += 1
     finest = " ".join(f"{v:.2f}" for v in q[: min(len(q), 4)])
     if k + 1 < min_points:

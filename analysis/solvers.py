@@ -292,7 +292,7 @@ class StateScaledNewton(optx.AbstractRootFinder):
     (`nonlinear_divergence`); otherwise the solver's `root_find_max_steps` bounds the
     iterations (`nonlinear_max_steps_reached`).
 
-    Args:
+    Attributes:
         rtol: the relative tolerance on the stage state.
         atol: the absolute tolerance, in the state's units.
         norm: reduces the scaled increment (≤ 1 converged); the max norm by default.

@@ -121,9 +121,19 @@ def _orders(model, setting, system, config) -> pd.DataFrame:
     rows = analysis.sweep(limit, list(config.order_solvers), dt0=dts)
     out = []
     for solver, g in rows.groupby("solver", sort=False):
-        fit = convergence.fit_order(g["h"], g["error"], status=g["status"])
-        out.append((solver, fit.order, fit.ci_low, fit.ci_high, fit.points_used, fit.status))
-    columns = ["solver", "observed_order", "ci_low", "ci_high", "points_used", "fit_status"]
+        fit = convergence.fit_rows(g)
+        out.append(
+            (solver, fit.order, fit.ci_low, fit.ci_high, fit.points_used, fit.status, fit.reason)
+        )
+    columns = [
+        "solver",
+        "observed_order",
+        "ci_low",
+        "ci_high",
+        "points_used",
+        "fit_status",
+        "fit_reason",
+    ]
     df = pd.DataFrame(out, columns=columns)
     df.insert(0, "train_setting", setting.label)
     df.insert(0, "model", neural.kind_of(model))

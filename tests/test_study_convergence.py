@@ -19,7 +19,6 @@ def test_table_lists_every_solver_with_observed_and_nominal_order(results):
     for col in ("order", "ci_low", "ci_high", "nominal_order", "points_used", "excluded"):
         assert col in orders
     final = smooth[smooth["norm"] == "final"]
-    assert (final["status"] == "ok").all()
     paper = results["observed_orders"]  # the exported paper table
     assert set(paper["solver"]) == set(solvers.NAMES)
     assert set(study.PAPER_TABLES) <= set(results)
@@ -32,6 +31,16 @@ def test_table_lists_every_solver_with_observed_and_nominal_order(results):
     near = np.abs(final["predicted_order"] - final["nominal_order"]) < 0.2
     assert set(final["solver"][~near]) <= {"Dopri8"}
     assert np.all(np.abs(final["order"] - final["nominal_order"])[near] < 0.2), final
+    # An ok fit's interval holds the nominal order; where the steps cannot reach the asymptotic
+    # range (Dopri8: its local orders still move towards 9 at the finest resolvable step), the
+    # status says so instead of 'ok', with a reason.
+    ok = final["status"] == "ok"
+    assert set(final["solver"][~ok]) <= set(final["solver"][~near])
+    holds = (final["ci_low"] <= final["nominal_order"]) & (
+        final["nominal_order"] <= final["ci_high"]
+    )
+    assert holds[ok].all(), final[["solver", "order", "ci_low", "ci_high", "status"]]
+    assert (final["reason"][~ok] != "").all()
 
 
 def test_step_dependent_cap_and_modified_euler_orders(results):

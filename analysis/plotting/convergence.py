@@ -93,10 +93,10 @@ _NORM_LABELS = {
 def observed_orders(
     table: pd.DataFrame, *, ax=None, expected: str = "nominal_order", title: str | None = None
 ) -> plt.Figure:
-    """Observed order (with its confidence interval) against the expected order, per solver.
+    """Observed order (with its interval) against the expected order, per solver.
 
     `table` is an `analysis.convergence.orders` table (optionally with a column `expected`);
-    rows whose fit status is not "ok" are drawn hollow. Points on the diagonal agree.
+    rows whose fit status is not "ok" are drawn faded. Points on the diagonal agree.
 
     Args:
         table: an `orders` table (solver, norm, order, ci_low, ci_high and `expected`).
@@ -122,18 +122,24 @@ def observed_orders(
         fills = {"final": "full", "max": "left", "l2": "none"}
         for (solver, norm), g in table.groupby(["solver", "norm"], sort=False):
             style = solver_style(solver)
-            x = g[expected].to_numpy(float) + offsets[norm]
-            y = g["order"].to_numpy(float)
-            err = np.abs(np.stack([y - g["ci_low"], g["ci_high"] - y]))
-            ax.errorbar(
-                x,
-                y,
-                yerr=err,
-                ls="none",
-                fillstyle=fills.get(norm, "full"),
-                label=solver if norm == norms[0] else None,
-                **style,
-            )
+            trusted = (g["status"] == "ok").to_numpy() if "status" in g else np.ones(len(g), bool)
+            for sure in (True, False):
+                part = g[trusted == sure]
+                if part.empty:
+                    continue
+                x = part[expected].to_numpy(float) + offsets[norm]
+                y = part["order"].to_numpy(float)
+                err = np.abs(np.stack([y - part["ci_low"], part["ci_high"] - y]))
+                ax.errorbar(
+                    x,
+                    y,
+                    yerr=err,
+                    ls="none",
+                    fillstyle=fills.get(norm, "full"),
+                    label=solver if norm == norms[0] and sure == trusted.any() else None,
+                    alpha=1.0 if sure else 0.35,
+                    **style,
+                )
         top = float(np.nanmax(table[[expected, "order"]].to_numpy(float))) + 0.8
         ax.plot([0, top], [0, top], color="0.5", lw=0.8, ls="--", zorder=0)
         ax.set_xlim(0, top)
@@ -143,6 +149,8 @@ def observed_orders(
         if title:
             ax.set_title(title)
         marks = ", ".join(f"{n}: {fills.get(n, 'full')}" for n in norms)
+        if "status" in table and (table["status"] != "ok").any():
+            marks += "; faded: status not ok"
         ax.text(0.02, 0.98, f"markers {marks}", transform=ax.transAxes, va="top", fontsize=6)
         ax.legend(loc="lower right", fontsize="x-small", ncol=2)
     return fig
