@@ -20,7 +20,7 @@ venv: $(STAMP)
 
 # Two test processes per machine at most (pytest-xdist), whole test files to one process so a
 # module's shared fixture (a study's QUICK run) is computed once.
-PYTEST := $(BIN)/python -m pytest -n auto --maxprocesses 2 --dist loadfile
+PYTEST := $(BIN)/python -m pytest -n auto --maxprocesses 2 --dist loadfile --durations=15
 
 test: $(STAMP)
 	$(PYTEST)
