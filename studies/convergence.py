@@ -100,7 +100,8 @@ CAPTIONS = {
     "cap": (
         "f + h^q·sin(y) on the harmonic oscillator: observed order of convergence to the h = 0 "
         "limit against q for solvers of order p; dashed: min(p, q). A step-dependent term of "
-        "order q caps every solver at q, however high its order."
+        "order q caps every solver at q, however high its order — generically: a term that "
+        "cancels the method's own error (the modified-Euler field) raises the order instead."
     ),
     "modified": (
         "Euler on the logistic equation and on its modifying-integrator fields f + (h/2)Df "
