@@ -35,7 +35,9 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -54,10 +56,14 @@ __all__ = [
     "write_tables",
     "read_tables",
     "atomic_write_bytes",
+    "remove_litter",
     "stale_reason",
     "cache_key",
     "read_provenance",
+    "provenance_problem",
     "CorruptResult",
+    "check_name",
+    "read_regular_file",
     "ChunkStore",
     "recording",
     "active_store",
@@ -95,6 +101,80 @@ class CorruptResult(Exception):
         ...
         analysis.results.CorruptResult: results/demo/t.parquet does not match its checksum in ...
     """
+
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_FILE_BYTES = 2**31  # a stored file larger than this is refused, not read into memory
+
+
+def check_name(name) -> str:
+    """`name` if it can be a stored table's or study's file name, else CorruptResult.
+
+    Names read from provenance become paths, so only plain names are allowed: letters, digits,
+    `_`, `.`, `-`, not starting with `.` or `-`, at most 100 characters, no `..` (so no folder
+    separator, no parent folder, no hidden file).
+
+    Examples:
+        >>> check_name("rows")
+        'rows'
+        >>> check_name("../../elsewhere/x")
+        Traceback (most recent call last):
+        ...
+        analysis.results.CorruptResult: stored name '../../elsewhere/x' is not a plain file name ...
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise CorruptResult(
+            f"stored name {name!r} is not a plain file name (letters, digits, _ . -, "
+            "no folder separators); refusing to use it as a path"
+        )
+    return name
+
+
+def read_regular_file(path: Path, *, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of `path`, which must be a regular file (not a symlink, FIFO, device, folder).
+
+    The file is opened without following a symlink and without blocking (a FIFO does not hang),
+    and checked by `fstat` on the open descriptor before anything is read, so a symlink to
+    `/dev/zero` or a FIFO put in place of a table is refused with CorruptResult instead of
+    hanging or filling memory. A file over `limit` bytes is refused too. FileNotFoundError
+    passes through (a missing file is not corrupt, only absent).
+
+    Examples:
+        >>> _ = Path("t.parquet").write_bytes(b"data")
+        >>> read_regular_file(Path("t.parquet"))
+        b'data'
+        >>> Path("link.parquet").symlink_to("/dev/zero")
+        >>> read_regular_file(Path("link.parquet"))
+        Traceback (most recent call last):
+        ...
+        analysis.results.CorruptResult: link.parquet is a symlink (...); only regular files are read
+    """
+    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        kind = "a symlink" if path.is_symlink() else "unreadable"
+        raise CorruptResult(f"{path} is {kind} ({e}); only regular files are read") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptResult(
+                f"{path} is not a regular file (mode {stat.filemode(st.st_mode)}); refusing "
+                "to read it"
+            )
+        if st.st_size > limit:
+            raise CorruptResult(f"{path} is {st.st_size} bytes, more than {limit}; refusing")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise CorruptResult(f"{path} grew past {limit} bytes while read; refusing")
+        return data
+    finally:
+        os.close(fd)
 
 
 def _jsonable(config) -> object:
@@ -267,16 +347,80 @@ def _changed(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
+def provenance_problem(prov) -> str | None:
+    """What is missing or malformed in a stored provenance record; None if it is whole.
+
+    Whole means: a dict whose `config_hash` is a string, `versions` and `sources` are dicts of
+    strings, `x64` is a bool, `tables` is a non-empty list of distinct plain names (`check_name`)
+    and `files` holds a SHA-256 (64 hex digits) for every `<table>.parquet` and nothing else.
+
+    Examples:
+        >>> prov = {**provenance("demo", {}), "tables": ["t"], "files": {"t.parquet": "0" * 64}}
+        >>> provenance_problem(prov) is None
+        True
+        >>> provenance_problem({**prov, "versions": "jax 0.4"})
+        'versions is a str, not a dict'
+        >>> provenance_problem({**prov, "files": {}})
+        'no checksum for t.parquet'
+    """
+    if not isinstance(prov, dict):
+        return f"the record is a {type(prov).__name__}, not a dict"
+    if not isinstance(prov.get("config_hash"), str):
+        return "config_hash is missing or not a string"
+    for key in ("versions", "sources"):
+        value = prov.get(key)
+        if not isinstance(value, dict):
+            return f"{key} is {'missing' if value is None else 'a ' + type(value).__name__}" + (
+                "" if value is None else ", not a dict"
+            )
+    if not isinstance(prov.get("x64"), bool):
+        return "x64 is missing or not a bool"
+    tables, files = prov.get("tables"), prov.get("files")
+    if not isinstance(tables, list) or not tables:
+        return "tables is missing, empty or not a list"
+    if len(set(map(str, tables))) != len(tables):
+        return "tables names a table twice"
+    for name in tables:
+        try:
+            check_name(name)
+        except CorruptResult as e:
+            return str(e)
+    if not isinstance(files, dict):
+        return "files (the checksum list) is missing or not a dict"
+    expected = {f"{name}.parquet" for name in tables}
+    for file in sorted(expected):
+        digest = files.get(file)
+        if digest is None:
+            return f"no checksum for {file}"
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            return f"the checksum of {file} is not a SHA-256"
+    extra = sorted(map(str, set(files) - expected))
+    if extra:
+        return f"checksums for files that are not tables: {', '.join(extra)}"
+    return None
+
+
 def stale_reason(stored: dict | None, current: dict) -> str | None:
     """Why stored results (by their provenance) cannot stand for `current`; None if they can.
+
+    A stored record with missing or malformed fields (see `provenance_problem`) is stale, with
+    the reason, rather than an error.
 
     Examples:
         >>> a = provenance("demo", {"steps": [8]}); b = provenance("demo", {"steps": [8, 16]})
         >>> stale_reason(a, b)
         'config changed (steps)'
+        >>> stale_reason({**a, "versions": "jax"}, a)
+        'stored provenance is malformed (versions is a str, not a dict)'
     """
     if stored is None:
         return "no stored results"
+    if not isinstance(stored, dict):
+        return f"stored provenance is malformed (a {type(stored).__name__}, not a dict)"
+    for key in ("versions", "sources"):
+        if not isinstance(stored.get(key), dict):
+            what = "missing" if stored.get(key) is None else f"a {type(stored[key]).__name__}"
+            return f"stored provenance is malformed ({key} is {what}, not a dict)"
     if stored.get("config_hash") != current.get("config_hash"):
         old, new = stored.get("config") or {}, current.get("config") or {}
         keys = _changed(old, new) if isinstance(old, dict) and isinstance(new, dict) else []
@@ -319,6 +463,34 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_litter(folder: Path) -> list[str]:
+    """Delete the temporary files `atomic_write_bytes` leaves in `folder` when killed (kill -9)
+    between creating and renaming them: `.<name>.<random>.tmp`.
+
+    Only entries directly in `folder` are looked at; a matching regular file or symlink is
+    unlinked (a symlink itself, never its target), anything else is left alone. Returns the
+    names removed.
+
+    Examples:
+        >>> _ = Path("out").mkdir(exist_ok=True)
+        >>> _ = Path("out/.rows.parquet.ab12cd.tmp").write_bytes(b"half")
+        >>> remove_litter(Path("out"))
+        ['.rows.parquet.ab12cd.tmp']
+    """
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    removed = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+            continue
+        if entry.is_symlink() or entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+            removed.append(entry.name)
+    return removed
+
+
 def write_tables(folder: Path, tables: dict[str, pd.DataFrame], prov: dict) -> dict:
     """Store each table as parquet, then the provenance (with each file's SHA-256) as JSON.
 
@@ -338,8 +510,14 @@ def write_tables(folder: Path, tables: dict[str, pd.DataFrame], prov: dict) -> d
         (['orders'], ['orders.parquet', 'provenance.json'])
     """
     folder = Path(folder)
+    if not tables:
+        raise ValueError("write_tables needs at least one table")
     files = {}
     for name, df in tables.items():
+        try:
+            check_name(name)
+        except CorruptResult as e:
+            raise ValueError(f"table name {name!r} cannot be a file name: {e}") from None
         df = df.copy()
         df.attrs = {}
         data = df.to_parquet(index=False)
@@ -353,7 +531,9 @@ def write_tables(folder: Path, tables: dict[str, pd.DataFrame], prov: dict) -> d
 
 
 def read_provenance(folder: Path) -> dict | None:
-    """The stored provenance, None if there is none; CorruptResult if it does not parse.
+    """The stored provenance, None if there is none; CorruptResult if it does not parse, is not
+    a regular file, or is not a whole record (`provenance_problem`: a field missing or
+    malformed, a table without its checksum).
 
     Only `provenance.json` is read; the tables are not checked (see `read_tables`).
 
@@ -368,14 +548,17 @@ def read_provenance(folder: Path) -> dict | None:
         ('demo', ['t'])
     """
     path = Path(folder) / "provenance.json"
-    if not path.exists():
+    try:
+        data = read_regular_file(path, limit=64 * 2**20)
+    except FileNotFoundError:
         return None
     try:
-        prov = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        prov = json.loads(data.decode())
+    except ValueError as e:
         raise CorruptResult(f"{path} does not load: {e}") from e
-    if not isinstance(prov, dict) or not isinstance(prov.get("tables"), list):
-        raise CorruptResult(f"{path} is not a provenance record")
+    problem = provenance_problem(prov)
+    if problem is not None:
+        raise CorruptResult(f"{path} is not a whole provenance record: {problem}")
     return prov
 
 
@@ -402,13 +585,13 @@ def read_tables(folder: Path) -> tuple[dict[str, pd.DataFrame], dict]:
         raise CorruptResult(f"{folder / 'provenance.json'} is missing")
     tables = {}
     for name in prov["tables"]:
-        path = folder / f"{name}.parquet"
+        path = folder / f"{check_name(name)}.parquet"
         try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise CorruptResult(f"{path} is missing or unreadable: {e}") from e
-        expected = (prov.get("files") or {}).get(path.name)
-        if expected is not None and _sha256(data) != expected:
+            data = read_regular_file(path)
+        except FileNotFoundError as e:
+            raise CorruptResult(f"{path} is missing: {e}") from e
+        expected = prov["files"][path.name]  # read_provenance checked every table has one
+        if _sha256(data) != expected:
             raise CorruptResult(f"{path} does not match its checksum in provenance.json")
         try:
             tables[name] = pd.read_parquet(io.BytesIO(data))
