@@ -573,35 +573,59 @@ def proportionality(rows: pd.DataFrame, by=("system", "solver", "controller")) -
     """Tolerance proportionality: least-squares slope of log error on log rtol per group.
 
     A slope of 1 means the error is proportional to the tolerance. Only rows with status "ok"
-    and error > 0 count; `points` says how many.
+    and error > 0 count; `points` says how many. Every group of `rows` is a row of the result,
+    also one whose rows all failed: `n_failed` counts its rows whose status is not "ok", and
+    `reason` says how many of each status (and why a slope is missing).
 
     Args:
         rows: sweep rows with columns rtol, error, status and the `by` columns.
         by: the grouping columns.
 
     Returns:
-        One row per group: the `by` columns, slope, intercept (of log10 error on log10 rtol) and
-        points; slope is NaN with fewer than two distinct rtol.
+        One row per group: the `by` columns, slope, intercept (of log10 error on log10 rtol),
+        points, n_failed, status ("ok", or "too_few_points" with slope NaN when fewer than two
+        distinct rtol are usable) and reason ("" for an ok fit without failed rows).
 
     Examples:
         >>> rtol = np.array([1e-3, 1e-5, 1e-7])
         >>> rows = pd.DataFrame({"system": "linear", "solver": "Tsit5", "controller": "PI34",
         ...                      "rtol": rtol, "error": 5 * rtol**0.8, "status": "ok"})
-        >>> proportionality(rows)[["solver", "slope", "points"]]           # error ∝ rtol^0.8
-          solver  slope  points
-        0  Tsit5    0.8       3
+        >>> proportionality(rows)[["solver", "slope", "points", "status"]]  # error ∝ rtol^0.8
+          solver  slope  points status
+        0  Tsit5    0.8       3     ok
+        >>> rows["status"] = ["ok", "max_steps", "max_steps"]
+        >>> fit = proportionality(rows).iloc[0]
+        >>> print(fit["slope"], fit["points"], fit["n_failed"], fit["status"])
+        nan 1 2 too_few_points
+        >>> fit["reason"]
+        '1 usable point(s) with 1 distinct rtol, need 2 distinct rtol; 2 failed (2 max_steps)'
     """
-    ok = rows[(rows["status"] == "ok") & (rows["error"] > 0)]
-
-    def fit(g):
-        if g["rtol"].nunique() < 2:
-            return pd.Series({"slope": np.nan, "intercept": np.nan, "points": len(g)})
-        slope, intercept = np.polyfit(np.log10(g["rtol"]), np.log10(g["error"]), 1)
-        return pd.Series({"slope": slope, "intercept": intercept, "points": len(g)})
-
-    out = ok.groupby(list(by), sort=False).apply(fit, include_groups=False).reset_index()
-    out["points"] = out["points"].astype(int)
-    return out
+    by = list(by)
+    records = []
+    for key, g in rows.groupby(by, sort=False, dropna=False):
+        failed = g["status"] != "ok"
+        use = g[~failed & (g["error"] > 0)]
+        counts = g.loc[failed, "status"].value_counts(sort=False)
+        listed = ", ".join(f"{c} {status}" for status, c in counts.items())
+        why = [f"{int(failed.sum())} failed ({listed})"] if len(counts) else []
+        if (zero := int((~failed & ~(g["error"] > 0)).sum())) > 0:
+            why.append(f"{zero} ok row(s) without a positive error left out")
+        record = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
+        record |= {"points": len(use), "n_failed": int(failed.sum())}
+        if use["rtol"].nunique() < 2:
+            why.insert(
+                0,
+                f"{len(use)} usable point(s) with {use['rtol'].nunique()} distinct rtol, "
+                "need 2 distinct rtol",
+            )
+            record |= {"slope": np.nan, "intercept": np.nan, "status": "too_few_points"}
+        else:
+            slope, intercept = np.polyfit(np.log10(use["rtol"]), np.log10(use["error"]), 1)
+            record |= {"slope": slope, "intercept": intercept, "status": "ok"}
+        records.append(record | {"reason": "; ".join(why)})
+    columns = [*by, "slope", "intercept", "points", "n_failed", "status", "reason"]
+    out = pd.DataFrame(records, columns=columns)
+    return out.astype({"points": int, "n_failed": int, "slope": float, "intercept": float})
 
 
 def spread(rows: pd.DataFrame, output=None, by=("system", "rtol")) -> pd.DataFrame:

@@ -263,3 +263,24 @@ def test_spread_is_the_max_norm_range_over_ok_rows():
     assert controllers.spread(rows, output="y_final_0").set_index("system").loc["a", "spread"] == 3
     with pytest.raises(InvalidArgument, match="output"):
         controllers.spread(rows, output="y")
+
+
+def test_proportionality_keeps_groups_whose_rows_all_failed_and_counts_the_failures():
+    rtol = np.logspace(-2, -6, 5)
+    rows = pd.DataFrame(
+        {"system": "s", "solver": np.repeat(["x", "y", "z"], 5), "controller": "I"}
+    ).assign(rtol=np.tile(rtol, 3), error=np.tile(2.0 * rtol, 3), status="ok")
+    rows.loc[rows["solver"] == "x", "status"] = ["nonfinite"] * 3 + ["max_steps"] * 2
+    rows.loc[rows["solver"] == "y", "status"] = ["ok", "ok", "ok", "nonfinite", "field_error"]
+    out = controllers.proportionality(rows).set_index("solver")
+    assert list(out.index) == ["x", "y", "z"]
+    x, y, z = (out.loc[s] for s in "xyz")
+    assert x["status"] == "too_few_points" and np.isnan(x["slope"]) and np.isnan(x["intercept"])
+    assert (x["points"], x["n_failed"]) == (0, 5)
+    assert "5 failed (3 nonfinite, 2 max_steps)" in x["reason"]
+    assert y["status"] == "ok" and y["slope"] == pytest.approx(1.0) and y["points"] == 3
+    assert y["n_failed"] == 2 and y["reason"] == "2 failed (1 nonfinite, 1 field_error)"
+    assert z["status"] == "ok" and z["n_failed"] == 0 and z["reason"] == ""
+    every = controllers.proportionality(rows[rows["solver"] == "x"])  # was a KeyError
+    assert len(every) == 1 and every["status"].iloc[0] == "too_few_points"
+    assert set(every.columns) == set(out.reset_index().columns)
