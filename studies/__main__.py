@@ -18,13 +18,17 @@ Example:
 from __future__ import annotations
 
 import argparse
+import builtins
+import contextlib
+import fcntl
 import os
 import random
 import shlex
-import shutil
+import stat
 import sys
 import time
 import traceback
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +47,89 @@ from . import STUDIES, describe, load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNKS = "chunks"  # per-study folder of finished sweep chunks while a run is unfinished
+QUICK_OUT = Path("quick-output")  # default --out of --quick runs, under the working directory
+LOCK = ".{name}.lock"  # per-study lock file in results/ (fcntl.flock)
+
+
+@contextlib.contextmanager
+def study_lock(results_dir: Path, name: str, *, shared: bool = False, log=print):
+    """Hold the study's lock (`results/.NAME.lock`, an fcntl.flock) for the block.
+
+    A runner holds it exclusively from the cache lookup until its tables, provenance and figures
+    are all written, so a second runner of the same study on the same output waits (saying so)
+    instead of deleting the first one's chunks or mixing their outputs; `show` holds it shared,
+    so it never reads a half-published study. The lock is released by the kernel when the
+    process dies (kill -9 included), so a killed run never blocks the next one.
+    """
+    folder = results_dir / name
+    if not shared:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / LOCK.format(name=name)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as e:
+        if shared:  # a read-only results folder can still be shown
+            yield
+            return
+        raise RuntimeError(f"cannot create the lock file {path}: {e}") from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RuntimeError(f"{path} is not a regular file; refusing to use it as a lock")
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            log(
+                f"[{name}] another runner (pid {_escape(holder)}) is writing {folder}; waiting "
+                "for it to finish (Ctrl-C to stop waiting)"
+            )
+            started = time.perf_counter()
+            fcntl.flock(fd, mode)
+            log(f"[{name}] the other runner finished after {time.perf_counter() - started:.1f} s")
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _escape(text) -> str:
+    """`text` with control characters (ANSI escapes, carriage returns, ...) shown as escapes, so
+    a stored string cannot drive the terminal. Newlines and tabs are kept."""
+    return "".join(
+        c
+        if c in "\n\t" or unicodedata.category(c)[0] != "C"
+        else c.encode("unicode_escape").decode()
+        for c in str(text)
+    )
+
+
+def _clear_chunks(folder: Path, keep: str | None, log, why: str) -> None:
+    """Delete the chunk folders under `folder` (results/NAME/chunks), except `keep`.
+
+    Never follows a symlink: a symlink in place of `folder` or of a chunk folder is unlinked
+    itself; real chunk folders are emptied by `ChunkStore.clear`.
+    """
+    if folder.is_symlink():
+        log(f"[{folder.parent.name}] {folder} is a symlink; removing the link only")
+        folder.unlink()
+        return
+    if not folder.is_dir():
+        return
+    for old in sorted(folder.iterdir()):
+        if old.name == keep:
+            continue
+        if old.is_symlink() or not old.is_dir():
+            old.unlink(missing_ok=True)
+            continue
+        count = sum(1 for p in old.glob("*.npz"))
+        log(f"[{folder.parent.name}] discarding {count} stored chunk(s): {why}")
+        results.ChunkStore(old).clear()
+    if keep is None:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _clock(seconds: float) -> str:
@@ -149,25 +236,38 @@ def run_study(
 ) -> dict:
     """Run (or reuse) one study, then draw its figures and export its paper tables.
 
+    The whole of it runs under the study's lock (`study_lock`): its tables, provenance and
+    figures are published as one unit. Temporary files a killed run left behind and chunk
+    folders left by a run killed after its provenance was written are removed first.
+
     Returns {"seconds", "cached", "reason", "resumed_chunks"}.
     """
-    from analysis import plotting
-
     study = load(name)
-    config = study.QUICK if quick else study.CONFIG
     folder = results_dir / name
     t = time.perf_counter()
+    with study_lock(results_dir, name, log=log):
+        for place in (folder, figures_dir / name, figures_dir):
+            litter = results.remove_litter(place)
+            if litter:
+                log(f"[{name}] removed {len(litter)} temporary file(s) left in {place}")
+        outcome = _run_locked(study, name, quick, folder, figures_dir, force, chunk_size, log)
+    return {"seconds": time.perf_counter() - t, **outcome}
+
+
+def _run_locked(study, name, quick, folder, figures_dir, force, chunk_size, log) -> dict:
+    from analysis import plotting
+
+    config = study.QUICK if quick else study.CONFIG
     current = {**results.provenance(name, config, sources=[study.__file__]), "quick": quick}
     tables, reason = (None, "--force") if force else _load_fresh(folder, current)
     resumed = 0
     if tables is None:
         log(f"[{name}] computing{' (quick)' if quick else ''}: {reason}")
         key = results.cache_key(current)
-        for old in (folder / CHUNKS).glob("*"):  # chunks of other inputs can never be reused
-            if old.name != key or force:
-                why = "--force" if force else "they were made from other inputs"
-                log(f"[{name}] discarding {len(list(old.glob('*.npz')))} stored chunk(s): {why}")
-                shutil.rmtree(old, ignore_errors=True)
+        # chunks of other inputs can never be reused (no other runner is writing them: we hold
+        # the study's lock)
+        why = "--force" if force else "they were made from other inputs"
+        _clear_chunks(folder / CHUNKS, None if force else key, log, why)
         store = results.ChunkStore(
             folder / CHUNKS / key, chunk_size=chunk_size, progress=Progress(name), on_event=log
         )
@@ -184,9 +284,12 @@ def run_study(
         finished = datetime.now(UTC).isoformat(timespec="seconds")
         prov = {**current, "finished": finished, "chunk_size": chunk_size}
         results.write_tables(folder, tables, prov)
-        shutil.rmtree(folder / CHUNKS, ignore_errors=True)
+        _clear_chunks(folder / CHUNKS, None, lambda message: None, "")
     else:
         log(f"[{name}] stored results are current; reusing them (--force recomputes)")
+        if (folder / CHUNKS).exists() or (folder / CHUNKS).is_symlink():
+            why = "left by a run killed after its results were stored"
+            _clear_chunks(folder / CHUNKS, None, log, why)
     out = figures_dir / name
     _seed()
     for fig_name, fig in study.plot(tables).items():
@@ -202,30 +305,29 @@ def run_study(
         csv = df.to_csv(index=False, lineterminator="\n")
         results.atomic_write_bytes(out / f"{table}.csv", csv.encode())
         results.atomic_write_bytes(out / f"{table}.tex", table_latex(df, caption).encode())
-    return {
-        "seconds": time.perf_counter() - t,
-        "cached": reason is None,
-        "reason": reason,
-        "resumed_chunks": resumed,
-    }
+    return {"cached": reason is None, "reason": reason, "resumed_chunks": resumed}
 
 
 def _has_outputs(folder: Path) -> bool:
     return folder.is_dir() and any(p.is_file() for p in folder.iterdir())
 
 
-def write_gallery(figures_dir: Path, results_dir: Path, out: str | None = None) -> None:
+def write_gallery(
+    figures_dir: Path, results_dir: Path, out: str | None = None, quick: bool = False
+) -> None:
     """figures/README.md: one section per study, each figure with its caption and command.
 
     Only studies with files in `figures_dir` are listed. `out` is the `--out` folder as the
-    user gave it, or None for the default (the repository): then the commands omit `--out`.
+    user gave it, or None for the default (`.`, or `quick-output/` for a `quick` run): then the
+    commands omit `--out`.
     """
     flag = "" if out is None else f" --out {out}"
-    made_by = (
-        "Generated by `make figures` (`python -m studies run all`)"
-        if out is None
-        else f"Generated by `python -m studies run NAME...{flag}`"
-    )
+    if out is None and quick:
+        made_by = "Generated by `make quick-figures` (`python -m studies run all --quick`)"
+    elif out is None:
+        made_by = "Generated by `make figures` (`python -m studies run all`)"
+    else:
+        made_by = f"Generated by `python -m studies run NAME...{flag}`"
     lines = [
         "# Figures",
         "",
@@ -272,9 +374,26 @@ def write_gallery(figures_dir: Path, results_dir: Path, out: str | None = None) 
 
 
 def show(name: str, *, results_dir: Path, figures_dir: Path) -> int:
-    """Print where a study's results and figures are, their provenance and a summary table."""
-    study = load(name)
+    """Print where a study's results and figures are, their provenance and a summary table.
+
+    Everything printed is escaped (`_escape`): a stored string cannot send ANSI escape codes to
+    the terminal. Holds the study's lock shared, so a study being written is not shown half-way.
+    """
     folder = results_dir / name
+    if folder.is_dir() and not folder.is_symlink():
+        with study_lock(
+            results_dir, name, shared=True, log=lambda m: print(_escape(m), file=sys.stderr)
+        ):
+            return _show(name, folder, figures_dir)
+    return _show(name, folder, figures_dir)
+
+
+def _show(name: str, folder: Path, figures_dir: Path) -> int:
+    study = load(name)
+
+    def print(*parts, **kwargs):  # noqa: A001 - every line of show goes through _escape
+        builtins.print(*(_escape(part) for part in parts), **kwargs)
+
     print(f"{name}: {describe(name)}")
     try:
         prov = results.read_provenance(folder)
@@ -290,7 +409,11 @@ def show(name: str, *, results_dir: Path, figures_dir: Path) -> int:
     current = results.provenance(name, config, sources=[study.__file__])
     reason = results.stale_reason(prov, current)
     print(f"results: {folder}/ ({', '.join(f'{t}.parquet' for t in prov['tables'])})")
-    figs = sorted(p.name for p in (figures_dir / name).glob("*") if p.is_file())
+    figs = sorted(
+        p.name
+        for p in (figures_dir / name).glob("*")
+        if p.is_file() and not p.is_symlink() and not p.name.startswith(".")
+    )
     print(f"figures: {figures_dir / name}/ ({', '.join(figs) or 'none'})")
     print(f"status:  {'current' if reason is None else 'stale: ' + reason}")
     versions = prov.get("versions") or {}
@@ -312,15 +435,11 @@ def show(name: str, *, results_dir: Path, figures_dir: Path) -> int:
     return 0
 
 
-def _shown(out: Path, default: bool) -> Path:
-    """`--out` as the user gave it; the default (the repository) relative to the working
-    directory when it is inside it (so `figures/demo/` from the repository root)."""
-    if not default:
-        return out
-    try:
-        return ROOT.relative_to(Path.cwd().resolve())
-    except ValueError:
-        return ROOT
+def default_out(quick: bool) -> Path:
+    """Where `run` writes without `--out`: the working directory (so `make figures`, run from the
+    repository root, writes the committed `figures/` and `results/` there), or with `--quick`
+    its `quick-output/` folder, so a quick run never overwrites full-config figures."""
+    return QUICK_OUT if quick else Path()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,7 +450,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("names", nargs="+", help="study names, or 'all'")
     run.add_argument("--quick", action="store_true", help="the small QUICK configs")
     run.add_argument("--force", action="store_true", help="recompute even if results are current")
-    run.add_argument("--out", type=Path, default=ROOT, help="folder for results/ and figures/")
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for results/ and figures/ (default: the working directory; with --quick "
+        f"{QUICK_OUT}/ under it)",
+    )
     run.add_argument(
         "--chunk-size", type=int, default=None, help="solves per stored sweep chunk (default 128)"
     )
@@ -349,13 +474,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     sh = sub.add_parser("show", help="where a study's results are, their provenance, a summary")
     sh.add_argument("name")
-    sh.add_argument("--out", type=Path, default=ROOT, help="folder holding results/ and figures/")
+    sh.add_argument(
+        "--out", type=Path, default=None, help="folder holding results/ and figures/ (default: .)"
+    )
+    sh.add_argument("--quick", action="store_true", help=f"default --out {QUICK_OUT}/ (quick runs)")
     args = parser.parse_args(argv)
     if args.command == "list":
         for name in STUDIES:
             print(f"{name:16s} {describe(name)}")
         return 0
-    results_dir, figures_dir = args.out / "results", args.out / "figures"
+    is_default = args.out is None
+    out = default_out(args.quick) if is_default else args.out
+    results_dir, figures_dir = out / "results", out / "figures"
     names = list(STUDIES) if getattr(args, "names", None) == ["all"] else getattr(args, "names", [])
     try:
         for name in names or [args.name]:
@@ -373,8 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    default_out = args.out.resolve() == ROOT
-    shown = _shown(args.out, default_out)
+    shown = out
     failed = []
     total = time.perf_counter()
     for name in names:
@@ -405,7 +534,15 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             print(f"[{name}] FAILED", flush=True)
             failed.append(name)
-    write_gallery(figures_dir, results_dir, None if default_out else shlex.quote(str(args.out)))
+    try:  # the summary below prints and the status is non-zero even when the gallery fails
+        write_gallery(
+            figures_dir, results_dir, None if is_default else shlex.quote(str(out)), args.quick
+        )
+    except Exception as e:
+        print(
+            f"error: the gallery {figures_dir / 'README.md'} was not written: {e}", file=sys.stderr
+        )
+        failed.append("(gallery)")
     print(f"all done in {time.perf_counter() - total:.1f} s", flush=True)
     if failed:
         print(f"failed studies: {', '.join(failed)}", file=sys.stderr)
