@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from . import _sweep
 from . import solvers as _solvers
 from . import systems as _systems
 from .errors import InvalidArgument, require_positive, warn_if_float32
@@ -53,6 +54,7 @@ __all__ = [
     "fixed_points",
     "fixed_point_branches",
     "orbit_diagram",
+    "orbit_bytes",
     "max_stable_step",
     "StabilityBound",
     "ROUND_OFF",
@@ -788,6 +790,20 @@ def _orbit_fn(system, solver, n_transient, n_keep, block):
     return _cached(key, build)
 
 
+def orbit_bytes(d: int, n_keep: int, n_orbits: int) -> int:
+    """Estimated peak memory of `orbit_diagram` keeping `n_keep` iterates of `n_orbits` orbits.
+
+    Per kept iterate of a d-dimensional orbit: the compiled scan's state and log stretch
+    (8·(d + 1) bytes), their host copy and the row table's columns and index arrays (about
+    24·d + 88 bytes): (32·d + 96) bytes, so 128 bytes for a scalar map.
+
+    Examples:
+        >>> orbit_bytes(1, 100, 10)
+        128000
+    """
+    return int(n_orbits) * int(n_keep) * (32 * int(d) + 96)
+
+
 def orbit_diagram(
     system,
     solver,
@@ -815,7 +831,8 @@ def orbit_diagram(
     the orbit's correlation time, so they are near independent). The default n_lyapunov =
     50,000 puts the logistic map's exponents within 1 % of ln 2 (μ = 4) and 0.4960 (μ = 3.9):
     the error falls like 1/√n_lyapunov, and at n = 100 it is several percent. `y0s` defaults
-    to the system's y0.
+    to the system's y0. A call whose kept iterates would need more than half the free memory
+    (`orbit_bytes`) is refused with InvalidArgument before anything compiles.
 
     Examples:
         >>> df = orbit_diagram("logistic", "Euler", [1.5, 2.2], [0.3], n_keep=2)
@@ -840,6 +857,16 @@ def orbit_diagram(
         raise InvalidArgument(
             f"y0s={y0s!r} is invalid; it must be a non-empty list of finite states of shape "
             f"{shape} (the shape of {system.name}'s y0)"
+        )
+    # Refused before compiling, like a sweep chunk: at most half the free memory.
+    need, budget = orbit_bytes(d, n_keep, len(hs) * len(starts)), _sweep._available_bytes() // 2
+    if need > budget:
+        fits = max(1, n_keep * budget // need)
+        raise InvalidArgument(
+            f"n_keep={n_keep} needs about {need / 2**30:.3g} GiB for {len(hs)} h × "
+            f"{len(starts)} start(s) of system {system.name!r} (estimate, "
+            f"analysis.stability.orbit_bytes), more than half the {2 * budget / 2**30:.1f} GiB "
+            f"available; use n_keep={fits} or less, or fewer h or starts per call"
         )
     block = -(-max(n_keep, n_lyapunov) // LYAPUNOV_BLOCKS)
     fn = _orbit_fn(system, solver, n_transient, n_keep, block)
