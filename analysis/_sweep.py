@@ -16,11 +16,16 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import inspect
 import math
 import os
+import re
 import time
 import warnings
 from collections.abc import Sequence
+from importlib import metadata
 
 import diffrax
 import jax
@@ -341,11 +346,63 @@ def _check_save_ts(systems, save_ts) -> tuple:
     return tuple(float(t) for t in ts)
 
 
+#: Packages whose code computes a chunk's numbers; their versions are part of every chunk key.
+_KEY_PACKAGES = ("jax", "jaxlib", "diffrax", "equinox", "optimistix", "lineax", "numpy")
+
+
+def _describe(x, depth: int = 0) -> str:
+    """Canonical text of an object for a chunk key: stable across processes, exact in values.
+
+    Modules and dataclasses by class and every field (static ones included), arrays by dtype,
+    shape and SHA-256 of their bytes, Python scalars by type and repr, functions by qualified
+    name (plus a hash of the code of a lambda or a local function), and anything else by its
+    type and repr with memory addresses removed.
+    """
+    if depth > 40:
+        return "..."
+    d = depth + 1
+    if x is None or isinstance(x, bool | int | float | complex | str | bytes):
+        return f"{type(x).__name__}:{x!r}"
+    if isinstance(x, np.ndarray | np.generic | jax.Array):
+        a = np.ascontiguousarray(np.asarray(x))
+        return f"array:{a.dtype.str}{a.shape}:{hashlib.sha256(a.tobytes()).hexdigest()[:32]}"
+    if isinstance(x, list | tuple):
+        return f"{type(x).__name__}[{','.join(_describe(v, d) for v in x)}]"
+    if isinstance(x, dict):
+        items = sorted((repr(k), _describe(v, d)) for k, v in x.items())
+        return "dict{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+    if isinstance(x, functools.partial):
+        return f"partial({_describe(x.func, d)},{_describe(x.args, d)},{_describe(x.keywords, d)})"
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        fields = ",".join(
+            f"{f.name}={_describe(getattr(x, f.name, None), d)}" for f in dataclasses.fields(x)
+        )
+        return f"{type(x).__module__}.{type(x).__qualname__}({fields})"
+    if inspect.ismethod(x):
+        return f"method({_describe(x.__self__, d)}.{x.__func__.__qualname__})"
+    if callable(x) and hasattr(x, "__qualname__"):
+        name = f"{getattr(x, '__module__', '')}.{x.__qualname__}"
+        code = getattr(x, "__code__", None)
+        if code is not None and ("<lambda>" in name or "<locals>" in name):
+            name += (
+                ":" + hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:16]
+            )
+        return f"fn:{name}"
+    return (
+        f"{type(x).__module__}.{type(x).__qualname__}:{re.sub(r' at 0x[0-9a-fA-F]+', '', repr(x))}"
+    )
+
+
 def _identity(group: _Group) -> str:
     """Text naming what a group's chunk outputs depend on, stable across processes (a chunk key).
 
-    The field enters by its traced jaxpr and closed-over constants, so two fields that compute
-    differently (two trained models under one name) never share a key.
+    Everything that determines the numbers enters: the system (every field: name, span, y0,
+    args, parameters, ...) and its field by its traced jaxpr and closed-over constants, so two
+    fields that compute differently (two trained models under one name) never share a key; the
+    solver as a whole (class and every field, static ones included: the root finder with its
+    tolerances and norm, ...); the controller preset as it builds, with its options; every
+    other group field (max_steps, save_ts, signed_h, ...); the float dtype, the x64 flag, the
+    jax backend and the versions of the packages that compute (`_KEY_PACKAGES`).
     """
     s = group.system
     leaves = jax.tree_util.tree_leaves((s.y0, s.args))
@@ -354,12 +411,28 @@ def _identity(group: _Group) -> str:
     field = jax.make_jaxpr(s.vector_field)(t0, s.y0, s.args, jnp.zeros((), t0.dtype))
     data += "," + _results.ChunkStore.key(str(field.jaxpr), *field.consts)
     rest = [
-        (f.name, getattr(group, f.name))
+        (f.name, _describe(getattr(group, f.name)))
         for f in dataclasses.fields(group)
         if f.name not in ("system", "solver")
     ]  # every other group field, so a new one is part of the key without further edits
+    if group.controller != _controllers.FIXED:
+        preset = _controllers.make(group.controller, 1.0, 1.0, **dict(group.controller_options))
+        rest.append(("controller_built", _describe(preset)))
+    versions = []
+    for pkg in _KEY_PACKAGES:
+        try:
+            versions.append((pkg, metadata.version(pkg)))
+        except metadata.PackageNotFoundError:
+            versions.append((pkg, None))
+    env = (
+        str(jnp.result_type(float)),
+        bool(jax.config.read("jax_enable_x64")),
+        jax.default_backend(),
+        tuple(versions),
+    )
     return repr(
         (s.name, float(s.t0), float(s.t1), s.h_dependent, data, _solvers.name_of(group.solver))
+        + (_describe(s), _describe(group.solver), env)
         + tuple(rest)
     )
 
@@ -459,12 +532,40 @@ def _rows(group: _Group, order, cols: dict, outs: list[dict]) -> pd.DataFrame:
     return rows.iloc[inverse].reset_index(drop=True)
 
 
+_CHUNK_OUTPUTS = ("y_final", "result", "num_steps", "num_accepted", "num_rejected", "wall_s")
+_LOG_OUTPUTS = ("log_h", "log_accepted", "log_count")
+
+
+def _chunk_problem(group: _Group, count: int, out: dict) -> str | None:
+    """What is wrong with a stored chunk's outputs for `count` solves of `group`; None if whole.
+
+    The outputs must be exactly those a solve of this group returns, each per-solve array with
+    `count` rows and the shape that group gives (y_final like y0, ys per save time).
+    """
+    names = set(_CHUNK_OUTPUTS) | ({"ys"} if group.save_ts else set())
+    names |= set(_LOG_OUTPUTS) if group.log_steps else set()
+    if set(out) != names:
+        missing, extra = sorted(names - set(out)), sorted(set(out) - names)
+        return f"has the wrong outputs (missing {missing}, unexpected {extra})"
+    y0 = np.shape(group.system.y0)
+    shapes = {"y_final": (count, *y0), "ys": (count, len(group.save_ts), *y0), "wall_s": ()}
+    for k, v in out.items():
+        want = shapes.get(k)
+        if want is not None and np.shape(v) != want:
+            return f"has {k} of shape {np.shape(v)}, not {want}"
+        if want is None and (np.ndim(v) < 1 or len(v) != count):
+            return f"has {k} of shape {np.shape(v)}, not {count} rows"
+    return None
+
+
 def _run_groups(groups: list, store, executor) -> tuple[list[pd.DataFrame], int]:
     """Solve every (group, grid) pair's chunks with `executor`, through `store`; (frames, compiles).
 
     Stored chunks are loaded (a group whose chunks are all stored never compiles); the others go
     to the executor together, and each is saved to the store as soon as it comes back, so an
-    interrupted run loses only unfinished chunks.
+    interrupted run loses only unfinished chunks. A stored chunk is used only if it records this
+    chunk's key and inputs, passes its checksum and has the outputs `_chunk_problem` expects;
+    otherwise the store reports it and it is solved again.
     """
     plans, outs, tasks = [], [], []
     for g, (group, grid) in enumerate(groups):
@@ -474,7 +575,8 @@ def _run_groups(groups: list, store, executor) -> tuple[list[pd.DataFrame], int]
         identity = _identity(group) if store is not None else ""
         for c, (inputs, count) in enumerate(chunks):
             key = store.key(identity, *inputs) if store is not None else None
-            out = store.load(key) if store is not None else None
+            check = functools.partial(_chunk_problem, group, count)
+            out = store.load(key, inputs=inputs, check=check) if store is not None else None
             if out is None:
                 tasks.append(((g, c, key), group, inputs, count))
             else:
