@@ -368,6 +368,8 @@ def _describe(x, depth: int = 0) -> str:
         return f"array:{a.dtype.str}{a.shape}:{hashlib.sha256(a.tobytes()).hexdigest()[:32]}"
     if isinstance(x, list | tuple):
         return f"{type(x).__name__}[{','.join(_describe(v, d) for v in x)}]"
+    if isinstance(x, set | frozenset):
+        return f"{type(x).__name__}{{{','.join(sorted(_describe(v, d) for v in x))}}}"
     if isinstance(x, dict):
         items = sorted((repr(k), _describe(v, d)) for k, v in x.items())
         return "dict{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
@@ -384,9 +386,8 @@ def _describe(x, depth: int = 0) -> str:
         name = f"{getattr(x, '__module__', '')}.{x.__qualname__}"
         code = getattr(x, "__code__", None)
         if code is not None and ("<lambda>" in name or "<locals>" in name):
-            name += (
-                ":" + hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:16]
-            )
+            consts = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(code.co_consts))
+            name += ":" + hashlib.sha256(code.co_code + consts.encode()).hexdigest()[:16]
         return f"fn:{name}"
     return (
         f"{type(x).__module__}.{type(x).__qualname__}:{re.sub(r' at 0x[0-9a-fA-F]+', '', repr(x))}"
