@@ -163,6 +163,13 @@ def _swap(files):
     return 2, "not this one"
 
 
+def _other_inputs(files):  # its own key and a consistent checksum, but other grid values
+    e = _entries(files[0])
+    e["__input000"] = e["__input000"] * 2
+    _write(files[0], e, rechecksum=True)
+    return 1, "other grid values"
+
+
 def _truncate_bytes(files):
     files[0].write_bytes(files[0].read_bytes()[:200])
     return 1, "does not load"
@@ -229,6 +236,7 @@ def _symlink_to_elsewhere(files):
 
 ATTACKS = [
     _swap,
+    _other_inputs,
     _truncate_bytes,
     _wrong_length,
     _missing_key,
