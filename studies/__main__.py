@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHUNKS = "chunks"  # per-study folder of finished sweep chunks while a run is unfinished
 QUICK_OUT = Path("quick-output")  # default --out of --quick runs, under the working directory
 LOCK = ".{name}.lock"  # per-study lock file in results/ (fcntl.flock)
+GALLERY = "(gallery)"  # the lock name of figures/README.md
 
 
 @contextlib.contextmanager
@@ -84,6 +85,7 @@ def study_lock(results_dir: Path, name: str, *, shared: bool = False, log=print)
                 f"[{name}] another runner (pid {_escape(holder)}) is writing {folder}; waiting "
                 "for it to finish (Ctrl-C to stop waiting)"
             )
+            sys.stdout.flush()
             started = time.perf_counter()
             fcntl.flock(fd, mode)
             log(f"[{name}] the other runner finished after {time.perf_counter() - started:.1f} s")
@@ -107,29 +109,15 @@ def _escape(text) -> str:
 
 
 def _clear_chunks(folder: Path, keep: str | None, log, why: str) -> None:
-    """Delete the chunk folders under `folder` (results/NAME/chunks), except `keep`.
-
-    Never follows a symlink: a symlink in place of `folder` or of a chunk folder is unlinked
-    itself; real chunk folders are emptied by `ChunkStore.clear`.
-    """
-    if folder.is_symlink():
-        log(f"[{folder.parent.name}] {folder} is a symlink; removing the link only")
-        folder.unlink()
-        return
-    if not folder.is_dir():
-        return
-    for old in sorted(folder.iterdir()):
-        if old.name == keep:
-            continue
-        if old.is_symlink() or not old.is_dir():
-            old.unlink(missing_ok=True)
-            continue
-        count = sum(1 for p in old.glob("*.npz"))
-        log(f"[{folder.parent.name}] discarding {count} stored chunk(s): {why}")
-        results.ChunkStore(old).clear()
-    if keep is None:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+    """Delete the chunk stores under `folder` (results/NAME/chunks) except `keep`, and `folder`
+    itself when nothing else is left in it (`results.remove_chunk_stores`: only what a
+    ChunkStore writes, never through a symlink; anything else is left and reported)."""
+    name = folder.parent.name
+    removed = results.remove_chunk_stores(
+        folder, keep=keep, on_event=lambda message: log(f"[{name}] {message}")
+    )
+    if removed and why:
+        log(f"[{name}] discarded {len(removed)} stored chunk folder(s): {why}")
 
 
 def _clock(seconds: float) -> str:
@@ -246,7 +234,7 @@ def run_study(
     folder = results_dir / name
     t = time.perf_counter()
     with study_lock(results_dir, name, log=log):
-        for place in (folder, figures_dir / name, figures_dir):
+        for place in (folder, figures_dir / name):
             litter = results.remove_litter(place)
             if litter:
                 log(f"[{name}] removed {len(litter)} temporary file(s) left in {place}")
@@ -284,7 +272,7 @@ def _run_locked(study, name, quick, folder, figures_dir, force, chunk_size, log)
         finished = datetime.now(UTC).isoformat(timespec="seconds")
         prov = {**current, "finished": finished, "chunk_size": chunk_size}
         results.write_tables(folder, tables, prov)
-        _clear_chunks(folder / CHUNKS, None, lambda message: None, "")
+        _clear_chunks(folder / CHUNKS, None, log, "")
     else:
         log(f"[{name}] stored results are current; reusing them (--force recomputes)")
         if (folder / CHUNKS).exists() or (folder / CHUNKS).is_symlink():
@@ -535,9 +523,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{name}] FAILED", flush=True)
             failed.append(name)
     try:  # the summary below prints and the status is non-zero even when the gallery fails
-        write_gallery(
-            figures_dir, results_dir, None if is_default else shlex.quote(str(out)), args.quick
-        )
+        with study_lock(results_dir, GALLERY):  # one gallery writer at a time
+            if results.remove_litter(figures_dir):
+                print(f"removed temporary file(s) a killed run left in {figures_dir}")
+            write_gallery(
+                figures_dir, results_dir, None if is_default else shlex.quote(str(out)), args.quick
+            )
     except Exception as e:
         print(
             f"error: the gallery {figures_dir / 'README.md'} was not written: {e}", file=sys.stderr
