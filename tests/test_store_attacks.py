@@ -80,7 +80,7 @@ if sys.argv[3] == "slow":
     hold = Path(sys.argv[2]).parent / "hold"
     def slow_save(self, key, out):
         save(self, key, out)
-        time.sleep(0.3)
+        time.sleep(0.1)
         started = time.monotonic()
         while hold.exists() and time.monotonic() - started < 60:
             time.sleep(0.05)
