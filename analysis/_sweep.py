@@ -45,7 +45,8 @@ from .stepdep import StepAware
 __all__ = ["sweep", "compile_count", "STATUS", "status_of"]
 
 #: Row status for each diffrax result (by its name in diffrax.RESULTS); a successful solve whose
-#: state is not finite gets "nonfinite", and an unlisted result "failed(<code>)".
+#: state is not finite gets "nonfinite", one whose field raised "field_error" (`FIELD_ERROR`),
+#: and an unlisted result "failed(<code>)".
 STATUS = {
     "successful": "ok",
     "max_steps_reached": "max_steps",
@@ -56,6 +57,11 @@ STATUS = {
     "event_occurred": "event",
 }
 _STATUS_BY_CODE = {int(getattr(diffrax.RESULTS, k)._value): v for k, v in STATUS.items()}
+#: Result code of a solve whose vector field raised at run time (an `eqx.error_if` that fired,
+#: a callback that failed): status "field_error". No diffrax result has it (they are ≥ 0); the
+#: executors (`analysis.distributed`) record it for each solve that raises on its own.
+FIELD_ERROR = -1
+_STATUS_BY_CODE[FIELD_ERROR] = "field_error"
 
 DEFAULT_CHUNK = 128
 DEFAULT_ADAPTIVE_MAX_STEPS = 2**14
@@ -99,14 +105,15 @@ def status_of(code: int, y_final: np.ndarray) -> str:
 
     Returns:
         The row status: a value of `STATUS`, "nonfinite" for a successful solve whose state is
-        not finite, or "failed(<code>)" for an unlisted result.
+        not finite, "field_error" for `FIELD_ERROR` (the vector field raised at run time), or
+        "failed(<code>)" for an unlisted result.
 
     Examples:
         >>> ok, too_long = diffrax.RESULTS.successful, diffrax.RESULTS.max_steps_reached
         >>> status_of(ok._value, np.array([0.37])), status_of(ok._value, np.array([np.nan]))
         ('ok', 'nonfinite')
-        >>> status_of(too_long._value, np.array([0.37]))
-        'max_steps'
+        >>> status_of(too_long._value, np.array([0.37])), status_of(FIELD_ERROR, np.array([np.nan]))
+        ('max_steps', 'field_error')
     """
     status = _STATUS_BY_CODE.get(int(code), f"failed({int(code)})")
     if status == "ok" and not np.all(np.isfinite(y_final)):

@@ -18,7 +18,11 @@ where those calls run (`sweep(..., executor=...)`, or for a whole block `using(.
   their task, so Dask reruns the chunks of a lost worker elsewhere and nothing is lost.
 
 Every executor solves the same chunks (same size, same order, same padding), so the same
-config gives the same table: fixed-step rows agree to round-off, adaptive rows too.
+config gives the same table: fixed-step rows agree to round-off, adaptive rows too. A chunk that
+raises while it runs (an `eqx.error_if` in the field) is solved again one setting at a time:
+each solve that raises alone is a row with status "field_error" (and a `FieldErrorWarning`),
+the others keep their numbers, whatever the chunk size. On Dask, a chunk that kills every worker
+that runs it ends the sweep with `ChunkKilledWorkers`, naming its system, solver and settings.
 
 Examples:
     >>> import analysis
@@ -34,17 +38,136 @@ import contextlib
 import contextvars
 import dataclasses
 import hashlib
+import re
+import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import _sweep
 from .errors import InvalidArgument
 
-__all__ = ["EXECUTORS", "Local", "Sharded", "Dask", "resolve", "using", "activate"]
+__all__ = [
+    "EXECUTORS",
+    "Local",
+    "Sharded",
+    "Dask",
+    "resolve",
+    "using",
+    "activate",
+    "ChunkKilledWorkers",
+    "FieldErrorWarning",
+]
 
 #: Executor names accepted by `analysis.sweep(executor=...)` and `--executor`.
 EXECUTORS = ("local", "sharded", "dask")
+
+
+def _error_message(e: Exception) -> str:
+    """The message a raising vector field gave (an `eqx.error_if`'s own text where present)."""
+    text = str(e)
+    found = re.search(r"EquinoxRuntimeError: (.*?)(?:\n\s*\n|$)", text, re.S)
+    lines = (found.group(1) if found else text).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:500]
+
+
+class FieldErrorWarning(RuntimeWarning):
+    """A solve of a sweep raised in its vector field; its row has status "field_error".
+
+    Every executor solves a chunk that raises again one setting at a time, so only the solves
+    that raise on their own fail, whatever the chunk size; the warning names each one's system,
+    solver, settings and message.
+
+    Examples:
+        >>> import warnings, equinox as eqx, numpy as np, analysis
+        >>> def f(t, y, args, h):  # Euler on y' = -30 y blows up for h > 1/15
+        ...     return -30.0 * eqx.error_if(y, abs(y) > 10, "left |y| <= 10")
+        >>> guarded = analysis.systems.System("guarded", f, y0=np.float64(1.0))
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always", FieldErrorWarning)
+        ...     df = analysis.sweep(guarded, "Euler", dt0=[0.1, 0.01])
+        >>> list(df["status"]), str(caught[0].message).split(": ")[-1]
+        (['field_error', 'ok'], 'left |y| <= 10')
+    """
+
+
+def _solve_isolated(group, inputs, count: int, mesh=None) -> dict:
+    """`_sweep._solve_chunk`, where a solve that raises at run time is its own row.
+
+    An error raised while a chunk runs (an `eqx.error_if` in the field, a failing callback)
+    stops the whole vmapped chunk, and it may come from a lane that finished early and kept
+    evaluating its field at its final state (a vmapped loop steps every lane until the last is
+    done). So the chunk is solved again one setting at a time (the group at chunk_size=1,
+    compiled once): each solve that raises alone gets result `_sweep.FIELD_ERROR` (status
+    "field_error", NaN state, zero steps) and the others their own numbers, the rows a
+    chunk_size=1 sweep gives. A chunk that runs is untouched. Returns `_solve_chunk`'s outputs,
+    plus "field_errors": [(index in the chunk, message)] when some solve raised (the executor
+    warns with `FieldErrorWarning` and drops it).
+    """
+    before = _sweep.compile_count()
+    try:
+        return _sweep._solve_chunk(group, inputs, count, mesh)
+    except jax.errors.JaxRuntimeError as e:
+        chunk_error = e
+    one = dataclasses.replace(group, chunk_size=1)
+    inputs = [np.asarray(x, dtype=float) for x in inputs]
+    outs, errors = [], []
+    for i in range(count):
+        lane = tuple(x[i : i + 1] for x in inputs)
+        error = chunk_error
+        if group.chunk_size > 1:  # a chunk of one solve has raised already: nothing to split
+            try:
+                outs.append(_sweep._solve_chunk(one, lane, 1, mesh))
+                continue
+            except jax.errors.JaxRuntimeError as e:
+                error = e
+        errors.append((i, _error_message(error)))
+        outs.append(_failed_lane(one, lane))
+    merged = {k: np.concatenate([o[k] for o in outs]) for k in outs[0] if np.ndim(outs[0][k])}
+    return merged | {
+        "wall_s": np.float64(np.mean([o["wall_s"] for o in outs])),
+        "compile_s": np.float64(max(o["compile_s"] for o in outs)),
+        "compiled": np.int64(_sweep.compile_count() - before),
+        "field_errors": errors,
+    }
+
+
+def _failed_lane(one, lane) -> dict:
+    """Outputs of one solve that raised: FIELD_ERROR, NaN floats, zero counts."""
+    y0, args = one.system.y0, one.system.args
+    batched = jax.vmap(_sweep._solve_fn(one), in_axes=(0, 0, 0, None, None))
+    shapes = jax.eval_shape(batched, *map(jnp.asarray, lane), y0, args)
+
+    def fill(name, s):
+        if name == "result":
+            return np.full(s.shape, _sweep.FIELD_ERROR, s.dtype)
+        return np.full(s.shape, np.nan if jnp.issubdtype(s.dtype, jnp.inexact) else 0, s.dtype)
+
+    out = {k: fill(k, s) for k, s in shapes.items()}
+    return out | {"wall_s": np.float64(0.0), "compile_s": np.float64(0.0), "compiled": 0}
+
+
+def _settings(group, inputs, i: int) -> str:
+    """The settings of solve `i` of a chunk, as a sweep's arguments name them."""
+    h, rtol, atol = (float(np.asarray(x)[i]) for x in inputs)
+    if group.controller == _sweep._controllers.FIXED:
+        return f"h={h!r}"
+    dt0 = f"dt0={h!r}, " if group.has_dt0 else ""
+    return f"{dt0}rtol={rtol!r}, atol={atol!r} (controller {group.controller!r})"
+
+
+def _reported(group, inputs, out: dict) -> dict:
+    """Drop the "field_errors" of a chunk's outputs after warning about each raising solve."""
+    for i, message in out.pop("field_errors", []):
+        warnings.warn(
+            f"system {group.system.name!r} with {_sweep._solvers.name_of(group.solver)} at "
+            f"{_settings(group, inputs, i)} raised in its vector field; its row has status "
+            f"'field_error': {message}",
+            FieldErrorWarning,
+            stacklevel=3,
+        )
+    return out
 
 
 class Local:
@@ -60,7 +183,7 @@ class Local:
     def map(self, tasks):
         """Yield (index, outputs) for each (group, inputs, count) task as it finishes."""
         for i, (group, inputs, count) in enumerate(tasks):
-            yield i, _sweep._solve_chunk(group, inputs, count)
+            yield i, _reported(group, inputs, _solve_isolated(group, inputs, count))
 
 
 class Sharded:
@@ -77,7 +200,7 @@ class Sharded:
     def map(self, tasks):
         """Yield (index, outputs) for each task, its batch split over the mesh's devices."""
         for i, (group, inputs, count) in enumerate(tasks):
-            yield i, _sweep._solve_chunk(group, inputs, count, mesh=self.mesh)
+            yield i, _reported(group, inputs, _solve_isolated(group, inputs, count, mesh=self.mesh))
 
 
 class Dask:
@@ -107,7 +230,7 @@ class Dask:
 
     def map(self, tasks):
         """Yield (index, outputs) for each task as the cluster finishes it (in any order)."""
-        from dask.distributed import as_completed
+        from dask.distributed import KilledWorker, as_completed
 
         packed = {}
         for group, _, _ in tasks:  # pickling fails here, before anything is submitted
@@ -124,9 +247,46 @@ class Dask:
             futures[future] = i
         try:
             for future in as_completed(futures):
-                yield futures[future], future.result()
+                i = futures[future]
+                group, inputs, count = tasks[i]
+                try:
+                    out = future.result()
+                except KilledWorker as e:
+                    raise ChunkKilledWorkers(_killed_message(group, inputs, count, e)) from e
+                yield i, _reported(group, inputs, out)
         finally:  # an interrupted sweep leaves no work behind on the cluster
             self.client.cancel(list(futures))
+
+
+class ChunkKilledWorkers(RuntimeError):
+    """A sweep chunk ended every Dask worker that ran it (dask's KilledWorker, named).
+
+    Raised by the "dask" executor instead of `distributed.KilledWorker` (its cause), with the
+    chunk's system, solver and settings rather than an opaque task key.
+
+    Examples:
+        >>> issubclass(ChunkKilledWorkers, RuntimeError)
+        True
+    """
+
+
+def _killed_message(group, inputs, count: int, e: Exception) -> str:
+    """What a KilledWorker is about: the chunk's system, solver and settings, and what to do."""
+    settings = "; ".join(_settings(group, inputs, i) for i in range(count))
+    allowed = getattr(e, "allowed_failures", None)
+    deaths = (
+        f" ({allowed + 1} worker death(s), allowed_failures={allowed})"
+        if allowed is not None
+        else ""
+    )
+    return (
+        f"a sweep chunk of system {group.system.name!r} with "
+        f"{_sweep._solvers.name_of(group.solver)} was given up: the Dask worker running it died"
+        f"{deaths}; its {count} setting(s): {settings}. A worker process dies like this when a "
+        "solve crashes it (a field or callback that exits, a segfault) or runs it out of "
+        "memory: try executor='local' for these settings to see the error, or a smaller "
+        f"chunk_size (Dask's task key: {getattr(e, 'task', None)!r})"
+    )
 
 
 def _pack(group) -> tuple[str, bytes]:
@@ -158,7 +318,7 @@ def _run_on_worker(digest: str, payload: bytes, inputs, count: int, x64: bool) -
     jax.config.update("jax_enable_x64", x64)  # before unpickling, so float64 arrays stay so
     if digest not in _WORKER_GROUPS:
         _WORKER_GROUPS[digest] = cloudpickle.loads(payload)
-    return _sweep._solve_chunk(_WORKER_GROUPS[digest], inputs, count)
+    return _solve_isolated(_WORKER_GROUPS[digest], inputs, count)
 
 
 @contextlib.contextmanager

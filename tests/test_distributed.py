@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -215,3 +216,34 @@ def test_sharded_over_two_host_devices_equals_local():
     for case in ("fixed", "adaptive"):
         assert out[case]["same_text"] and out[case]["status"] == ["ok"]
         assert out[case]["y_diff"] <= 1e-13 * out[case]["y_scale"]
+
+
+def test_a_chunk_that_kills_every_worker_is_named():
+    # The field ends the worker process (os._exit) when it meets h = 0.25. One worker, no
+    # retries: Dask's KilledWorker names a task key; the sweep names the chunk's system, solver
+    # and settings. (One chunk: a chunk queued on the dying worker is given up as well.)
+    dd = pytest.importorskip("dask.distributed")
+    import dask
+
+    def field(t, y, args, h):
+        def die(step):
+            if np.any(np.asarray(step) == 0.25):
+                os._exit(3)
+
+        jax.debug.callback(die, h)
+        return -y + 0.0 * h  # reads h, so h reaches the field (StepAware)
+
+    deadly = systems.System("deadly", field, y0=np.float64(1.0))
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with (
+            dd.LocalCluster(
+                n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None
+            ) as cluster,
+            dd.Client(cluster) as client,
+        ):
+            with pytest.raises(distributed.ChunkKilledWorkers) as raised:
+                analysis.sweep(deadly, "Euler", dt0=[0.5, 0.25, 0.1], chunk_size=3, executor=client)
+    message = str(raised.value)
+    assert "system 'deadly' with Euler" in message and "allowed_failures=0" in message
+    assert "its 3 setting(s): h=0.5; h=0.25; h=0.1" in message
+    assert isinstance(raised.value.__cause__, dd.KilledWorker)
