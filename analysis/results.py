@@ -148,7 +148,7 @@ def read_regular_file(path: Path, *, limit: int = MAX_FILE_BYTES) -> bytes:
         >>> read_regular_file(Path("link.parquet"))
         Traceback (most recent call last):
         ...
-        analysis.results.CorruptResult: link.parquet is a symlink (...); only regular files are read
+        analysis.results.CorruptResult: link.parquet is a symbolic link (to /dev/zero); ...
     """
     path = Path(path)
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -157,8 +157,12 @@ def read_regular_file(path: Path, *, limit: int = MAX_FILE_BYTES) -> bytes:
     except FileNotFoundError:
         raise
     except OSError as e:
-        kind = "a symlink" if path.is_symlink() else "unreadable"
-        raise CorruptResult(f"{path} is {kind} ({e}); only regular files are read") from e
+        if path.is_symlink():
+            raise CorruptResult(
+                f"{path} is a symbolic link (to {os.readlink(path)}); only regular files inside "
+                "the folder are read"
+            ) from e
+        raise CorruptResult(f"{path} is unreadable ({e}); only regular files are read") from e
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

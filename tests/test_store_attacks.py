@@ -246,7 +246,7 @@ def test_a_table_that_is_not_a_regular_file_is_refused_without_hanging(
         sha = hashlib.sha256(table.read_bytes()).hexdigest()
         _edit_provenance(out, lambda p: {**p, "files": {**p["files"], "rows.parquet": sha}})
     # the reader refuses before reading a byte (a regression would hang or read /dev/zero)
-    with pytest.raises(results.CorruptResult, match="symlink|not a regular file"):
+    with pytest.raises(results.CorruptResult, match="symbolic link|not a regular file"):
         results.read_regular_file(table)
     deadline(30)
     started = time.perf_counter()
@@ -365,6 +365,7 @@ def test_a_second_runner_waits_and_the_first_results_are_published_whole(tmp_pat
     assert first.returncode == 0, log1
     assert second.returncode == 0, log2
     assert "waiting for it to finish" in log2 and "the other runner finished" in log2
+    print(log1, log2, sep="\n")  # shown with -rP: how long the second waited
     assert "discarded" not in log1 + log2 and "Traceback" not in log1 + log2
     # what the first published (snapshot taken under its lock) equals an uninterrupted full run
     reference = _rows(clean())
