@@ -6,8 +6,15 @@ every file matches its checksum; otherwise (or with `--force`) it says why and r
 `run(config)`, storing each finished sweep chunk as it completes, so an interrupted run (Ctrl-C,
 kill -9) resumes from its finished chunks. Then it stores the tables with provenance, draws
 `plot(results)` as PDF + PNG (deterministic bytes), exports the study's `PAPER_TABLES` as CSV and
-LaTeX, and rewrites the gallery `figures/README.md`. A failing study is reported by name, the
-others still run, and the exit status is non-zero.
+LaTeX, and rewrites the gallery `figures/README.md`. A failing study (or a gallery that cannot
+be written) is reported by name, the others still run, the summary prints and the exit status is
+non-zero.
+
+Output goes under the working directory (`results/`, `figures/`; `make figures` runs from the
+repository root), or with `--quick` under its `quick-output/`, or under `--out DIR`. Each study
+runs under a lock (`results/.NAME.lock`): a second runner of the same study on the same output
+waits for the first, and its tables, provenance and figures are published as one unit.
+Temporary files and chunk folders a killed run left behind are removed by the next run.
 
 Example:
     python -m studies run demo --quick --out /tmp/figs
