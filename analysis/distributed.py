@@ -38,6 +38,7 @@ import contextlib
 import contextvars
 import dataclasses
 import hashlib
+import logging
 import re
 import warnings
 
@@ -105,6 +106,21 @@ def _solve_isolated(group, inputs, count: int, mesh=None) -> dict:
     plus "field_errors": [(index in the chunk, message)] when some solve raised (the executor
     warns with `FieldErrorWarning` and drops it).
     """
+    quiet = _QuietCallbackErrors()  # jax logs each raising callback's traceback; we report it
+    logger = logging.getLogger("jax._src.callback")
+    logger.addFilter(quiet)
+    try:
+        return _solve_lanes(group, inputs, count, mesh)
+    finally:
+        logger.removeFilter(quiet)
+
+
+class _QuietCallbackErrors(logging.Filter):
+    def filter(self, record):
+        return not record.getMessage().endswith("callback failed")
+
+
+def _solve_lanes(group, inputs, count: int, mesh) -> dict:
     before = _sweep.compile_count()
     try:
         return _sweep._solve_chunk(group, inputs, count, mesh)

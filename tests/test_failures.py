@@ -144,3 +144,22 @@ def test_a_lane_that_finished_early_does_not_fail_its_chunk():
     assert list(vmapped["status"]) == ["ok", "ok"]
     pd.testing.assert_frame_equal(_solves(vmapped), _solves(alone), check_exact=True)
     np.testing.assert_allclose(vmapped["y_final_0"], [1.5, 1.01], rtol=1e-12)
+
+
+def test_an_adaptive_solve_whose_field_raises_is_named_by_its_tolerances():
+    # The field refuses steps above 0.2; at rtol = 1e-2 Tsit5 tries one, at 1e-8 it never does.
+    def f(t, y, args, h):
+        return -eqx.error_if(y, h > 0.2, "step above 0.2") + 0.0 * h
+
+    guarded = systems.System(name="step_guard", vector_field=f, y0=np.float64(1.0))
+    kw = dict(controller="PI34", rtol=[1e-2, 1e-8, 1e-10])
+    with pytest.warns(distributed.FieldErrorWarning) as caught:
+        df = analysis.sweep(guarded, "Tsit5", chunk_size=3, **kw)
+    assert [str(w.message) for w in caught] == [
+        "system 'step_guard' with Tsit5 at rtol=0.01, atol=0.01 (controller 'PI34') raised in "
+        "its vector field; its row has status 'field_error': step above 0.2"
+    ]
+    assert list(df["status"]) == ["field_error", "ok", "ok"]
+    plain = analysis.sweep("linear", "Tsit5", chunk_size=3, **kw)  # y' = -y, no guard
+    np.testing.assert_array_equal(df["num_steps"].iloc[1:], plain["num_steps"].iloc[1:])
+    np.testing.assert_allclose(df["y_final_0"].iloc[1:], np.exp(-1.0), rtol=1e-7)
