@@ -257,7 +257,7 @@ def _run_locked(study, name, quick, folder, figures_dir, force, chunk_size, log)
     tables, reason = (None, "--force") if force else _load_fresh(folder, current)
     resumed = 0
     if tables is None:
-        log(f"[{name}] computing{' (quick)' if quick else ''}: {reason}")
+        log(f"[{name}] computing{' (quick)' if quick else ''}: {_escape(reason)}")
         key = results.cache_key(current)
         # chunks of other inputs can never be reused (no other runner is writing them: we hold
         # the study's lock)

@@ -270,6 +270,12 @@ def test_show_escapes_control_characters_from_provenance(tmp_path, capsys, clean
     shown = capsys.readouterr().out
     assert "\x1b" not in shown and "\x07" not in shown and "\r" not in shown
     assert "\\x1b[31mRED" in shown  # shown, escaped
+    # a stored package version with escapes: `run` names the change, escaped, and recomputes
+    _edit_provenance(out, lambda p: {**p, "versions": {**p["versions"], "jax": evil}})
+    assert _run(out, "--quick") == 0
+    said = capsys.readouterr()
+    assert "package versions changed (jax \\x1b[2J" in said.out
+    assert "\x1b" not in said.out
 
 
 # -- Integrity -----------------------------------------------------------------------------------
