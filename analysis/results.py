@@ -562,7 +562,7 @@ def read_provenance(folder: Path) -> dict | None:
         raise CorruptResult(f"{path} does not load: {e}") from e
     problem = provenance_problem(prov)
     if problem is not None:
-        raise CorruptResult(f"{path} is not a whole provenance record: {problem}")
+        raise CorruptResult(f"{path} is not a provenance record: {problem}")
     return prov
 
 
