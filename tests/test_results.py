@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import pathlib
 
 import jax.numpy as jnp
@@ -192,3 +193,57 @@ def test_fields_differing_only_in_closed_over_weights_never_share_chunks(tmp_pat
     # Euler: y_N = (1 - h w)^N per component, for each model's own weights.
     np.testing.assert_allclose(first["y_final_0"], [0.5**2, 0.75**4], rtol=1e-12)
     np.testing.assert_allclose(second["y_final_0"], [(-1.0) ** 2, 0.0], atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", "", "-x", "a..b", 3, None, "x" * 101])
+def test_stored_names_must_be_plain_file_names(name):
+    with pytest.raises(results.CorruptResult, match="not a plain file name"):
+        results.check_name(name)
+    assert results.check_name("rows_2.v1") == "rows_2.v1"
+
+
+def test_only_regular_files_are_read(tmp_path):
+    fifo, link, folder = tmp_path / "fifo", tmp_path / "link", tmp_path / "folder"
+    os.mkfifo(fifo)  # reading it would block forever
+    link.symlink_to("/dev/zero")  # reading it would never end
+    folder.mkdir()
+    for path, why in [(fifo, "not a regular file"), (link, "symbolic link"), (folder, "regular")]:
+        with pytest.raises(results.CorruptResult, match=why):
+            results.read_regular_file(path)
+    (tmp_path / "big").write_bytes(b"x" * 11)
+    with pytest.raises(results.CorruptResult, match="more than 10"):
+        results.read_regular_file(tmp_path / "big", limit=10)
+    with pytest.raises(FileNotFoundError):
+        results.read_regular_file(tmp_path / "missing")
+
+
+def test_every_stored_table_needs_a_checksum(tmp_path):
+    prov = results.write_tables(tmp_path, _tables(), results.provenance("demo", _Config()))
+    assert results.provenance_problem(prov) is None
+    files = dict(prov["files"])
+    del files["rows.parquet"]
+    assert results.provenance_problem({**prov, "files": files}) == "no checksum for rows.parquet"
+    assert "not a SHA-256" in results.provenance_problem(
+        {**prov, "files": {**prov["files"], "rows.parquet": "abc"}}
+    )
+    assert "empty" in results.provenance_problem({**prov, "tables": []})
+    (tmp_path / "provenance.json").write_text(json.dumps({**prov, "files": files}))
+    with pytest.raises(results.CorruptResult, match="no checksum for rows.parquet"):
+        results.read_tables(tmp_path)
+    with pytest.raises(ValueError, match="cannot be a file name"):
+        results.write_tables(tmp_path, {"../rows": _tables()["rows"]}, prov)
+
+
+def test_remove_litter_removes_temporary_files_only_and_never_follows_links(tmp_path):
+    keep = tmp_path / "keep.tmp"  # not hidden: not ours
+    keep.write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "data").write_text("x")
+    (tmp_path / ".rows.parquet.ab12.tmp").write_bytes(b"half")
+    (tmp_path / ".err.png.cd34.tmp").symlink_to(outside / "data")
+    (tmp_path / ".folder.tmp").mkdir()
+    removed = results.remove_litter(tmp_path)
+    assert removed == [".err.png.cd34.tmp", ".rows.parquet.ab12.tmp"]
+    assert keep.exists() and (outside / "data").read_text() == "x"
+    assert (tmp_path / ".folder.tmp").is_dir()
