@@ -398,6 +398,9 @@ def _show(name: str, folder: Path, figures_dir: Path) -> int:
         return 1
     if prov is None:
         print(f"results: none stored in {folder}; run `python -m studies run {name}`")
+        quick = QUICK_OUT / "results" / name / "provenance.json"
+        if folder.parent == Path("results") and quick.exists():
+            print(f"(quick results are in {quick.parent}: `python -m studies show {name} --quick`)")
         return 1
     quick = bool(prov.get("quick"))
     config = study.QUICK if quick else study.CONFIG

@@ -465,6 +465,8 @@ def test_without_out_a_run_writes_under_the_working_directory(tmp_path, monkeypa
     assert (out / "quick-output/results/tiny/provenance.json").exists()
     gallery = (out / "quick-output/figures/README.md").read_text()
     assert "Regenerate: `python -m studies run tiny --quick`" in gallery
+    assert runner.main(["show", "tiny"]) == 1  # nothing in ./results: it points to the quick ones
+    assert "`python -m studies show tiny --quick`" in capsys.readouterr().out
     assert runner.main(["run", "tiny"]) == 0  # the full config: the working directory itself
     assert (out / "results/tiny/provenance.json").exists()
     assert (out / "figures/tiny/err.png").exists()
