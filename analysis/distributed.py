@@ -43,6 +43,7 @@ import re
 import warnings
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 
@@ -186,6 +187,26 @@ def _reported(group, inputs, out: dict) -> dict:
     return out
 
 
+def _primitives(jaxpr):
+    """Names of every primitive in a jaxpr, its sub-jaxprs (cond branches, loops, ...) too."""
+    for eqn in jaxpr.eqns:
+        yield eqn.primitive.name
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                    yield from _primitives(sub.jaxpr)
+                elif isinstance(sub, jax.extend.core.Jaxpr):
+                    yield from _primitives(sub)
+
+
+def _calls_back(system) -> bool:
+    """Whether the system's field calls back into Python (an `eqx.error_if` does)."""
+    t0 = jnp.asarray(system.t0, jnp.result_type(float))
+    h = jnp.zeros((), t0.dtype)
+    traced = jax.make_jaxpr(system.vector_field)(t0, system.y0, system.args, h)
+    return any("callback" in name for name in _primitives(traced.jaxpr))
+
+
 class Local:
     """Chunks solved in this process, in order (the default executor).
 
@@ -214,9 +235,18 @@ class Sharded:
         self.mesh = jax.sharding.Mesh(np.array(list(devices or jax.devices())), ("batch",))
 
     def map(self, tasks):
-        """Yield (index, outputs) for each task, its batch split over the mesh's devices."""
+        """Yield (index, outputs) for each task, its batch split over the mesh's devices.
+
+        A group whose field calls back into Python (`eqx.error_if`, a pure or io callback) runs
+        unsplit: a callback that raises on one device leaves the others waiting in the loop's
+        collective, and XLA aborts the process; unsplit, the raise is the solve's row.
+        """
+        split = {}
         for i, (group, inputs, count) in enumerate(tasks):
-            yield i, _reported(group, inputs, _solve_isolated(group, inputs, count, mesh=self.mesh))
+            if group not in split:
+                split[group] = not _calls_back(group.system)
+            mesh = self.mesh if split[group] else None
+            yield i, _reported(group, inputs, _solve_isolated(group, inputs, count, mesh=mesh))
 
 
 class Dask:

@@ -188,6 +188,21 @@ _SHARDED = textwrap.dedent(
             "y_scale": float(np.max(np.abs(local[ys].to_numpy()))),
             "status": sorted(set(sharded.status)),
         }
+    # A field with eqx.error_if runs unsplit (a raise on one device would leave the other
+    # waiting in the loop's all-reduce until XLA aborts): its failures are rows, as locally.
+    import warnings, equinox as eqx
+    guarded = analysis.systems.System(
+        "guarded", lambda t, y, a, h: -30.0 * eqx.error_if(y, abs(y) > 10, "left"), y0=1.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kw = dict(dt0=[0.1, 1 / 12, 0.01, 0.005], chunk_size=3)
+        sharded = analysis.sweep(guarded, "Euler", executor="sharded", **kw)
+        local = analysis.sweep(guarded, "Euler", **kw)
+    out["guarded"] = {
+        "status": list(sharded.status),
+        "same": sharded.drop(columns="wall_s").equals(local.drop(columns="wall_s")),
+        "warnings": sum("field_error" in str(w.message) for w in caught),
+    }
     meshes = [key[1] for key in _sweep._COMPILED if key[1] is not None]
     out["mesh_devices"] = sorted({m.size for m in meshes})
     shardings = [_sweep._COMPILED[k][0].output_shardings for k in _sweep._COMPILED if k[1]]
@@ -216,6 +231,11 @@ def test_sharded_over_two_host_devices_equals_local():
     for case in ("fixed", "adaptive"):
         assert out[case]["same_text"] and out[case]["status"] == ["ok"]
         assert out[case]["y_diff"] <= 1e-13 * out[case]["y_scale"]
+    assert out["guarded"] == {
+        "status": ["field_error", "field_error", "ok", "ok"],
+        "same": True,
+        "warnings": 4,
+    }
 
 
 def test_a_chunk_that_kills_every_worker_is_named():
