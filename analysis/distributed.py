@@ -37,6 +37,7 @@ import atexit
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import hashlib
 import logging
 import re
@@ -140,7 +141,7 @@ def _solve_lanes(group, inputs, count: int, mesh) -> dict:
             except jax.errors.JaxRuntimeError as e:
                 error = e
         errors.append((i, _error_message(error)))
-        outs.append(_failed_lane(one, lane))
+        outs.append(_failed_lane(one))
     merged = {k: np.concatenate([o[k] for o in outs]) for k in outs[0] if np.ndim(outs[0][k])}
     return merged | {
         "wall_s": np.float64(np.mean([o["wall_s"] for o in outs])),
@@ -150,19 +151,27 @@ def _solve_lanes(group, inputs, count: int, mesh) -> dict:
     }
 
 
-def _failed_lane(one, lane) -> dict:
+def _failed_lane(one) -> dict:
     """Outputs of one solve that raised: FIELD_ERROR, NaN floats, zero counts."""
+    out = {k: v.copy() for k, v in _failed_template(one).items()}
+    return out | {"wall_s": np.float64(0.0), "compile_s": np.float64(0.0), "compiled": 0}
+
+
+@functools.lru_cache(maxsize=64)
+def _failed_template(one) -> dict:
+    """The per-solve outputs of a chunk_size=1 group, filled for a solve that raised (traced
+    once per group: tracing a diffeqsolve takes a good part of a second)."""
     y0, args = one.system.y0, one.system.args
     batched = jax.vmap(_sweep._solve_fn(one), in_axes=(0, 0, 0, None, None))
-    shapes = jax.eval_shape(batched, *map(jnp.asarray, lane), y0, args)
+    ones = jnp.ones(1)
+    shapes = jax.eval_shape(batched, ones, ones, ones, y0, args)
 
     def fill(name, s):
         if name == "result":
             return np.full(s.shape, _sweep.FIELD_ERROR, s.dtype)
         return np.full(s.shape, np.nan if jnp.issubdtype(s.dtype, jnp.inexact) else 0, s.dtype)
 
-    out = {k: fill(k, s) for k, s in shapes.items()}
-    return out | {"wall_s": np.float64(0.0), "compile_s": np.float64(0.0), "compiled": 0}
+    return {k: fill(k, s) for k, s in shapes.items()}
 
 
 def _settings(group, inputs, i: int) -> str:
