@@ -569,11 +569,11 @@ def test_orbit_diagram_refuses_an_orbit_table_larger_than_memory_before_compilin
         raise AssertionError("orbit_diagram compiled a refused call")
 
     monkeypatch.setattr(stability, "_orbit_fn", no_compile)
-    with pytest.raises(InvalidArgument, match=r"n_keep=1000000000 needs about 119 GiB"):
+    with pytest.raises(InvalidArgument, match=r"n_keep=1000000000 needs about 149 GiB"):
         stability.orbit_diagram("logistic", "Euler", [1.5], [0.3], n_keep=10**9)
     # The rule is the sweep's: at most half of what analysis._sweep._available_bytes() reports.
-    monkeypatch.setattr(stability._sweep, "_available_bytes", lambda: 2 * 128 * 10**6)
-    assert stability.orbit_bytes(1, 10**6, 1) == 128 * 10**6  # fits exactly: not refused
+    monkeypatch.setattr(stability._sweep, "_available_bytes", lambda: 2 * 160 * 10**6)
+    assert stability.orbit_bytes(1, 10**6, 1) == 160 * 10**6  # fits exactly: not refused
     with pytest.raises(AssertionError, match="compiled a refused call"):
         stability.orbit_diagram("logistic", "Euler", [1.5], [0.3], n_keep=10**6)
     with pytest.raises(InvalidArgument, match=r"2 h × 3 start.*use n_keep=166666 or less"):
