@@ -413,11 +413,8 @@ def _identity(group: _Group) -> str:
     jax backend and the versions of the packages that compute (`_KEY_PACKAGES`).
     """
     s = group.system
-    leaves = jax.tree_util.tree_leaves((s.y0, s.args))
-    data = ",".join(f"{np.asarray(x).dtype}:{np.asarray(x).tobytes().hex()}" for x in leaves)
     t0 = jnp.asarray(s.t0, jnp.result_type(float))
     field = jax.make_jaxpr(s.vector_field)(t0, s.y0, s.args, jnp.zeros((), t0.dtype))
-    data += "," + _results.ChunkStore.key(str(field.jaxpr), *field.consts)
     rest = [
         (f.name, _describe(getattr(group, f.name)))
         for f in dataclasses.fields(group)
@@ -426,23 +423,33 @@ def _identity(group: _Group) -> str:
     if group.controller != _controllers.FIXED:
         preset = _controllers.make(group.controller, 1.0, 1.0, **dict(group.controller_options))
         rest.append(("controller_built", _describe(preset)))
+    env = (
+        str(jnp.result_type(float)),
+        bool(jax.config.read("jax_enable_x64")),
+        jax.default_backend(),
+        _package_versions(),
+    )
+    return repr(
+        (
+            _describe(s),  # every System field: name, span, y0, args, h_dependent, ...
+            _results.ChunkStore.key(str(field.jaxpr), *field.consts),
+            _describe(group.solver),
+            env,
+        )
+        + tuple(rest)
+    )
+
+
+@functools.cache
+def _package_versions() -> tuple:
+    """(name, version or None) of each of `_KEY_PACKAGES`, read once per process."""
     versions = []
     for pkg in _KEY_PACKAGES:
         try:
             versions.append((pkg, metadata.version(pkg)))
         except metadata.PackageNotFoundError:
             versions.append((pkg, None))
-    env = (
-        str(jnp.result_type(float)),
-        bool(jax.config.read("jax_enable_x64")),
-        jax.default_backend(),
-        tuple(versions),
-    )
-    return repr(
-        (s.name, float(s.t0), float(s.t1), s.h_dependent, data, _solvers.name_of(group.solver))
-        + (_describe(s), _describe(group.solver), env)
-        + tuple(rest)
-    )
+    return tuple(versions)
 
 
 def _chunks(group: _Group, grid: pd.DataFrame):
