@@ -624,30 +624,6 @@ def _chunk_checksum(entries: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _read_chunk_bytes(path: Path) -> bytes | str:
-    """The bytes of a chunk file, or a text saying why it is not a readable regular file.
-
-    Opened without following a symlink and without blocking, and checked with `fstat` before
-    reading, so a folder, a symlink, a FIFO or a device in a chunk's place is refused, not read.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        kind = "a symbolic link" if os.path.islink(path) else "not readable"
-        return f"is {kind} ({e.strerror})"
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return f"is not a regular file (mode {stat.filemode(st.st_mode)})"
-        if st.st_size > MAX_CHUNK_BYTES:
-            return f"is {st.st_size} bytes, more than {MAX_CHUNK_BYTES}"
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read(MAX_CHUNK_BYTES + 1)
-    finally:
-        os.close(fd)
-
-
 def remove_chunk_stores(
     root: Path, *, keep: str | None = None, on_event=None, only: str | None = None
 ) -> list[str]:
@@ -824,9 +800,10 @@ class ChunkStore:
         return out
 
     def _read(self, path: Path, key: str) -> tuple[str | None, dict | None]:
-        data = _read_chunk_bytes(path)
-        if isinstance(data, str):
-            return data, None
+        try:  # a regular file only: a folder, symlink, FIFO or device is refused, not read
+            data = read_regular_file(path, limit=MAX_CHUNK_BYTES)
+        except (CorruptResult, FileNotFoundError) as e:
+            return str(e), None
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 entries = {k: npz[k] for k in npz.files}
