@@ -1,0 +1,235 @@
+"""Preparing a solve: the one place that turns (system, solver, step control) into diffrax's parts.
+
+Every analysis that solves — the sweep, step logging, the one-step map, neural models, the
+studies — starts from `prepare`, so the rules live here once:
+
+- a field that reads h (``system.h_dependent``) is solved by ``wrapper(solver)``, by default
+  `StepAware`, which hands h = t1 - t0 to the field in every stage of every step (the fsal study
+  passes its `StaleFSAL` instead); an h-free field is solved by the bare solver;
+- constant steps (``controller=None``) use `analysis.solvers.for_fixed_steps`: an implicit
+  method's Newton tolerances are fixed instead of waiting for a controller's;
+- an adaptive solve takes a controller preset name (with rtol, atol: `analysis.controllers.make`)
+  or any diffrax step-size controller, optionally wrapped in a `StepLogger`.
+
+`Prepared.solve` then calls `diffrax.diffeqsolve` (the only call of it in the toolkit) and
+`Prepared.step` takes one step, the map y_n -> y_{n+1} that stability and discrete analyses
+study. A `Prepared` is an equinox Module: its arrays (y0, args, tolerances, trained weights) are
+leaves, so `eqx.filter_jit` compiles once per structure and takes numbers as arguments.
+
+Examples:
+    >>> import jax.numpy as jnp
+    >>> p = prepare("linear", "Heun")                            # constant steps
+    >>> sol = p.solve(dt0=0.1)
+    >>> round(float(sol.ys[-1]), 6)                              # e^-1 to O(h²)
+    0.368541
+    >>> y1, ok = p.step(jnp.asarray(1.0), 0.5)                   # R(z) = 1 + z + z²/2, z = -0.5
+    >>> float(y1), bool(ok)
+    (0.625, True)
+    >>> adaptive = prepare("linear", "Tsit5", controller="PI34", rtol=1e-8)
+    >>> round(float(adaptive.solve().ys[-1]), 6)                # e^-1
+    0.367879
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax.numpy as jnp
+
+from . import controllers as _controllers
+from . import solvers as _solvers
+from . import systems as _systems
+from .errors import InvalidArgument
+from .stepdep import StepAware
+
+__all__ = ["prepare", "Prepared", "DEFAULT_MAX_STEPS"]
+
+#: diffrax's step limit when a caller gives none.
+DEFAULT_MAX_STEPS = 4096
+
+
+class Prepared(eqx.Module):
+    """A system, its term, the solver to use on it, and the step-size controller: ready to solve.
+
+    Built by `prepare`; use `solve` for a whole solve and `step` for one step.
+
+    Attributes:
+        system: the `analysis.systems.System`.
+        term: the diffrax term (`StepTerm` for a field that reads h, else an `ODETerm`).
+        solver: the solver as used: wrapped when the field reads h, with fixed Newton
+            tolerances at constant steps.
+        controller: the diffrax step-size controller (`ConstantStepSize` at constant steps).
+        fixed: whether steps are constant (then `solve` needs dt0).
+    """
+
+    system: _systems.System
+    term: diffrax.AbstractTerm
+    solver: diffrax.AbstractSolver
+    controller: diffrax.AbstractStepSizeController
+    fixed: bool = eqx.field(static=True)
+
+    def solve(
+        self,
+        dt0=None,
+        *,
+        y0=None,
+        args=None,
+        t0=None,
+        t1=None,
+        saveat: diffrax.SaveAt | None = None,
+        max_steps: int | None = DEFAULT_MAX_STEPS,
+        adjoint: diffrax.AbstractAdjoint | None = None,
+        throw: bool = False,
+    ) -> diffrax.Solution:
+        """Solve from t0 to t1: `diffrax.diffeqsolve` with the prepared parts.
+
+        Args:
+            dt0: the step (constant steps; required) or the first step (adaptive; None lets
+                diffrax choose it).
+            y0, args, t0, t1: override the system's (None: the system's own).
+            saveat: what to save (default: the final state only).
+            max_steps: diffrax's step limit.
+            adjoint: how to differentiate (default: diffrax's recursive checkpointing).
+            throw: raise on a failed solve (default False: read ``sol.result``).
+
+        Returns:
+            The `diffrax.Solution`.
+        """
+        if self.fixed and dt0 is None:
+            raise InvalidArgument(
+                "dt0=None is invalid at constant steps; give the step dt0 > 0, or prepare with "
+                "a controller for adaptive steps"
+            )
+        system = self.system
+        return diffrax.diffeqsolve(
+            self.term,
+            self.solver,
+            system.t0 if t0 is None else t0,
+            system.t1 if t1 is None else t1,
+            dt0,
+            system.y0 if y0 is None else y0,
+            system.args if args is None else args,
+            stepsize_controller=self.controller,
+            saveat=diffrax.SaveAt(t1=True) if saveat is None else saveat,
+            max_steps=max_steps,
+            adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
+            throw=throw,
+        )
+
+    def step(self, y, h, *, t0=None, args=None):
+        """One step of size h from (t0, y): y -> y_next, and whether the step succeeded.
+
+        Runge–Kutta stages run in a plain lax loop (diffrax's default checkpointed loop has no
+        forward-mode derivative), so the step composes with jit, vmap (over y and over h) and
+        jacfwd. A failed implicit solve (Newton divergence) reports False.
+
+        Args:
+            y: the state.
+            h: the step (a float or a traced value).
+            t0: the time the step starts at (None: the system's t0).
+            args: the field's args (None: the system's).
+
+        Returns:
+            (y_next, ok): the new state and a boolean array.
+        """
+        t0 = jnp.asarray(self.system.t0 if t0 is None else t0, dtype=jnp.result_type(float))
+        args = self.system.args if args is None else args
+        solver = _lax_stages(self.solver)
+        state = solver.init(self.term, t0, t0 + h, y, args)
+        y1, _, _, _, result = solver.step(self.term, t0, t0 + h, y, args, state, False)
+        return y1, result == diffrax.RESULTS.successful
+
+
+def _lax_stages(solver):
+    """`solver` with its Runge–Kutta stages in a plain lax loop, through any wrapper."""
+    if isinstance(solver, diffrax.AbstractWrappedSolver | diffrax.HalfSolver):
+        return dataclasses.replace(solver, solver=_lax_stages(solver.solver))
+    if isinstance(solver, diffrax.AbstractRungeKutta):
+        return dataclasses.replace(solver, scan_kind="lax")
+    return solver
+
+
+def prepare(
+    system,
+    solver,
+    *,
+    controller=None,
+    rtol=None,
+    atol=None,
+    log_steps: int = 0,
+    wrapper: Callable = StepAware,
+    **controller_options,
+) -> Prepared:
+    """The parts of a solve of `system` by `solver`, at constant steps or under a controller.
+
+    Args:
+        system: a `System` or a catalog name.
+        solver: a diffrax solver or a registry name.
+        controller: None (or "fixed") for constant steps; a preset name (see
+            `analysis.controllers.PRESETS`), made at `rtol`, `atol` with `controller_options`;
+            or a diffrax step-size controller, used as given.
+        rtol, atol: a preset's tolerances (atol defaults to rtol); may be traced.
+        log_steps: with a controller, record this many attempted steps (`StepLogger`).
+        wrapper: solver -> solver used when the field reads h (default `StepAware`). A solver
+            already wrapped by `StepAware` is used as given.
+        **controller_options: options of a preset controller (dtmin, dtmax, safety, ...).
+
+    Returns:
+        A `Prepared`.
+
+    Raises:
+        InvalidArgument: a preset without rtol, tolerances or options without a preset.
+
+    Examples:
+        >>> p = prepare("perturbed", "Euler")                    # the field reads h
+        >>> type(p.solver).__name__, p.fixed
+        ('StepAware', True)
+        >>> type(prepare("linear", "Tsit5", controller="PI34", rtol=1e-6).controller).__name__
+        'SoderlindController'
+    """
+    system, solver = _systems.get(system), _solvers.get(solver)
+    if system.h_dependent and not isinstance(solver, StepAware):
+        solver = wrapper(solver)
+    fixed = controller is None or controller == _controllers.FIXED
+    if fixed:
+        _refuse_tolerances(rtol, atol, log_steps, controller_options, "at constant steps")
+        return Prepared(
+            system,
+            system.term(),
+            _solvers.for_fixed_steps(solver),
+            diffrax.ConstantStepSize(),
+            fixed=True,
+        )
+    if isinstance(controller, str):
+        if rtol is None:
+            raise InvalidArgument(
+                f"rtol=None is invalid with controller={controller!r}; give rtol > 0"
+            )
+        ctrl = _controllers.make(
+            controller, rtol, rtol if atol is None else atol, **controller_options
+        )
+    elif isinstance(controller, diffrax.AbstractStepSizeController):
+        _refuse_tolerances(rtol, atol, 0, controller_options, "with a controller object")
+        ctrl = controller
+    else:
+        raise InvalidArgument(
+            f"controller={controller!r} is invalid; give None for constant steps, a preset "
+            f"name ({', '.join(_controllers.PRESETS)}) or a diffrax step-size controller"
+        )
+    if log_steps:
+        ctrl = _controllers.StepLogger(ctrl, int(log_steps))
+    return Prepared(system, system.term(), solver, ctrl, fixed=False)
+
+
+def _refuse_tolerances(rtol, atol, log_steps, options, where: str) -> None:
+    given = {"rtol": rtol, "atol": atol, "log_steps": log_steps or None} | options
+    given = {k: v for k, v in given.items() if v is not None}
+    if given:
+        name, value = next(iter(given.items()))
+        raise InvalidArgument(
+            f"{name}={value!r} is invalid {where}: tolerances, step logging and controller "
+            "options belong to a preset controller (controller='PI34', rtol=...)"
+        )
