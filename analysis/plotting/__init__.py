@@ -32,6 +32,7 @@ from .controllers import (
 )
 from .convergence import error_vs_step, local_orders_vs, observed_orders, order_cap
 from .discrete import conjugacy_plot, defect_plot, drift_plot, map_vs_limit_plot
+from .invariants import invariant_drift
 from .neural import (
     discretization_heatmaps,
     step_adaptation_plot,
@@ -63,6 +64,7 @@ __all__ = [
     "drift_plot",
     "defect_plot",
     "map_vs_limit_plot",
+    "invariant_drift",
     "observed_orders",
     "order_cap",
     "local_orders_vs",
