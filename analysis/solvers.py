@@ -416,10 +416,9 @@ def for_fixed_steps(solver: diffrax.AbstractSolver) -> diffrax.AbstractSolver:
         >>> for_fixed_steps(explicit) is explicit
         True
     """
-    if isinstance(solver, StepAware):
-        return StepAware(for_fixed_steps(solver.solver), signed=solver.signed)
-    if isinstance(solver, diffrax.HalfSolver):
-        return diffrax.HalfSolver(for_fixed_steps(solver.solver))
+    if isinstance(solver, StepAware | diffrax.HalfSolver):  # the wrapper's class is kept
+        inner = for_fixed_steps(solver.solver)
+        return solver if inner is solver.solver else dataclasses.replace(solver, solver=inner)
     if not isinstance(solver, diffrax.AbstractImplicitSolver):
         return solver
     root = solver.root_finder
