@@ -63,6 +63,13 @@ class Prepared(eqx.Module):
             tolerances at constant steps.
         controller: the diffrax step-size controller (`ConstantStepSize` at constant steps).
         fixed: whether steps are constant (then `solve` needs dt0).
+
+    Examples:
+        >>> p = prepare("linear", "Euler")
+        >>> p.fixed, type(p.controller).__name__
+        (True, 'ConstantStepSize')
+        >>> float(p.solve(dt0=0.5).ys[-1])                         # (1 - 1/2)^2
+        0.25
     """
 
     system: _systems.System
@@ -89,7 +96,10 @@ class Prepared(eqx.Module):
         Args:
             dt0: the step (constant steps; required) or the first step (adaptive; None lets
                 diffrax choose it).
-            y0, args, t0, t1: override the system's (None: the system's own).
+            y0: the initial state (None: the system's).
+            args: the field's args (None: the system's).
+            t0: the start time (None: the system's).
+            t1: the end time (None: the system's).
             saveat: what to save (default: the final state only).
             max_steps: diffrax's step limit.
             adjoint: how to differentiate (default: diffrax's recursive checkpointing).
@@ -171,7 +181,8 @@ def prepare(
         controller: None (or "fixed") for constant steps; a preset name (see
             `analysis.controllers.PRESETS`), made at `rtol`, `atol` with `controller_options`;
             or a diffrax step-size controller, used as given.
-        rtol, atol: a preset's tolerances (atol defaults to rtol); may be traced.
+        rtol: a preset's relative tolerance; may be traced.
+        atol: a preset's absolute tolerance (default: rtol); may be traced.
         log_steps: with a controller, record this many attempted steps (`StepLogger`).
         wrapper: solver -> solver used when the field reads h (default `StepAware`). A solver
             already wrapped by `StepAware` is used as given.

@@ -45,7 +45,16 @@ __all__ = ["Result", "require_columns"]
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """Base of the typed results: a frozen dataclass whose fields are DataFrames."""
+    """Base of the typed results: a frozen dataclass whose fields are DataFrames.
+
+    Examples:
+        >>> import dataclasses, pandas as pd
+        >>> @dataclasses.dataclass(frozen=True, repr=False)
+        ... class Orders(Result):
+        ...     fits: pd.DataFrame
+        >>> Orders(fits=pd.DataFrame({"order": [2.0]})).to_frame()["order"].tolist()
+        [2.0]
+    """
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every table of the result, by field name (the frames themselves, not copies)."""
@@ -97,6 +106,15 @@ def require_columns(frame, columns: Iterable[str], what: str) -> pd.DataFrame:
 
     Returns:
         `frame`, unchanged.
+
+    Examples:
+        >>> import pandas as pd
+        >>> require_columns(pd.DataFrame({"h": [0.1]}), ["h"], "rows").columns.tolist()
+        ['h']
+        >>> require_columns({"h": [0.1]}, ["h"], "rows")
+        Traceback (most recent call last):
+        ...
+        analysis.errors.InvalidArgument: rows is a dict; it must be a DataFrame with columns ['h']
     """
     columns = list(columns)
     if not isinstance(frame, pd.DataFrame):
