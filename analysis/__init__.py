@@ -5,6 +5,7 @@ Public entry points: `StepTerm`, `StepAware` (step-dependent solving), `systems`
 """
 
 from . import (
+    chunk_store,
     controllers,
     convergence,
     discrete,
@@ -12,7 +13,7 @@ from . import (
     invariants,
     neural,
     reference,
-    results,
+    run_store,
     solvers,
     stability,
     systems,
@@ -36,7 +37,8 @@ __all__ = [
     "invariants",
     "neural",
     "reference",
-    "results",
+    "chunk_store",
+    "run_store",
     "stability",
     "InvalidArgument",
     "PrecisionWarning",

@@ -33,10 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from . import chunk_store as _chunk_store
 from . import controllers as _controllers
 from . import distributed as _distributed
 from . import reference as _reference
-from . import results as _results
 from . import solvers as _solvers
 from . import systems as _systems
 from .errors import InvalidArgument, PrecisionWarning, warn_if_float32
@@ -432,7 +432,7 @@ def _identity(group: _Group) -> str:
     return repr(
         (
             _describe(s),  # every System field: name, span, y0, args, h_dependent, ...
-            _results.ChunkStore.key(str(field.jaxpr), *field.consts),
+            _chunk_store.ChunkStore.key(str(field.jaxpr), *field.consts),
             _describe(group.solver),
             env,
         )
@@ -666,7 +666,7 @@ def sweep(
     controller_options: dict | None = None,
     save_ts=None,
     log_steps: int = 0,
-    store: _results.ChunkStore | None = None,
+    store: _chunk_store.ChunkStore | None = None,
     executor=None,
     scheduler: str | None = None,
 ) -> pd.DataFrame:
@@ -698,8 +698,8 @@ def sweep(
         log_steps: adaptive sweeps only; if > 0, record up to this many attempted steps per
             solve inside the compiled solve (`analysis.controllers.StepLogger`) and add the
             columns `analysis.controllers.STEP_METRICS` (rejection rate, step-ratio roughness).
-        store: an `analysis.results.ChunkStore` (default: the one made active by
-            `analysis.results.recording`, else none). Each finished chunk is saved to it and a
+        store: an `analysis.chunk_store.ChunkStore` (default: the one made active by
+            `analysis.chunk_store.recording`, else none). Each finished chunk is saved to it and a
             stored chunk is loaded instead of solved, so an interrupted sweep resumes; a group
             whose chunks are all stored is not compiled. Its `chunk_size` applies when
             `chunk_size` is None.
@@ -758,7 +758,7 @@ def sweep(
             f"log_steps={log_steps!r} is invalid; it must be an integer ≥ 0, and 0 for fixed steps"
         )
     save_ts = _check_save_ts(system_objs, save_ts)
-    store = store if store is not None else _results.active_store()
+    store = store if store is not None else _chunk_store.active_store()
     settings = _grid(fixed, dt0, rtol, atol)  # the same numeric grid for every system
     n_grid = len(settings)
     default = store.chunk_size if store is not None else None

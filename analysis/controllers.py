@@ -670,7 +670,7 @@ def work_precision(systems, pairs, rtol, *, atol=None, repeats=3, log_steps=0, *
 
     Each (system, solver, controller) group is compiled once and run `repeats` times one solve
     at a time (chunk_size=1, so a row's time is its own); `wall_s` is the best of the repeats.
-    Only the first run uses an active chunk store (`analysis.results.recording`); the repeats
+    Only the first run uses an active chunk store (`analysis.chunk_store.recording`); the repeats
     always solve, so their times are real. rtol and atol are paired as in `sweep`.
     `log_steps` > 0 adds the `STEP_METRICS` columns (see `sweep`). Returns the sweep rows.
 
@@ -695,7 +695,7 @@ def work_precision(systems, pairs, rtol, *, atol=None, repeats=3, log_steps=0, *
         >>> bool(wp["error"].is_monotonic_decreasing and wp["nfev"].is_monotonic_increasing)
         True
     """
-    from . import results as _results
+    from . import chunk_store as _chunk_store
     from . import systems as _systems
     from ._sweep import sweep
 
@@ -713,7 +713,7 @@ def work_precision(systems, pairs, rtol, *, atol=None, repeats=3, log_steps=0, *
     for solver, controller in pairs:
         kw.update(controller=controller, log_steps=log_steps)
         runs = [sweep(systems, solver, **kw, **sweep_kw)]
-        with _results.recording(None):  # repeats are timed, never loaded from a chunk store
+        with _chunk_store.recording(None):  # repeats are timed, never loaded from a chunk store
             runs += [sweep(systems, solver, **kw, **sweep_kw) for _ in range(int(repeats) - 1)]
         compilations = sum(r.attrs["compilations"] for r in runs)
         runs = [r[r.index % (len(rtols) + 1) != 0] for r in runs]  # drop each system's warm-up

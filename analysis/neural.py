@@ -56,7 +56,7 @@ import optax
 import pandas as pd
 
 from . import reference as _reference
-from . import results as _results
+from . import run_store as _run_store
 from . import solvers as _solvers
 from . import systems as _systems
 from ._sweep import status_of
@@ -606,7 +606,7 @@ def save(path, model) -> None:
     """
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, model)
-    _results.atomic_write_bytes(Path(path), buffer.getvalue())
+    _run_store.atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def load(path, like):

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import analysis.results as results
+import analysis.run_store as run_store
 from analysis import plotting
 from studies import demo
 
@@ -32,11 +32,11 @@ args = parser.parse_args()
 args.out = args.out.resolve()  # the runner below runs from the repository root
 
 folder = args.out / "results" / "demo"
-if args.quick or results.read_provenance(folder) is None:  # compute once, through the runner
+if args.quick or run_store.read_provenance(folder) is None:  # compute once, through the runner
     command = [sys.executable, "-m", "studies", "run", "demo", "--out", str(args.out)]
     subprocess.run(command + (["--quick"] if args.quick else []), check=True, cwd=ROOT)
 
-tables, prov = results.read_tables(folder)
+tables, prov = run_store.read_tables(folder)
 print(f"loaded {sorted(tables)} (config {prov['config_hash']}, commit {prov['git_commit']})")
 figure = demo.plot(tables)["orders"]
 with plotting.paper_style():

@@ -1,6 +1,6 @@
 """The study runner: `python -m studies list | run NAME... | all | show NAME` (or `stepdep ...`).
 
-It does all the I/O for every study. `run` looks up the stored results (`analysis.results`):
+It does all the I/O for every study. `run` looks up the stored results (`analysis.run_store`):
 they are reused when config, package versions, x64 flag and library sources are unchanged and
 every file matches its checksum; otherwise (or with `--force`) it says why and runs
 `run(config)`, storing each finished sweep chunk as it completes, so an interrupted run (Ctrl-C,
@@ -48,7 +48,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis import distributed, results  # noqa: E402
+from analysis import chunk_store, distributed, run_store  # noqa: E402
 
 from . import STUDIES, describe, load  # noqa: E402
 
@@ -117,10 +117,10 @@ def _escape(text) -> str:
 
 def _clear_chunks(folder: Path, keep: str | None, log, why: str) -> None:
     """Delete the chunk stores under `folder` (results/NAME/chunks) except `keep`, and `folder`
-    itself when nothing else is left in it (`results.remove_chunk_stores`: only what a
+    itself when nothing else is left in it (`chunk_store.remove_chunk_stores`: only what a
     ChunkStore writes, never through a symlink; anything else is left and reported)."""
     name = folder.parent.name
-    removed = results.remove_chunk_stores(
+    removed = chunk_store.remove_chunk_stores(
         folder, keep=keep, on_event=lambda message: log(f"[{name}] {message}")
     )
     if removed and why:
@@ -206,16 +206,16 @@ def table_latex(df: pd.DataFrame, caption: str | None = None) -> str:
 def _load_fresh(folder: Path, current: dict) -> tuple[dict | None, str | None]:
     """(tables, None) when the stored results stand for `current`, else (None, reason)."""
     try:
-        stored = results.read_provenance(folder)
+        stored = run_store.read_provenance(folder)
         if stored is not None and bool(stored.get("quick")) != current["quick"]:
             which = "QUICK" if stored.get("quick") else "full"
             return None, f"stored results are from the {which} config"
-        reason = results.stale_reason(stored, current)
+        reason = run_store.stale_reason(stored, current)
         if reason is not None:
             return None, reason
-        tables, _ = results.read_tables(folder)
+        tables, _ = run_store.read_tables(folder)
         return tables, None
-    except results.CorruptResult as e:
+    except run_store.CorruptResult as e:
         return None, f"stored result is corrupt, recomputing: {e}"
 
 
@@ -242,7 +242,7 @@ def run_study(
     t = time.perf_counter()
     with study_lock(results_dir, name, log=log):
         for place in (folder, figures_dir / name):
-            litter = results.remove_litter(place)
+            litter = run_store.remove_litter(place)
             if litter:
                 log(f"[{name}] removed {len(litter)} temporary file(s) left in {place}")
         outcome = _run_locked(study, name, quick, folder, figures_dir, force, chunk_size, log)
@@ -253,20 +253,20 @@ def _run_locked(study, name, quick, folder, figures_dir, force, chunk_size, log)
     from analysis import plotting
 
     config = study.QUICK if quick else study.CONFIG
-    current = {**results.provenance(name, config, sources=[study.__file__]), "quick": quick}
+    current = {**run_store.provenance(name, config, sources=[study.__file__]), "quick": quick}
     tables, reason = (None, "--force") if force else _load_fresh(folder, current)
     resumed = 0
     if tables is None:
         log(f"[{name}] computing{' (quick)' if quick else ''}: {_escape(reason)}")
-        key = results.cache_key(current)
+        key = run_store.cache_key(current)
         # chunks of other inputs can never be reused (no other runner is writing them: we hold
         # the study's lock)
         why = "--force" if force else "they were made from other inputs"
         _clear_chunks(folder / CHUNKS, None if force else key, log, why)
-        store = results.ChunkStore(
+        store = chunk_store.ChunkStore(
             folder / CHUNKS / key, chunk_size=chunk_size, progress=Progress(name), on_event=log
         )
-        with results.recording(store):
+        with chunk_store.recording(store):
             _seed()
             tables = study.run(config)
         resumed = store.loaded
@@ -278,7 +278,7 @@ def _run_locked(study, name, quick, folder, figures_dir, force, chunk_size, log)
         # The provenance snapshot taken before the run (sources as they were when it started).
         finished = datetime.now(UTC).isoformat(timespec="seconds")
         prov = {**current, "finished": finished, "chunk_size": chunk_size}
-        results.write_tables(folder, tables, prov)
+        run_store.write_tables(folder, tables, prov)
         _clear_chunks(folder / CHUNKS, None, log, "")
     else:
         log(f"[{name}] stored results are current; reusing them (--force recomputes)")
@@ -289,7 +289,7 @@ def _run_locked(study, name, quick, folder, figures_dir, force, chunk_size, log)
     _seed()
     for fig_name, fig in study.plot(tables).items():
         for fmt in ("pdf", "png"):
-            results.atomic_write_bytes(out / f"{fig_name}.{fmt}", plotting.render(fig, fmt))
+            run_store.atomic_write_bytes(out / f"{fig_name}.{fmt}", plotting.render(fig, fmt))
         plotting.close(fig)
     for table, caption in paper_tables(study).items():
         if table not in tables:
@@ -298,8 +298,8 @@ def _run_locked(study, name, quick, folder, figures_dir, force, chunk_size, log)
             )
         df = tables[table]
         csv = df.to_csv(index=False, lineterminator="\n")
-        results.atomic_write_bytes(out / f"{table}.csv", csv.encode())
-        results.atomic_write_bytes(out / f"{table}.tex", table_latex(df, caption).encode())
+        run_store.atomic_write_bytes(out / f"{table}.csv", csv.encode())
+        run_store.atomic_write_bytes(out / f"{table}.tex", table_latex(df, caption).encode())
     return {"cached": reason is None, "reason": reason, "resumed_chunks": resumed}
 
 
@@ -339,8 +339,8 @@ def write_gallery(
             lines += [f"## {name}", "", f"(the study module does not import: {e})", ""]
             continue
         try:
-            quick = bool((results.read_provenance(results_dir / name) or {}).get("quick"))
-        except results.CorruptResult:
+            quick = bool((run_store.read_provenance(results_dir / name) or {}).get("quick"))
+        except run_store.CorruptResult:
             quick = False
         command = f"python -m studies run {name}" + (" --quick" if quick else "") + flag
         lines += [f"## {name}", "", describe(name), ""]
@@ -365,7 +365,7 @@ def write_gallery(
                 f"{t} ([CSV]({name}/{t}.csv), [LaTeX]({name}/{t}.tex))" for t in tables
             )
             lines += [f"Tables: {links}.", ""]
-    results.atomic_write_bytes(figures_dir / "README.md", "\n".join(lines).encode())
+    run_store.atomic_write_bytes(figures_dir / "README.md", "\n".join(lines).encode())
 
 
 def show(name: str, *, results_dir: Path, figures_dir: Path) -> int:
@@ -391,9 +391,9 @@ def _show(name: str, folder: Path, figures_dir: Path) -> int:
 
     print(f"{name}: {describe(name)}")
     try:
-        prov = results.read_provenance(folder)
-        tables = results.read_tables(folder)[0] if prov else {}
-    except results.CorruptResult as e:
+        prov = run_store.read_provenance(folder)
+        tables = run_store.read_tables(folder)[0] if prov else {}
+    except run_store.CorruptResult as e:
         print(f"results: {folder} is corrupt ({e}); `run {name}` recomputes it")
         return 1
     if prov is None:
@@ -404,8 +404,8 @@ def _show(name: str, folder: Path, figures_dir: Path) -> int:
         return 1
     quick = bool(prov.get("quick"))
     config = study.QUICK if quick else study.CONFIG
-    current = results.provenance(name, config, sources=[study.__file__])
-    reason = results.stale_reason(prov, current)
+    current = run_store.provenance(name, config, sources=[study.__file__])
+    reason = run_store.stale_reason(prov, current)
     print(f"results: {folder}/ ({', '.join(f'{t}.parquet' for t in prov['tables'])})")
     figs = sorted(
         p.name
@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(name)
     try:  # the summary below prints and the status is non-zero even when the gallery fails
         with study_lock(results_dir, GALLERY):  # one gallery writer at a time
-            if results.remove_litter(figures_dir):
+            if run_store.remove_litter(figures_dir):
                 print(f"removed temporary file(s) a killed run left in {figures_dir}")
             write_gallery(
                 figures_dir, results_dir, None if is_default else shlex.quote(str(out)), args.quick

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import analysis
-from analysis import results, systems
+from analysis import chunk_store, systems
 
 _DTS = 1.0 / np.arange(4, 24)  # 20 fixed steps on y' = -y: 5 chunks of 4 per solver
 
@@ -29,7 +29,7 @@ def _sweep(**kw):
 @pytest.fixture(scope="module")
 def uncached():
     """The table of an uninterrupted sweep with no store at all (the independent truth)."""
-    assert results.active_store() is None
+    assert chunk_store.active_store() is None
     return _sweep()
 
 
@@ -72,15 +72,16 @@ def test_symlinked_chunks_folder_is_used_but_nothing_is_deleted_through_it(tmp_p
     chunks.symlink_to(scratch, target_is_directory=True)
     before = _snapshot(scratch)
     events = []
-    store = results.ChunkStore(chunks / "cafe0000cafe0000", on_event=events.append)
+    store = chunk_store.ChunkStore(chunks / "cafe0000cafe0000", on_event=events.append)
     _same_table(_sweep(store=store), uncached)  # the link may be used: chunks go to scratch
     assert store.saved == 10 and len(list((scratch / "cafe0000cafe0000").glob("*.npz"))) == 10
     during = _snapshot(scratch)
     # The runner's cleanups, before a run (other keys) and after it (all), and clear().
     assert (
-        results.remove_chunk_stores(chunks, keep="cafe0000cafe0000", on_event=events.append) == []
+        chunk_store.remove_chunk_stores(chunks, keep="cafe0000cafe0000", on_event=events.append)
+        == []
     )
-    assert results.remove_chunk_stores(chunks, on_event=events.append) == []
+    assert chunk_store.remove_chunk_stores(chunks, on_event=events.append) == []
     store.clear()
     assert _snapshot(scratch) == during and chunks.is_symlink()
     assert {k: v for k, v in during.items() if not k.startswith("cafe")} == before
@@ -92,14 +93,14 @@ def test_cleanup_of_a_real_chunks_folder_deletes_only_recognised_stores(tmp_path
     before = _snapshot(scratch)
     chunks = tmp_path / "chunks"
     for key in ("aaaa000000000000", "bbbb000000000000"):
-        store = results.ChunkStore(chunks / key)
+        store = chunk_store.ChunkStore(chunks / key)
         store.save(store.key("demo", np.arange(3.0)), {"y": np.ones(3)})
     (chunks / "linked").symlink_to(scratch / "photos", target_is_directory=True)
     (chunks / "mine").mkdir()
     (chunks / "mine" / "data.csv").write_text("1,2")
     (chunks / "readme.txt").write_text("x")
     events = []
-    kept = results.remove_chunk_stores(chunks, keep="bbbb000000000000", on_event=events.append)
+    kept = chunk_store.remove_chunk_stores(chunks, keep="bbbb000000000000", on_event=events.append)
     assert kept == ["aaaa000000000000"]
     assert sorted(p.name for p in chunks.iterdir()) == [
         "bbbb000000000000",
@@ -109,7 +110,7 @@ def test_cleanup_of_a_real_chunks_folder_deletes_only_recognised_stores(tmp_path
     ]
     assert (chunks / "mine" / "data.csv").read_text() == "1,2"
     assert len(events) == 3 and any("linked is a symbolic link" in e for e in events)
-    assert results.remove_chunk_stores(chunks, on_event=events.append) == ["bbbb000000000000"]
+    assert chunk_store.remove_chunk_stores(chunks, on_event=events.append) == ["bbbb000000000000"]
     assert chunks.is_dir() and _snapshot(scratch) == before  # foreign things keep it alive
 
 
@@ -123,7 +124,7 @@ def test_kvaerno5_with_other_root_finder_tolerances_never_shares_chunks(tmp_path
     assert not np.allclose(fresh_loose["y_final_0"], fresh_tight["y_final_0"], rtol=0, atol=1e-12)
     keys = []
 
-    class Recording(results.ChunkStore):
+    class Recording(chunk_store.ChunkStore):
         def save(self, key, out):
             keys.append(key)
             super().save(key, out)
@@ -149,7 +150,7 @@ def _write(path, entries, *, rechecksum):
     entries = dict(entries)
     if rechecksum:
         entries.pop("__checksum", None)
-        entries["__checksum"] = np.asarray(results._chunk_checksum(entries))
+        entries["__checksum"] = np.asarray(chunk_store._chunk_checksum(entries))
     buf = io.BytesIO()
     np.savez(buf, **entries)
     path.write_bytes(buf.getvalue())
@@ -252,16 +253,16 @@ ATTACKS = [
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda f: f.__name__.strip("_"))
 def test_damaged_chunk_is_discarded_with_a_message_and_solved_again(tmp_path, uncached, attack):
     folder = tmp_path / "store"
-    _same_table(_sweep(store=results.ChunkStore(folder)), uncached)
+    _same_table(_sweep(store=chunk_store.ChunkStore(folder)), uncached)
     files = sorted(folder.glob("*.npz"))
     assert len(files) == 10
     n_bad, message = attack(files)
     events = []
-    store = results.ChunkStore(folder, on_event=events.append)
+    store = chunk_store.ChunkStore(folder, on_event=events.append)
     _same_table(_sweep(store=store), uncached)
     assert (store.discarded, store.loaded, store.saved) == (n_bad, 10 - n_bad, n_bad)
     assert len(events) == n_bad and all(message in e and "solving it again" in e for e in events)
-    store = results.ChunkStore(folder, on_event=events.append)  # repaired: all load now
+    store = chunk_store.ChunkStore(folder, on_event=events.append)  # repaired: all load now
     _same_table(_sweep(store=store), uncached)
     assert (store.loaded, store.saved, store.discarded, len(events)) == (10, 0, 0, n_bad)
     assert all(p.is_file() and not p.is_symlink() for p in folder.glob("*.npz"))
@@ -271,14 +272,14 @@ def test_damaged_chunk_is_discarded_with_a_message_and_solved_again(tmp_path, un
 
 def test_folder_with_contents_in_a_chunks_place_is_left_and_never_crashes(tmp_path, uncached):
     folder = tmp_path / "store"
-    _sweep(store=results.ChunkStore(folder))
+    _sweep(store=chunk_store.ChunkStore(folder))
     victim = sorted(folder.glob("*.npz"))[3]
     victim.unlink()
     victim.mkdir()
     (victim / "precious.txt").write_text("not the store's")
     for _ in range(2):  # every later run: discarded, solved, not stored, same table
         events = []
-        store = results.ChunkStore(folder, on_event=events.append)
+        store = chunk_store.ChunkStore(folder, on_event=events.append)
         _same_table(_sweep(store=store), uncached)
         assert (store.discarded, store.loaded, store.saved) == (1, 9, 0)
         assert "not a regular file" in events[0] and "left untouched" in events[1]

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import analysis
-from analysis import distributed, results, systems
+from analysis import chunk_store, distributed, run_store, systems
 
 _DTS = 1.0 / np.arange(4, 11)  # 7 fixed steps on the span [0, 1]
 _TOLS = [1e-3, 1e-5, 1e-7]
@@ -77,7 +77,7 @@ def test_fixed_step_dask_tables_equal_the_local_ones(client, tmp_path):
     sys_list = ["linear", systems.get("perturbed", base="linear", c=1.0, q=1)]
     fixed = dict(dt0=_DTS, chunk_size=3)  # 3 chunks per group, the last one padded
     local = analysis.sweep(sys_list, "Euler", **fixed)
-    store = results.ChunkStore(tmp_path)
+    store = chunk_store.ChunkStore(tmp_path)
     remote = analysis.sweep(sys_list, "Euler", executor=client, store=store, **fixed)
     _same_table(local, remote)
     assert store.saved == 2 * 3 and remote.attrs["compilations"] >= 2  # compiled on workers
@@ -85,7 +85,7 @@ def test_fixed_step_dask_tables_equal_the_local_ones(client, tmp_path):
     euler = remote[remote.system == "linear"]
     np.testing.assert_allclose(euler["y_final_0"], (1 - _DTS) ** np.round(1 / _DTS), rtol=1e-12)
     # The chunks the cluster stored are the local run's chunks: a local rerun only loads them.
-    again = analysis.sweep(sys_list, "Euler", store=results.ChunkStore(tmp_path), **fixed)
+    again = analysis.sweep(sys_list, "Euler", store=chunk_store.ChunkStore(tmp_path), **fixed)
     assert again.attrs["compilations"] == 0
     _same_table(local, again)
 
@@ -117,8 +117,8 @@ def test_runner_executor_option_gives_the_local_tables(client, tmp_path):
         == 0
     )
     assert runner.main([*argv, "--out", str(out["local"])]) == 0  # back to local for the process
-    remote, _ = results.read_tables(out["dask"] / "results/demo")
-    local, _ = results.read_tables(out["local"] / "results/demo")
+    remote, _ = run_store.read_tables(out["dask"] / "results/demo")
+    local, _ = run_store.read_tables(out["local"] / "results/demo")
     assert sorted(remote) == sorted(local)
     for name in local:
         _same_table(local[name], remote[name])
@@ -155,7 +155,7 @@ def test_a_worker_killed_mid_run_loses_nothing(client, tmp_path):
     kw = dict(dt0=2 * np.pi / np.arange(300_000, 300_007), chunk_size=1)
     local = analysis.sweep("harmonic", "Tsit5", **kw)
     progress = _KillOnFirstChunk(client)
-    store = results.ChunkStore(tmp_path, progress=progress)
+    store = chunk_store.ChunkStore(tmp_path, progress=progress)
     remote = analysis.sweep("harmonic", "Tsit5", executor=client, store=store, **kw)
     assert progress.killed["done"] == 1 < progress.chunks == 7
     assert progress.killed["busy"] >= 1  # the killed worker held a chunk

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import analysis
-from analysis import convergence, distributed, results, systems
+from analysis import chunk_store, convergence, distributed, systems
 
 
 def test_every_failure_kind_is_a_row_with_its_status_and_the_other_rows_survive():
@@ -118,11 +118,11 @@ def test_a_field_error_is_the_row_of_the_solve_that_raised_whatever_the_chunk_si
     h = np.array(dt0[2:])
     np.testing.assert_allclose(df["y_final_0"].iloc[2:], (1 - 30 * h) ** (1 / h), rtol=1e-12)
     # A chunk store keeps the failed rows as they are: the rerun loads them, compiling nothing.
-    store = results.ChunkStore(tmp_path)
+    store = chunk_store.ChunkStore(tmp_path)
     with pytest.warns(distributed.FieldErrorWarning):
         first = analysis.sweep(decay, "Euler", dt0=dt0, chunk_size=2, store=store)
     again = analysis.sweep(
-        decay, "Euler", dt0=dt0, chunk_size=2, store=results.ChunkStore(tmp_path)
+        decay, "Euler", dt0=dt0, chunk_size=2, store=chunk_store.ChunkStore(tmp_path)
     )
     assert again.attrs["compilations"] == 0
     for stored in (first, again):

@@ -14,7 +14,7 @@ import pytest
 
 import studies
 import studies.__main__ as runner
-from analysis import results
+from analysis import chunk_store, run_store
 
 # A small study for the runner's rules: two groups (Euler, Heun) of 12 fixed steps on y' = -y.
 TINY = '''"""Tiny: Euler and Heun on y' = -y at fixed steps (a runner test study)."""
@@ -58,19 +58,19 @@ BROKEN = TINY.replace("fail: bool = False", "fail: bool = True").replace("Tiny:"
 KILLED = """
 import importlib.util, sys, time
 import studies, studies.__main__ as runner
-from analysis import results
+from analysis import chunk_store, run_store
 spec = importlib.util.spec_from_file_location("studies.tiny", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 sys.modules["studies.tiny"] = module
 studies.STUDIES += ("tiny",)
 runner.STUDIES += ("tiny",)
-save = results.ChunkStore.save
+save = chunk_store.ChunkStore.save
 def slow_save(self, key, out):
     save(self, key, out)
     time.sleep(0.5)
-results.ChunkStore.save = slow_save
-results.source_hashes = lambda *extra: {"pinned": "0"}
+chunk_store.ChunkStore.save = slow_save
+run_store.source_hashes = lambda *extra: {"pinned": "0"}
 sys.exit(runner.main(["run", "tiny", "--out", sys.argv[2], "--chunk-size", "2"]))
 """
 
@@ -78,8 +78,8 @@ sys.exit(runner.main(["run", "tiny", "--out", sys.argv[2], "--chunk-size", "2"])
 @pytest.fixture(autouse=True)
 def pinned_sources(monkeypatch):
     """Library sources as seen by the cache rule, fixed: edits made to the checkout while these
-    tests run must not turn their cache hits into misses (the rule itself is in test_results)."""
-    monkeypatch.setattr(results, "source_hashes", lambda *extra: {"pinned": "0"})
+    tests run must not turn their cache hits into misses (the rule itself is in test_run_store)."""
+    monkeypatch.setattr(run_store, "source_hashes", lambda *extra: {"pinned": "0"})
 
 
 def _register(tmp_path, monkeypatch, name, source):
@@ -168,14 +168,14 @@ def test_changed_inputs_recompute_and_say_why(tmp_path, tiny, capsys):
     assert f"package versions changed (jax 0.0.1 -> {jax_version})" in capsys.readouterr().out
     assert runner.main([*argv, "--quick"]) == 0
     assert "stored results are from the full config" in capsys.readouterr().out
-    tables, prov = results.read_tables(tmp_path / "results/tiny")
+    tables, prov = run_store.read_tables(tmp_path / "results/tiny")
     assert prov["quick"] is True and len(tables["rows"]) == 4
 
 
 def test_corrupted_result_is_reported_and_recomputed(tmp_path, tiny, capsys):
     argv = ["run", "tiny", "--out", str(tmp_path)]
     assert runner.main(argv) == 0
-    before, _ = results.read_tables(tmp_path / "results/tiny")
+    before, _ = run_store.read_tables(tmp_path / "results/tiny")
     path = tmp_path / "results/tiny/rows.parquet"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -183,7 +183,7 @@ def test_corrupted_result_is_reported_and_recomputed(tmp_path, tiny, capsys):
     capsys.readouterr()
     assert runner.main(argv) == 0
     assert "rows.parquet does not match its checksum" in capsys.readouterr().out
-    after, _ = results.read_tables(tmp_path / "results/tiny")
+    after, _ = run_store.read_tables(tmp_path / "results/tiny")
     for name in before:
         pd.testing.assert_frame_equal(
             after[name].drop(columns="wall_s", errors="ignore"),
@@ -225,8 +225,8 @@ def test_kill_9_mid_sweep_resumes_from_finished_chunks_to_the_identical_table(
 
     assert runner.main(["run", "tiny", "--out", str(out), "--chunk-size", "2"]) == 0
     assert f"resumed {stored} finished chunk(s)" in capsys.readouterr().out
-    resumed, _ = results.read_tables(out / "results/tiny")
-    with results.recording(results.ChunkStore(tmp_path / "fresh", chunk_size=2)):
+    resumed, _ = run_store.read_tables(out / "results/tiny")
+    with chunk_store.recording(chunk_store.ChunkStore(tmp_path / "fresh", chunk_size=2)):
         whole = module.run(module.CONFIG)  # the same chunks, uninterrupted
     pd.testing.assert_frame_equal(
         resumed["rows"].drop(columns="wall_s"), whole["rows"].drop(columns="wall_s")

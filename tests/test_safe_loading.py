@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import InvalidArgument, neural, results, systems
+from analysis import InvalidArgument, neural, run_store, systems
 
 ROOT = Path(__file__).resolve().parent.parent
 UNSAFE = re.compile(
@@ -33,27 +33,27 @@ def test_no_source_file_unpickles_or_evaluates_what_it_reads():
 
 
 def test_a_result_folder_of_the_wrong_structure_is_refused(tmp_path):
-    results.write_tables(
-        tmp_path, {"rows": pd.DataFrame({"x": [1.0]})}, results.provenance("demo", {"a": 1})
+    run_store.write_tables(
+        tmp_path, {"rows": pd.DataFrame({"x": [1.0]})}, run_store.provenance("demo", {"a": 1})
     )
     (tmp_path / "provenance.json").write_text('["not", "a", "record"]')
-    with pytest.raises(results.CorruptResult, match="not a provenance record"):
-        results.read_tables(tmp_path)
+    with pytest.raises(run_store.CorruptResult, match="not a provenance record"):
+        run_store.read_tables(tmp_path)
     (tmp_path / "provenance.json").write_text("{broken json")
-    with pytest.raises(results.CorruptResult, match="does not load"):
-        results.read_tables(tmp_path)
+    with pytest.raises(run_store.CorruptResult, match="does not load"):
+        run_store.read_tables(tmp_path)
 
 
 def test_a_tampered_parquet_file_fails_its_checksum(tmp_path):
-    results.write_tables(
+    run_store.write_tables(
         tmp_path,
         {"rows": pd.DataFrame({"x": np.arange(5.0)})},
-        results.provenance("demo", {"a": 1}),
+        run_store.provenance("demo", {"a": 1}),
     )
     path = tmp_path / "rows.parquet"
     path.write_bytes(path.read_bytes()[:-8] + b"\x00" * 8)
-    with pytest.raises(results.CorruptResult, match="checksum"):
-        results.read_tables(tmp_path)
+    with pytest.raises(run_store.CorruptResult, match="checksum"):
+        run_store.read_tables(tmp_path)
 
 
 def test_parameters_of_another_model_are_refused(tmp_path):

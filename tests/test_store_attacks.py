@@ -22,7 +22,7 @@ import pytest
 
 import studies
 import studies.__main__ as runner
-from analysis import results
+from analysis import run_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,16 +67,16 @@ PROCESS = """
 import importlib.util, shutil, sys, time
 from pathlib import Path
 import studies, studies.__main__ as runner
-from analysis import results
+from analysis import chunk_store, run_store
 spec = importlib.util.spec_from_file_location("studies.tiny", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 sys.modules["studies.tiny"] = module
 studies.STUDIES += ("tiny",)
 runner.STUDIES += ("tiny",)
-results.source_hashes = lambda *extra: {"pinned": "0"}
+run_store.source_hashes = lambda *extra: {"pinned": "0"}
 if sys.argv[3] == "slow":
-    save = results.ChunkStore.save
+    save = chunk_store.ChunkStore.save
     hold = Path(sys.argv[2]).parent / "hold"
     def slow_save(self, key, out):
         save(self, key, out)
@@ -84,7 +84,7 @@ if sys.argv[3] == "slow":
         started = time.monotonic()
         while hold.exists() and time.monotonic() - started < 60:
             time.sleep(0.05)
-    results.ChunkStore.save = slow_save
+    chunk_store.ChunkStore.save = slow_save
 locked = runner._run_locked
 def snapshot_then_release(*args):
     outcome = locked(*args)
@@ -102,7 +102,7 @@ sys.exit(runner.main(["run", "tiny", "--out", sys.argv[2], *sys.argv[4:]]))
 def tiny(tmp_path, monkeypatch):
     """The tiny study registered, sources pinned (edits to the checkout elsewhere must not turn
     cache hits into misses), and an `elsewhere/` folder beside the output that must not change."""
-    monkeypatch.setattr(results, "source_hashes", lambda *extra: {"pinned": "0"})
+    monkeypatch.setattr(run_store, "source_hashes", lambda *extra: {"pinned": "0"})
     path = tmp_path / "tiny.py"
     path.write_text(TINY)
     spec = importlib.util.spec_from_file_location("studies.tiny", path)
@@ -163,7 +163,7 @@ def _run(out: Path, *extra: str) -> int:
 
 
 def _rows(out: Path) -> pd.DataFrame:
-    tables, _ = results.read_tables(out / "results/tiny")
+    tables, _ = run_store.read_tables(out / "results/tiny")
     return tables["rows"].drop(columns="wall_s", errors="ignore")
 
 
@@ -216,8 +216,8 @@ def test_a_table_name_with_dotdot_is_refused_and_nothing_outside_is_read(tmp_pat
         return {**prov, "tables": [name], "files": {f"{name}.parquet": sha}}
 
     _edit_provenance(out, edit)
-    with pytest.raises(results.CorruptResult, match="is not a plain file name"):
-        results.read_tables(out / "results/tiny")
+    with pytest.raises(run_store.CorruptResult, match="is not a plain file name"):
+        run_store.read_tables(out / "results/tiny")
     capsys.readouterr()
     assert runner.main(["show", "tiny", "--out", str(out)]) == 1
     shown = capsys.readouterr().out
@@ -226,7 +226,7 @@ def test_a_table_name_with_dotdot_is_refused_and_nothing_outside_is_read(tmp_pat
     assert "stored result is corrupt, recomputing" in capsys.readouterr().out
     _assert_right_numbers(out, reference)
     with pytest.raises(ValueError, match="cannot be a file name"):
-        results.write_tables(out / "w", {"../x": reference}, results.provenance("tiny", {}))
+        run_store.write_tables(out / "w", {"../x": reference}, run_store.provenance("tiny", {}))
 
 
 @pytest.mark.parametrize("kind", ["fifo", "symlink to /dev/zero", "symlink outside"])
@@ -246,8 +246,8 @@ def test_a_table_that_is_not_a_regular_file_is_refused_without_hanging(
         sha = hashlib.sha256(table.read_bytes()).hexdigest()
         _edit_provenance(out, lambda p: {**p, "files": {**p["files"], "rows.parquet": sha}})
     # the reader refuses before reading a byte (a regression would hang or read /dev/zero)
-    with pytest.raises(results.CorruptResult, match="symbolic link|not a regular file"):
-        results.read_regular_file(table)
+    with pytest.raises(run_store.CorruptResult, match="symbolic link|not a regular file"):
+        run_store.read_regular_file(table)
     deadline(30)
     started = time.perf_counter()
     capsys.readouterr()
@@ -317,9 +317,9 @@ def test_malformed_provenance_is_stale_with_its_reason_and_an_edited_table_is_ne
 
 
 def test_stale_reason_says_malformed_instead_of_raising():
-    current = results.provenance("tiny", {})
-    assert "malformed" in results.stale_reason({**current, "versions": "x"}, current)
-    assert "malformed" in results.stale_reason([current], current)
+    current = run_store.provenance("tiny", {})
+    assert "malformed" in run_store.stale_reason({**current, "versions": "x"}, current)
+    assert "malformed" in run_store.stale_reason([current], current)
 
 
 # -- Concurrency ---------------------------------------------------------------------------------
@@ -375,7 +375,7 @@ def test_a_second_runner_waits_and_the_first_results_are_published_whole(tmp_pat
     assert "discarded" not in log1 + log2 and "Traceback" not in log1 + log2
     # what the first published (snapshot taken under its lock) equals an uninterrupted full run
     reference = _rows(clean())
-    published, prov = results.read_tables(tmp_path / "out/published-slow")
+    published, prov = run_store.read_tables(tmp_path / "out/published-slow")
     assert prov["quick"] is False
     pd.testing.assert_frame_equal(published["rows"].drop(columns="wall_s"), reference)
     ref_png = (clean() / "figures/tiny/err.png").read_bytes()
@@ -383,7 +383,7 @@ def test_a_second_runner_waits_and_the_first_results_are_published_whole(tmp_pat
     # the second then published its own (quick) unit: tables, provenance, figures all quick
     quick_ref = clean("--quick")
     pd.testing.assert_frame_equal(_rows(out), _rows(quick_ref))
-    assert results.read_provenance(out / "results/tiny")["quick"] is True
+    assert run_store.read_provenance(out / "results/tiny")["quick"] is True
     for name in ("err.png", "err.pdf", "orders.csv"):
         assert (out / "figures/tiny" / name).read_bytes() == (
             quick_ref / "figures/tiny" / name
