@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")  # figures are files here; no display is assumed
 
 import jax  # noqa: E402
 

@@ -1,6 +1,11 @@
-"""Test configuration: every test runs in float64, as every measurement in this toolkit does."""
+"""Test configuration: every test runs in float64, as every measurement in this toolkit does,
+and draws with matplotlib's Agg backend (files, no display; the library never picks one)."""
 
-import jax
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -25,3 +30,4 @@ def fresh_compile_cache(monkeypatch):
     import analysis._sweep
 
     monkeypatch.setattr(analysis._sweep, "_COMPILED", {})
+

@@ -2,14 +2,20 @@
 
 import itertools
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import checkout_env
 
 from analysis import InvalidArgument, controllers, solvers
 from analysis import plotting as aplt
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _triangles(ax):
@@ -169,3 +175,14 @@ def test_spread_vs_tolerance_takes_plain_controllers_spread_output():
     aplt.close(fig)
     with pytest.raises(InvalidArgument, match="controllers.spread"):
         aplt.spread_vs_tolerance(pd.DataFrame({"rtol": [1e-3]}))
+
+
+@pytest.mark.slow  # a fresh process importing jax
+def test_importing_the_plotting_package_keeps_the_users_backend():
+    # A notebook's backend must survive `import analysis.plotting` (it used to switch to Agg).
+    code = "import analysis.plotting, matplotlib; print(matplotlib.get_backend())"
+    env = checkout_env(MPLBACKEND="svg")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "svg"

@@ -28,17 +28,19 @@ import weakref
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
 import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")  # figures are files here; no display is assumed
+from .. import controllers as _controllers
+from .. import solvers as _solvers
+from ..errors import InvalidArgument
+
+# The backend is the user's (a notebook's inline one, say): nothing here switches it. The study
+# runner and the tests choose Agg (MPLBACKEND) before matplotlib is imported.
 # Some fonts matplotlib ships carry a zero creation date in their "head" table; fontTools logs
 # "timestamp seems very low" when subsetting them into a PDF. Harmless, so not shown.
 logging.getLogger("fontTools.ttLib.tables._h_e_a_d").setLevel(logging.ERROR)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .. import solvers as _solvers  # noqa: E402
-from ..errors import InvalidArgument  # noqa: E402
 
 #: The style file every figure uses.
 STYLE_FILE = Path(__file__).with_name("stepdep.mplstyle")
@@ -49,19 +51,9 @@ DOUBLE_WIDTH = 7.0
 
 _PALETTE = plt.get_cmap("tab20").colors
 _MARKERS = "os^vDP*Xph<>d8H"
-_CONTROLLERS = (
-    "fixed",
-    "I",
-    "PI42",
-    "PI33",
-    "PI34",
-    "H211PI",
-    "H312PID",
-    "H211b",
-    "H312b",
-    "H0321",
-    "H321",
-)
+# Every name with a style of its own, in a fixed order: the registered solvers, then fixed steps
+# and the controller presets (a solver or preset added to its registry gets its style here).
+_STYLED = (*_solvers.NAMES, _controllers.FIXED, *_controllers.PRESETS)
 _PDF_METADATA = {"CreationDate": None, "ModDate": None, "Producer": None}
 _PNG_METADATA = {"Software": None}
 
@@ -101,8 +93,7 @@ def solver_style(name: str) -> dict:
         >>> solver_style("my_model") == solver_style("my_model")    # any label, stable
         True
     """
-    keys = list(_solvers.NAMES) + list(_CONTROLLERS)
-    i = keys.index(name) if name in keys else len(keys) + sum(map(ord, name))
+    i = _STYLED.index(name) if name in _STYLED else len(_STYLED) + sum(map(ord, name))
     return {
         "color": _PALETTE[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20],
         "marker": _MARKERS[i % len(_MARKERS)],
