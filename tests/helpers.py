@@ -1,16 +1,32 @@
 """Shared registries and small utilities for the tests."""
 
+import os
+from pathlib import Path
+
 import diffrax
 import jax
 import numpy as np
 
 from analysis import solvers, systems
 
+#: The checkout under test (the folder holding analysis/, studies/, tests/).
+ROOT = Path(__file__).resolve().parent.parent
+
 #: Every solver the foundation supports, by registry name.
 ALL_SOLVERS = solvers.NAMES
 ADAPTIVE_SOLVERS = tuple(n for n in ALL_SOLVERS if solvers.info(n).adaptive)
 EXPLICIT_RK = solvers.EXPLICIT_RK
 ALL_SYSTEMS = tuple(systems.names())
+
+
+def checkout_env(base=None, **extra) -> dict:
+    """The environment for a child Python process (`base`, default this one's, plus `extra`)
+    with this checkout first on PYTHONPATH, so the child runs the code under test and not an
+    installed copy of the package."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
 
 
 def fit_slope(h, err):

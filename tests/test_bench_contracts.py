@@ -7,7 +7,6 @@ chunk, not by its grid.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import checkout_env
 
 import analysis
 from analysis import systems
@@ -101,7 +101,7 @@ def test_adaptive_sweep_compiles_once_per_group_whatever_the_number_of_tolerance
 @pytest.mark.slow  # three fresh processes, each importing jax and compiling
 def test_chunked_sweep_memory_is_set_by_the_chunk_not_the_grid():
     """Peak RSS of three fresh processes: grid G and 10G at one chunk size, and 10G unchunked."""
-    env = {**os.environ, "JAX_ENABLE_X64": "1", "PYTHONPATH": str(ROOT)}
+    env = checkout_env(JAX_ENABLE_X64="1")
     methods = ("grid G, chunk C", "grid 10G, chunk C", "grid 10G, unchunked")
     procs = [
         subprocess.Popen(

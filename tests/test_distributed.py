@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import checkout_env
 
 import analysis
 from analysis import chunk_store, distributed, run_store, systems
@@ -73,6 +74,7 @@ def test_bad_choices_are_refused_before_anything_compiles():
     assert analysis.compile_count() == before
 
 
+@pytest.mark.slow
 def test_fixed_step_dask_tables_equal_the_local_ones(client, tmp_path):
     sys_list = ["linear", systems.get("perturbed", base="linear", c=1.0, q=1)]
     fixed = dict(dt0=_DTS, chunk_size=3)  # 3 chunks per group, the last one padded
@@ -90,6 +92,7 @@ def test_fixed_step_dask_tables_equal_the_local_ones(client, tmp_path):
     _same_table(local, again)
 
 
+@pytest.mark.slow
 def test_adaptive_dask_tables_equal_the_local_ones(client):
     # Same chunks, so the same steps and the same numbers; through a scheduler address and
     # through `using`, the two ways a study reaches an existing cluster.
@@ -149,6 +152,7 @@ class _KillOnFirstChunk:
                 os.kill(self.killed["pid"], signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_loses_nothing(client, tmp_path):
     # 7 chunks of one solve each, 3·10⁵ Tsit5 steps apiece (a few tenths of a second), so the
     # other chunks are still running or queued when the first one is in.
@@ -213,13 +217,13 @@ _SHARDED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sharded_over_two_host_devices_equals_local():
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "JAX_ENABLE_X64": "1",
-        "JAX_PLATFORMS": "cpu",
-    }
+    env = checkout_env(
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_ENABLE_X64="1",
+        JAX_PLATFORMS="cpu",
+    )
     proc = subprocess.run(
         [sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True, timeout=600
     )

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import checkout_env
 
 import analysis
 
@@ -88,7 +89,7 @@ PAGES_WITH_CODE = [page for page in PAGES if _runnable_code(page)]
     "page", PAGES_WITH_CODE, ids=[p.relative_to(ROOT).as_posix() for p in PAGES_WITH_CODE]
 )
 def test_the_code_on_each_page_runs(page, tmp_path):
-    env = {**os.environ, "JAX_ENABLE_X64": "1", "MPLBACKEND": "Agg"}
+    env = checkout_env(JAX_ENABLE_X64="1", MPLBACKEND="Agg")
     out = subprocess.run(
         [sys.executable, "-c", _runnable_code(page)],
         capture_output=True,

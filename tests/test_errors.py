@@ -4,6 +4,8 @@ import subprocess
 import sys
 import textwrap
 
+from helpers import checkout_env
+
 
 def test_a_sweep_in_float32_warns_and_names_the_fix():
     code = textwrap.dedent(
@@ -20,7 +22,7 @@ def test_a_sweep_in_float32_warns_and_names_the_fix():
         print("warned")
         """
     )
-    env = {"PATH": "", "JAX_PLATFORMS": "cpu"}
+    env = checkout_env({"PATH": "", "JAX_PLATFORMS": "cpu"})
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
     )

@@ -1,11 +1,11 @@
 """Every example runs end to end in quick mode, as a user would run it."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import checkout_env
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
@@ -16,7 +16,7 @@ def test_example_runs_in_quick_mode(script, tmp_path):
     args = [sys.executable, str(script), "--quick"]
     if script.stem == "paper_figure":
         args += ["--out", str(tmp_path)]
-    env = {**os.environ, "JAX_ENABLE_X64": "1", "MPLBACKEND": "Agg"}
+    env = checkout_env(JAX_ENABLE_X64="1", MPLBACKEND="Agg")
     out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     if script.stem == "paper_figure":

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import checkout_env
 
 import analysis
 from analysis import chunk_store, convergence, distributed, systems
@@ -71,7 +72,7 @@ def test_max_steps_is_bounded_in_float32_as_well():
         capture_output=True,
         text=True,
         timeout=600,
-        env={"PATH": "", "JAX_PLATFORMS": "cpu"},
+        env=checkout_env({"PATH": "", "JAX_PLATFORMS": "cpu"}),
     )
     assert out.returncode == 0, out.stderr[-2000:]
     status, steps = out.stdout.split()

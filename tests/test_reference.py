@@ -8,6 +8,7 @@ import textwrap
 
 import jax.numpy as jnp
 import numpy as np
+from helpers import checkout_env
 
 import analysis
 from analysis import convergence, reference, systems
@@ -54,7 +55,7 @@ def test_float32_measurements_warn_and_return_rows_with_a_float32_reference():
         capture_output=True,
         text=True,
         timeout=600,
-        env={"PATH": "", "JAX_PLATFORMS": "cpu"},  # no JAX_ENABLE_X64
+        env=checkout_env({"PATH": "", "JAX_PLATFORMS": "cpu"}),  # no JAX_ENABLE_X64
     )
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])

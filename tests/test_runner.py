@@ -3,7 +3,6 @@
 import importlib.util
 import io
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import time
 
 import pandas as pd
 import pytest
+from helpers import checkout_env
 
 import studies
 import studies.__main__ as runner
@@ -201,12 +201,13 @@ def test_a_failing_study_is_named_and_the_others_still_run(tmp_path, tiny, monke
     assert not (tmp_path / "results/broken").exists()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_sweep_resumes_from_finished_chunks_to_the_identical_table(
     tmp_path, tiny, capsys
 ):
     path, module = tiny
     out = tmp_path / "out"
-    env = {**os.environ, "JAX_ENABLE_X64": "1"}
+    env = checkout_env(JAX_ENABLE_X64="1")
     proc = subprocess.Popen(
         [sys.executable, "-c", KILLED, str(path), str(out)],
         env=env,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import checkout_env
 
 import studies
 import studies.__main__ as runner
@@ -326,13 +327,7 @@ def test_stale_reason_says_malformed_instead_of_raising():
 
 
 def _start(tiny_path: Path, out: Path, speed: str, *extra: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "JAX_ENABLE_X64": "1",
-        "MPLBACKEND": "Agg",
-        "PYTHONPATH": str(ROOT),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = checkout_env(JAX_ENABLE_X64="1", MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
     command = [sys.executable, "-c", PROCESS, str(tiny_path), str(out), speed, *extra]
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -347,6 +342,7 @@ def _wait_for_chunks(out: Path, process: subprocess.Popen, count: int = 2) -> No
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_second_runner_waits_and_the_first_results_are_published_whole(tmp_path, tiny, clean):
     out = tmp_path / "out" / "shared"
     hold = tmp_path / "out" / "hold"  # the first runner holds after each chunk while it exists
@@ -394,6 +390,7 @@ def test_a_second_runner_waits_and_the_first_results_are_published_whole(tmp_pat
 # -- Litter --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_after_kill_9_the_next_run_resumes_cleans_litter_and_ends_identical(
     tmp_path, tiny, capsys, clean
 ):
@@ -475,9 +472,10 @@ def test_without_out_a_run_writes_under_the_working_directory(tmp_path, monkeypa
     assert _tree(ROOT / "studies") | _tree(ROOT / "figures") == package
 
 
+@pytest.mark.slow
 def test_a_quick_example_run_leaves_the_committed_figures_alone(tmp_path):
     figures = _tree(ROOT / "figures")
-    env = {**os.environ, "JAX_ENABLE_X64": "1", "MPLBACKEND": "Agg"}
+    env = checkout_env(JAX_ENABLE_X64="1", MPLBACKEND="Agg")
     script = ROOT / "examples/paper_figure.py"
     where = tmp_path / "out"
     where.mkdir()
