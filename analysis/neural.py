@@ -20,22 +20,14 @@ towards its own h → 0 limit) and `analysis.stability.one_step_map` apply to it
 Losses and errors compare the model's states with the true ones at the save times after t0:
 loss = mean of squared differences over trajectories, save times and components; error = √loss.
 
+The whole test (train, then the matrix) is worked through on the API page (docs/api/neural.md).
+
 Examples:
     >>> from analysis import neural, systems
     >>> spiral = systems.get("linear10", dim=2, seed=0)        # damped spiral
-    >>> data = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=0)
     >>> model = neural.make("h_input", spiral, seed=0)
-    >>> euler = neural.Setting("Euler", h=0.5)
-    >>> model, losses = neural.train(model, data, euler, steps=20)  # 20 Adam steps
-    >>> test = neural.trajectories(spiral, 4, horizon=2.0, saves=5, seed=1)
-    >>> tests = [neural.Setting(solver, h=h) for solver in ("Euler", "Tsit5") for h in (0.5, 0.25)]
-    >>> df = neural.discretization_matrix(model, euler, tests, test)
-    >>> df[["test_setting", "status", "num_steps"]]  # num_steps = horizon / h
-      test_setting status  num_steps
-    0  Euler h=0.5     ok        4.0
-    1 Euler h=0.25     ok        8.0
-    2  Tsit5 h=0.5     ok        4.0
-    3 Tsit5 h=0.25     ok        8.0
+    >>> type(model).__name__, model(0.0, spiral.y0, 0.5).shape  # f_θ(y, h)
+    ('HInputMLP', (2,))
 """
 
 from __future__ import annotations

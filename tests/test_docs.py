@@ -85,6 +85,7 @@ def _runnable_code(page: Path) -> str:
 PAGES_WITH_CODE = [page for page in PAGES if _runnable_code(page)]
 
 
+@pytest.mark.slow  # a fresh process per page; long examples live on the pages (issue #18)
 @pytest.mark.parametrize(
     "page", PAGES_WITH_CODE, ids=[p.relative_to(ROOT).as_posix() for p in PAGES_WITH_CODE]
 )
@@ -101,6 +102,7 @@ def test_the_code_on_each_page_runs(page, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
 
 
+@pytest.mark.slow  # mkdocs + mkdocstrings over the whole package
 def test_the_site_builds_strictly(tmp_path):
     env = {**os.environ, "JAX_ENABLE_X64": "1", "NO_MKDOCS_2_WARNING": "1"}
     out = subprocess.run(
