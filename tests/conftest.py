@@ -31,3 +31,36 @@ def fresh_compile_cache(monkeypatch):
 
     monkeypatch.setattr(analysis._sweep, "_COMPILED", {})
 
+
+class QuickStudy:
+    """A study's QUICK run: `tables` (what `run(QUICK)` returned, also stored with
+    `run_store.write_tables` in `folder`, so every table is known to store), `figures` (what
+    `plot(tables)` draws, made on first use) and the study `module`."""
+
+    def __init__(self, name, folder):
+        import importlib
+
+        from analysis import run_store
+
+        self.name = name
+        self.module = importlib.import_module(f"studies.{name}")
+        self.tables = self.module.run(self.module.QUICK)
+        self.folder = folder
+        prov = run_store.provenance(name, self.module.QUICK, sources=[self.module.__file__])
+        run_store.write_tables(folder, self.tables, prov)
+        self._figures = None
+
+    @property
+    def figures(self):
+        if self._figures is None:
+            self._figures = self.module.plot(self.tables)
+        return self._figures
+
+
+@pytest.fixture(scope="module")
+def quick_study(request, tmp_path_factory):
+    """The QUICK run of the study named by the test module's `STUDY` (or by an indirect
+    parametrization, `@pytest.mark.parametrize("quick_study", ["fsal"], indirect=True)`),
+    computed once per test module."""
+    name = getattr(request, "param", None) or request.module.STUDY
+    return QuickStudy(name, tmp_path_factory.mktemp(f"quick-{name}"))

@@ -6,14 +6,12 @@ import studies
 from analysis import controllers
 from studies import controllers as study
 
-
-@pytest.fixture(scope="module")
-def results():
-    return study.run(study.QUICK)
+STUDY = "controllers"  # the QUICK run every test here gets as `quick_study`
+pytestmark = pytest.mark.slow  # end to end: the study's whole QUICK config
 
 
-def test_tables_are_present_and_complete(results):
-    assert set(results) == {
+def test_tables_are_present_and_complete(quick_study):
+    assert set(quick_study.tables) == {
         "nonstiff",
         "proportionality",
         "histories",
@@ -22,23 +20,23 @@ def test_tables_are_present_and_complete(results):
         "fine",
         "jumps",
     }
-    assert set(study.PAPER_TABLES) <= set(results)
+    assert set(study.PAPER_TABLES) <= set(quick_study.tables)
     q = study.QUICK
-    rows = results["nonstiff"]
+    rows = quick_study.tables["nonstiff"]
     assert len(rows) == len(q.solvers) * len(q.presets) * len(q.rtols)
     assert (rows["status"] == "ok").all() and set(controllers.STEP_METRICS) <= set(rows.columns)
     assert (rows["attempts_logged"] == rows["num_steps"]).all()  # the log buffer was large enough
-    assert len(results["proportionality"]) == len(q.solvers) * len(q.presets)
+    assert len(quick_study.tables["proportionality"]) == len(q.solvers) * len(q.presets)
 
 
-def test_logged_histories_agree_with_the_solver_counts(results):
-    for _, log in results["histories"].groupby("controller"):
+def test_logged_histories_agree_with_the_solver_counts(quick_study):
+    for _, log in quick_study.tables["histories"].groupby("controller"):
         assert log["step"].tolist() == list(range(len(log)))
         assert ((log["error"] < 1) == log["accepted"]).all()
 
 
-def test_spread_follows_the_tolerance_only_without_h_as_input(results):
-    s = results["spread"]
+def test_spread_follows_the_tolerance_only_without_h_as_input(quick_study):
+    s = quick_study.tables["spread"]
     free = s[s["variant"] != "h input"]
     # Limit and frozen-h fields are ordinary ODEs: every solve is within a small multiple of
     # rtol of the same y(T) (global error ≈ accumulated local errors on a contractive problem).
@@ -48,14 +46,14 @@ def test_spread_follows_the_tolerance_only_without_h_as_input(results):
     assert (with_h >= 100 * worst_free.reindex(with_h.index)).all()
 
 
-def test_the_step_dependent_output_jumps_far_more_than_the_h_free_one(results):
-    j = results["jumps"].set_index("field")
+def test_the_step_dependent_output_jumps_far_more_than_the_h_free_one(quick_study):
+    j = quick_study.tables["jumps"].set_index("field")
     assert j.loc["h-free", "largest_jump"] <= j.loc["h-free", "between_rtol_hi"]
     assert j.loc["h input", "largest_jump"] > 100 * j.loc["h-free", "largest_jump"]
 
 
-def test_plot_returns_every_captioned_figure(results):
-    figs = study.plot(results)
+def test_plot_returns_every_captioned_figure(quick_study):
+    figs = quick_study.figures
     assert set(figs) == set(study.CAPTIONS)
     for fig in figs.values():
         assert fig.axes

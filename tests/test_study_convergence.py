@@ -6,22 +6,20 @@ import pytest
 from analysis import solvers
 from studies import convergence as study
 
-
-@pytest.fixture(scope="module")
-def results():
-    return study.run(study.QUICK)
+STUDY = "convergence"  # the QUICK run every test here gets as `quick_study`
+pytestmark = pytest.mark.slow  # end to end: the study's whole QUICK config
 
 
-def test_table_lists_every_solver_with_observed_and_nominal_order(results):
-    orders = results["orders"]
+def test_table_lists_every_solver_with_observed_and_nominal_order(quick_study):
+    orders = quick_study.tables["orders"]
     smooth = orders[orders["experiment"] == "smooth"]
     assert set(smooth["solver"]) == set(solvers.NAMES)
     for col in ("order", "ci_low", "ci_high", "nominal_order", "points_used", "excluded"):
         assert col in orders
     final = smooth[smooth["norm"] == "final"]
-    paper = results["observed_orders"]  # the exported paper table
+    paper = quick_study.tables["observed_orders"]  # the exported paper table
     assert set(paper["solver"]) == set(solvers.NAMES)
-    assert set(study.PAPER_TABLES) <= set(results)
+    assert set(study.PAPER_TABLES) <= set(quick_study.tables)
     # On the (linear) harmonic oscillator the errors follow from each solver's stability
     # function R(z); the orders fitted to those predicted errors on the same steps are the
     # mathematics the measurements must match.
@@ -43,8 +41,8 @@ def test_table_lists_every_solver_with_observed_and_nominal_order(results):
     assert (final["reason"][~ok] != "").all()
 
 
-def test_step_dependent_cap_and_modified_euler_orders(results):
-    orders = results["orders"]
+def test_step_dependent_cap_and_modified_euler_orders(quick_study):
+    orders = quick_study.tables["orders"]
     for exp in ("cap", "modified"):
         part = orders[orders["experiment"] == exp]
         assert len(part) and (part["status"] == "ok").all()
@@ -53,9 +51,10 @@ def test_step_dependent_cap_and_modified_euler_orders(results):
         ]
 
 
-def test_stiff_problem_shows_order_reduction_to_the_stage_order(results):
-    stiff = results["orders"][results["orders"]["experiment"] == "stiff"]
-    rows = results["rows"][results["rows"]["experiment"] == "stiff"]
+def test_stiff_problem_shows_order_reduction_to_the_stage_order(quick_study):
+    orders, rows = quick_study.tables["orders"], quick_study.tables["rows"]
+    stiff = orders[orders["experiment"] == "stiff"]
+    rows = rows[rows["experiment"] == "stiff"]
     assert (rows["status"] == "ok").all()  # every implicit solve converges, λ = 1e6 included
     assert (stiff["status"] == "ok").all(), stiff
     mild = stiff[stiff["stiffness"] == stiff["stiffness"].min()]
@@ -69,8 +68,8 @@ def test_stiff_problem_shows_order_reduction_to_the_stage_order(results):
     assert np.all(hard["order"].to_numpy() < mild["order"].to_numpy() - 0.5)
 
 
-def test_plot_returns_every_captioned_figure(results):
-    figs = study.plot(results)
+def test_plot_returns_every_captioned_figure(quick_study):
+    figs = quick_study.figures
     assert set(figs) == set(study.CAPTIONS)
     for fig in figs.values():
         assert fig.axes

@@ -1,18 +1,18 @@
 """The neural study's QUICK config end to end: run() tables and plot() figures."""
 
-import io
-
 import numpy as np
+import pytest
 
 from studies import neural as study
 
+STUDY = "neural"  # the QUICK run every test here gets as `quick_study` (stored as parquet there)
+pytestmark = pytest.mark.slow  # end to end: the study's whole QUICK config
 
-def test_quick_config_runs_and_plots():
-    results = study.run(study.QUICK)
+
+def test_quick_config_runs_and_plots(quick_study):
+    results = quick_study.tables
     expected = {"training", "matrix", "trajectories", "sensitivity", "step_check", "fixed_points"}
     assert expected <= set(results)
-    for df in results.values():
-        df.to_parquet(io.BytesIO())  # the runner stores every table as parquet
     matrix = results["matrix"]
     config = study.QUICK
     n_tests = len(config.test_solvers) * len(config.test_hs) + len(config.test_rtols)
@@ -23,5 +23,5 @@ def test_quick_config_runs_and_plots():
         assert g["loss"].iloc[-1] < g["loss"].iloc[0]
     assert set(results["sensitivity"]["method"]) == {"autodiff"}
     assert results["fixed_points"]["stable"].all()  # the learned maps keep the spiral's sink
-    figures = study.plot(results)
+    figures = quick_study.figures
     assert set(figures) == set(study.CAPTIONS)

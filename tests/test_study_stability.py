@@ -5,14 +5,12 @@ import pytest
 
 from studies import stability as study
 
-
-@pytest.fixture(scope="module")
-def results():
-    return study.run(study.QUICK)
+STUDY = "stability"  # the QUICK run every test here gets as `quick_study`
+pytestmark = pytest.mark.slow  # end to end: the study's whole QUICK config
 
 
-def test_tables_are_present_and_parquet_safe(results):
-    assert set(results) == {
+def test_tables_are_present_and_parquet_safe(quick_study):
+    assert set(quick_study.tables) == {
         "regions",
         "intervals",
         "orbits",
@@ -22,14 +20,14 @@ def test_tables_are_present_and_parquet_safe(results):
         "stiff_check",
         "lifted",
     }
-    for name, df in results.items():
+    for name, df in quick_study.tables.items():
         assert len(df), name
         assert not any(df[c].dtype.kind == "c" for c in df.columns), name  # parquet has no complex
-    assert set(study.PAPER_TABLES) <= set(results)
+    assert set(study.PAPER_TABLES) <= set(quick_study.tables)
 
 
-def test_intervals_and_the_effective_region_of_the_modifying_integrator(results):
-    iv = results["intervals"].set_index("solver")
+def test_intervals_and_the_effective_region_of_the_modifying_integrator(quick_study):
+    iv = quick_study.tables["intervals"].set_index("solver")
     assert (
         abs(iv.loc["Euler", "real_interval"] - 2) < 1e-6 and iv.loc["Euler", "imag_interval"] == 0
     )
@@ -46,8 +44,8 @@ def test_intervals_and_the_effective_region_of_the_modifying_integrator(results)
     )
 
 
-def test_intervals_table_has_r_at_infinity_and_l_stability(results):
-    iv = results["intervals"].set_index("solver")
+def test_intervals_table_has_r_at_infinity_and_l_stability(quick_study):
+    iv = quick_study.tables["intervals"].set_index("solver")
     # R(∞) by hand: ImplicitEuler 1/(1 - z) → 0; Kvaerno methods are stiffly accurate
     # (b = last row of A) so R(∞) = 0 up to their float coefficients; explicit: unbounded.
     for name in study.QUICK.interval_solvers:
@@ -57,8 +55,8 @@ def test_intervals_table_has_r_at_infinity_and_l_stability(results):
     assert iv.loc["Euler", "real_status"] == "unstable"
 
 
-def test_spurious_table_matches_the_closed_forms(results):
-    sp = results["spurious"]
+def test_spurious_table_matches_the_closed_forms(quick_study):
+    sp = quick_study.tables["spurious"]
     for h in study.QUICK.spurious_h:
         heun = np.sort(sp[(sp.solver == "Heun") & (sp.h == h)].y)
         np.testing.assert_allclose(
@@ -69,15 +67,15 @@ def test_spurious_table_matches_the_closed_forms(results):
     assert not (sp.solver == "Euler").any()
     assert (sp.kind == "spurious").all()  # the h-free logistic field: no model equilibria
     # The branches keep the ODE's equilibria 0 and 1 at every h, never flagged spurious.
-    br = results["branches"]
+    br = quick_study.tables["branches"]
     true = br[~br.spurious]
     assert set(np.round(true.y, 12)) == {0.0, 1.0}
     assert (true.groupby(["solver", "h"]).size() == 2).all()
 
 
-def test_stiff_steps_and_orbits_follow_the_theory(results):
-    stiff = results["stiff"]
-    iv = results["intervals"].set_index("solver")
+def test_stiff_steps_and_orbits_follow_the_theory(quick_study):
+    stiff = quick_study.tables["stiff"]
+    iv = quick_study.tables["intervals"].set_index("solver")
     euler = stiff[stiff.solver == "Euler"]
     np.testing.assert_allclose(euler.h_times_k, 2.0, rtol=2e-6)
     tsit5 = stiff[stiff.solver == "Tsit5"]
@@ -92,28 +90,28 @@ def test_stiff_steps_and_orbits_follow_the_theory(results):
         "multiplier"
     ).all()
     # Real diffrax solves: bounded just below the largest stable step, exploding just above.
-    check = results["stiff_check"]
+    check = quick_study.tables["stiff_check"]
     below = check[check.h_over_max_stable < 1]
     assert (below.status == "ok").all() and (below.error < 1e-2).all()
     above = check[check.h_over_max_stable > 1]
     assert (~np.isfinite(above.error) | (above.error > 1e3)).all()
-    orbits = results["orbits"]
+    orbits = quick_study.tables["orbits"]
     # Φ'(1) = 1 - h: y = 1 attracts, within |1 - h|^n_transient ≤ 0.7^300 where |1 - h| ≤ 0.7.
     calm = orbits[(orbits.solver == "Euler") & (abs(orbits.h - 1) <= 0.7)]
     np.testing.assert_allclose(calm.y, 1.0, rtol=1e-12)
     assert orbits[(orbits.solver == "Euler") & (orbits.h > 3.05)].escaped.all()
 
 
-def test_lifted_map_under_euler_is_the_logistic_map(results):
-    lifted = results["lifted"]
+def test_lifted_map_under_euler_is_the_logistic_map(quick_study):
+    lifted = quick_study.tables["lifted"]
     euler = lifted[(lifted.solver == "Euler") & (lifted.mu < 2.8)]  # |Φ'| = |2 - μ| ≤ 0.8
     np.testing.assert_allclose(euler.y, 1 - 1 / euler.mu, rtol=1e-9)  # the map's fixed point
     heun = lifted[(lifted.solver == "Heun") & (lifted.mu > 3.5) & (lifted.mu < 3.7)]
     assert not np.allclose(heun.y, 1 - 1 / heun.mu)  # Heun iterates another map
 
 
-def test_plot_returns_every_captioned_figure(results):
-    figs = study.plot(results)
+def test_plot_returns_every_captioned_figure(quick_study):
+    figs = quick_study.figures
     assert set(figs) == set(study.CAPTIONS)
     for fig in figs.values():
         assert fig.axes
