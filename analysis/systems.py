@@ -31,6 +31,7 @@ import dataclasses
 import difflib
 import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import diffrax
@@ -943,11 +944,13 @@ def _lifted_map(
         phi, default_y0, label = map, None, getattr(map, "__name__", "phi")
     else:
         phi, default_y0, label = _map_catalog(map, mu, a, b, dim, seed, scale)
-    start = _f64(y0) if y0 is not None else default_y0
+    # numbers, lists and arrays become one float vector; a dict state is converted leaf by leaf
+    as_state = partial(jax.tree_util.tree_map, _f64) if isinstance(y0, dict) else _f64
+    start = as_state(y0) if y0 is not None else default_y0
 
     shown = _changed(_lifted_map, h_train=h_train)
     if y0 is not None:
-        shown["y0"] = np.asarray(y0).tolist()
+        shown["y0"] = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf).tolist(), y0)
 
     return System(
         name=f"lifted_map({', '.join([label, *(f'{k}={v}' for k, v in shown.items())])})",
