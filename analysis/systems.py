@@ -320,6 +320,8 @@ def register(name: str):
     """Decorator adding a builder `fn(**params) -> System` to the catalog under `name`.
 
     The builder's keyword parameters become the system's parameters in `get(name, **params)`.
+    Build the field from module-level functions (numbers in `args`, or in an `eqx.Partial`),
+    not closures: then every `get` builds an equal system and jitted code compiles once.
 
     Args:
         name: the catalog name (an existing name is replaced).
@@ -328,14 +330,20 @@ def register(name: str):
         A decorator that registers the builder and returns it unchanged.
 
     Examples:
+        >>> def decay(t, y, args, h):
+        ...     return -args * y
+        >>> def decay_exact(lam, t):
+        ...     return jnp.exp(-lam * t)
         >>> @register("my_decay")
         ... def _my_decay(lam: float = 2.0) -> System:
         ...     return System(name=f"my_decay(lam={lam})", y0=jnp.array(1.0),
-        ...                   vector_field=lambda t, y, args, h: -lam * y,
-        ...                   exact=lambda t: jnp.exp(-lam * t))
+        ...                   vector_field=decay, args=jnp.asarray(lam),
+        ...                   exact=eqx.Partial(decay_exact, lam))
         >>> sys = get("my_decay", lam=3.0)
         >>> sys.name, round(float(sys.exact(1.0)), 6)                # e^-3
         ('my_decay(lam=3.0)', 0.049787)
+        >>> get("my_decay", lam=3.0) == sys                          # built afresh, equal
+        True
     """
 
     def deco(fn):
