@@ -145,7 +145,8 @@ class StepTerm(_ODELikeTerm):
 class FrozenStepTerm(_ODELikeTerm):
     """f(t, y, args, h0) with h0 fixed: h as a parameter rather than an input.
 
-    Built by `StepTerm.freeze(h0)`. h0 is an array, so it can be vmapped or differentiated.
+    Built by `StepTerm.freeze(h0)`, and by `bind_step` (which StepAware uses to bind each step's
+    h). h0 is an array, so it can be vmapped or differentiated.
 
     Attributes:
         vector_field: f(t, y, args, h).
@@ -158,16 +159,6 @@ class FrozenStepTerm(_ODELikeTerm):
         >>> round(float(sol.ys[-1]), 6)              # exp(-0.5)
         0.606531
     """
-
-    vector_field: Callable
-    h: jnp.ndarray
-
-    def vf(self, t, y, args):
-        return self.vector_field(t, y, args, self.h)
-
-
-class _BoundStepTerm(_ODELikeTerm):
-    """A StepTerm evaluated at the step size of the step in progress (internal to StepAware)."""
 
     vector_field: Callable
     h: jnp.ndarray
@@ -238,7 +229,7 @@ def bind_step(terms, h, *, signed: bool = False):
 
     def _bind(term, h):
         if isinstance(term, StepTerm):
-            return _BoundStepTerm(term.vector_field, h)
+            return FrozenStepTerm(term.vector_field, h)
         if isinstance(term, WrapTerm):
             inner_h = h * term.direction if signed else h
             return WrapTerm(_bind_all(term.term, inner_h), term.direction)

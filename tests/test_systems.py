@@ -3,6 +3,7 @@
 import inspect
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +13,7 @@ from helpers import ALL_SYSTEMS, fit_slope
 
 import analysis
 from analysis import InvalidArgument, StepAware, StepTerm, discrete, systems
+from analysis.prepare import prepare
 from analysis.systems import System
 
 WITH_EXACT = [n for n in ALL_SYSTEMS if systems.get(n).exact is not None]
@@ -247,3 +249,145 @@ def test_a_lifted_maps_limit_is_the_field_frozen_at_h_train_and_says_so():
     assert lifted.with_(frozen_h=None).has_limit
     with pytest.raises(InvalidArgument, match="frozen_h=-1.0 is invalid"):
         lifted.with_(frozen_h=-1.0)
+
+
+# ------------------------------------------------------------------ a system is a pytree
+
+
+def _tracing_counter(fn):
+    """fn under eqx.filter_jit, and a dict counting how often it was traced (compiled)."""
+    count = {"traces": 0}
+
+    def counted(*a):
+        count["traces"] += 1
+        return fn(*a)
+
+    return eqx.filter_jit(counted), count
+
+
+def _euler_final(system, h):
+    return prepare(system, "Euler").solve(h).ys[-1]
+
+
+def test_a_system_is_a_pytree_whose_numbers_are_leaves():
+    sys = systems.get("lifted_map", map="residual", dim=3)
+    arrays = [x for x in jax.tree_util.tree_leaves(sys) if eqx.is_array(x)]
+    weights = sys.vector_field.phi
+    for part in (sys.y0, weights.w, weights.bias):
+        assert any(x is part for x in arrays)
+    assert sys.name not in jax.tree_util.tree_leaves(sys)  # static
+    # equal when every leaf is, hashed alike over structure (values left out)
+    other = eqx.tree_at(lambda s: s.y0, sys, sys.y0 + 1.0)
+    assert sys == systems.get("lifted_map", map="residual", dim=3) and sys != other
+    assert hash(sys) == hash(systems.get("lifted_map", map="residual", dim=3)) == hash(other)
+
+
+def test_a_changed_parameter_value_does_not_recompile():
+    """Euler on y' = -λy: y_N = (1 - hλ)^N·y0, for each λ and y0, from one compilation."""
+    solve, count = _tracing_counter(_euler_final)
+    base = systems.get("linear")
+    for lam, y0 in [(1.0, 1.0), (3.0, 2.0), (0.5, -1.0)]:
+        sys = base.with_(args=jnp.asarray(lam), y0=jnp.asarray(y0))
+        np.testing.assert_allclose(solve(sys, 0.125), (1 - 0.125 * lam) ** 8 * y0, rtol=1e-14)
+    assert count["traces"] == 1
+
+
+def test_new_weights_of_a_map_do_not_recompile():
+    """Euler on the lifted residual map iterates Φ(x) = x + tanh(Wx + b) exactly, whatever W."""
+    solve, count = _tracing_counter(_euler_final)
+    sys = systems.get("lifted_map", map="residual", dim=2, h_train=0.25, steps=8)
+    for scale in (1.0, 0.5, -2.0):
+        phi = eqx.tree_at(lambda p: p.w, sys.vector_field.phi, scale * sys.vector_field.phi.w)
+        trained = eqx.tree_at(lambda s: s.vector_field.phi, sys, phi)
+        y = np.asarray(sys.y0)
+        for _ in range(8):
+            y = y + np.tanh(np.asarray(phi.w) @ y + np.asarray(phi.bias))
+        np.testing.assert_allclose(solve(trained, 0.25), y, rtol=1e-13)
+    assert count["traces"] == 1
+
+
+@pytest.mark.parametrize("name", ["perturbed", "modified_euler", "lifted_map", "kepler"])
+def test_rebuilt_systems_and_limits_are_equal_and_compile_once(name):
+    solve, count = _tracing_counter(lambda s: prepare(s, "Heun").solve(0.25).ys[-1])
+    model = systems.get(name)
+    assert systems.get(name) == model and model.limit() == model.limit()
+    assert eqx.tree_equal(model.term(), model.term()) and eqx.tree_equal(
+        model.limit().term(), model.limit().term()
+    )
+    for sys in (model, systems.get(name)):
+        solve(sys)
+    for _ in range(2):
+        solve(model.limit())
+    assert count["traces"] == 2  # one per structure: the model, its limit
+
+
+# ------------------------------------------------------------------ pytree states
+
+
+def _oscillator(step_dependent: bool = False) -> System:
+    """x' = v, v' = -x (- h·v with step_dependent), with state {'x': x, 'v': v}."""
+
+    def field(t, y, args, h):
+        v = -y["x"] - h * y["v"] if step_dependent else -y["x"]
+        return {"x": y["v"], "v": v}
+
+    return System(name="oscillator", vector_field=field, y0={"x": 1.0, "v": 0.5}, t1=2.0)
+
+
+@pytest.mark.parametrize("step_dependent", [False, True])
+def test_a_dict_state_solves_to_the_power_of_eulers_step_matrix(step_dependent):
+    """Euler: (x, v) -> (x + h·v, v + h·(-x - c·h·v)) = M (x, v), so the end state is M^N y0."""
+    sys, h, n = _oscillator(step_dependent), 0.125, 16
+    assert sys.h_dependent is step_dependent
+    c = 1.0 if step_dependent else 0.0
+    m = np.array([[1.0, h], [-h, 1.0 - c * h**2]])
+    want = np.linalg.matrix_power(m, n) @ np.array([1.0, 0.5])
+    sol = prepare(sys, "Euler").solve(h)
+    assert set(sol.ys) == {"x", "v"}
+    np.testing.assert_allclose([sol.ys["x"][-1], sol.ys["v"][-1]], want, rtol=1e-14)
+
+
+def test_the_step_dependent_families_take_pytree_states():
+    """Per leaf y' = λy: Euler's factor is 1 + hλ + c·h² on perturbed (g = identity, q = 1),
+    1 + hλ + (hλ)²/2 on modified_euler; on the lifted map Φ(y) = y/2 Euler iterates Φ."""
+    base = System(
+        name="decay",
+        vector_field=lambda t, y, args, h: {"a": -y["a"], "b": -2.0 * y["b"]},
+        y0={"a": 1.0, "b": 2.0},
+    )
+    h, n = 0.125, 8
+    families = {
+        "perturbed": (dict(c=0.5, q=1, g="identity"), lambda z: 1 + z + 0.5 * h**2),
+        "modified_euler": ({}, lambda z: 1 + z + z**2 / 2),
+    }
+    for family, (opts, factor) in families.items():
+        ys = prepare(systems.get(family, base=base, **opts), "Euler").solve(h).ys
+        np.testing.assert_allclose(ys["a"][-1], factor(-h) ** n, rtol=1e-14)
+        np.testing.assert_allclose(ys["b"][-1], 2 * factor(-2 * h) ** n, rtol=1e-14)
+    lifted = systems.get(
+        "lifted_map", map=lambda y: {"a": y["a"] / 2}, y0={"a": 1.0}, h_train=0.5, steps=4
+    )
+    np.testing.assert_allclose(prepare(lifted, "Euler").solve(0.5).ys["a"][-1], 0.5**4)
+
+
+@pytest.mark.parametrize(
+    "y0, message",
+    [
+        ({"x": 1.0, "v": jnp.nan}, r"y0\['v'\] has non-finite entries"),
+        ({"x": 1.0, "v": jnp.asarray(1)}, r"y0\['v'\] has dtype int.*not floating"),
+        ({"x": 1.0, "v": [0.5, 1.0]}, r"y0\['v'\] is a python list"),
+        ([1.0, 0.5], r"y0 is a python list .* jnp.asarray\(y0\)"),
+        ({"x": 1.0, "v": "fast"}, r"y0\['v'\] is a str .* not an array"),
+        ({"x": 1.0}, r"fails on y0 with leaf shapes \{'x': \(\)\}: KeyError: 'v'"),
+    ],
+)
+def test_a_bad_pytree_state_is_refused_naming_the_leaf(y0, message):
+    with pytest.raises(InvalidArgument, match=message):
+        _oscillator().with_(y0=y0)
+
+
+def test_a_field_returning_another_structure_is_refused():
+    with pytest.raises(InvalidArgument, match="must return y0's structure"):
+        _oscillator().with_(vector_field=lambda t, y, args, h: {"x": y["v"]})
+    with pytest.raises(InvalidArgument, match=r"at y0\['v'\]; it must return y0's shape \(\)"):
+        _oscillator().with_(vector_field=lambda t, y, args, h: {"x": y["v"], "v": jnp.ones(2)})
