@@ -1,11 +1,11 @@
 """Discretization effects in step-dependent systems f(t, y, args, h), on jax and diffrax.
 
 Public entry points: `StepTerm`, `StepAware` (step-dependent solving), `systems` (the catalog),
-`solvers`, `controllers`, `sweep` (compiled-once grids of solves as tidy DataFrames).
+`solvers`, `controller`, `sweep` (compiled-once grids of solves as tidy DataFrames).
 """
 
 from . import (
-    controllers,
+    controller,
     convergence,
     discrete,
     distributed,
@@ -15,7 +15,9 @@ from . import (
     results,
     solvers,
     stability,
+    step_log,
     systems,
+    tolerance,
 )
 from ._sweep import compile_count, sweep
 from .errors import InvalidArgument, PrecisionWarning
@@ -29,7 +31,7 @@ __all__ = [
     "compile_count",
     "systems",
     "solvers",
-    "controllers",
+    "controller",
     "convergence",
     "discrete",
     "distributed",
@@ -38,6 +40,8 @@ __all__ = [
     "reference",
     "results",
     "stability",
+    "step_log",
+    "tolerance",
     "InvalidArgument",
     "PrecisionWarning",
 ]
