@@ -165,9 +165,10 @@ def step_log(
         >>> bool((accepted["error"] < 1).all())   # a step is accepted iff its error is < 1
         True
     """
-    if isinstance(size, bool) or int(size) != size or size < 1:
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
         raise InvalidArgument(f"size={size!r} is invalid; it must be an integer ≥ 1")
-    names = [controller] if isinstance(controller, str) else list(controller)
+    many = isinstance(controller, list | tuple)
+    names = list(controller) if many else [controller]
     if not names or not all(isinstance(n, str) for n in names):
         raise InvalidArgument(
             f"controller={controller!r} is invalid; give a preset name or a sequence of them"

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import InvalidArgument, controllers, solvers
+from analysis import InvalidArgument, controller, solvers, tolerance
 from analysis import plotting as aplt
 
 
@@ -23,7 +23,7 @@ def _triangles(ax):
 
 
 def test_every_solver_and_controller_has_its_own_fixed_colour_and_marker():
-    names = list(solvers.NAMES) + ["fixed", *controllers.PRESETS]
+    names = list(solvers.NAMES) + ["fixed", *controller.PRESETS]
     styles = [aplt.solver_style(n) for n in names]
     pairs = [(s["color"], s["marker"]) for s in styles]
     assert len(set(pairs)) == len(names)
