@@ -132,8 +132,8 @@ def test_step_histories_gives_each_solve_a_panel_and_draws_into_given_axes(lv_lo
 
 
 def test_step_histories_refuses_a_frame_and_names_missing_columns(lv_log):
-    with pytest.raises(InvalidArgument, match="log.steps is a NoneType"):
+    with pytest.raises(InvalidArgument, match="result is a DataFrame"):
         plotting.step_histories(lv_log.steps)
     no_h = step_log.StepLog(lv_log.steps.drop(columns="h"), lv_log.solves)
-    with pytest.raises(InvalidArgument, match="lacks column 'h'"):
+    with pytest.raises(InvalidArgument, match="result.steps lacks column 'h'"):
         plotting.step_histories(no_h)

@@ -3,7 +3,7 @@
 import pytest
 
 import studies
-from analysis import controllers
+from analysis import step_log
 from studies import controllers as study
 
 
@@ -17,6 +17,7 @@ def test_tables_are_present_and_complete(results):
         "nonstiff",
         "proportionality",
         "histories",
+        "history_solves",
         "spread_rows",
         "spread",
         "fine",
@@ -26,7 +27,7 @@ def test_tables_are_present_and_complete(results):
     q = study.QUICK
     rows = results["nonstiff"]
     assert len(rows) == len(q.solvers) * len(q.presets) * len(q.rtols)
-    assert (rows["status"] == "ok").all() and set(controllers.STEP_METRICS) <= set(rows.columns)
+    assert (rows["status"] == "ok").all() and set(step_log.STEP_METRICS) <= set(rows.columns)
     assert (rows["attempts_logged"] == rows["num_steps"]).all()  # the log buffer was large enough
     assert len(results["proportionality"]) == len(q.solvers) * len(q.presets)
 
@@ -57,6 +58,15 @@ def test_the_step_dependent_output_jumps_far_more_than_the_h_free_one(results):
 def test_plot_returns_every_captioned_figure(results):
     figs = study.plot(results)
     assert set(figs) == set(study.CAPTIONS)
-    for fig in figs.values():
-        assert fig.axes
+    # The spread figure draws the stored spread: a panel per family, a line per variant.
+    spread = results["spread"]
+    for ax, (family, s) in zip(
+        figs["spread"].axes, spread.groupby("family", sort=False), strict=True
+    ):
+        assert ax.get_title() == family
+        for line, (variant, g) in zip(
+            ax.get_lines()[:-1], s.groupby("variant", sort=False), strict=True
+        ):
+            assert line.get_label() == variant
+            assert list(line.get_ydata()) == list(g.sort_values("rtol")["spread"].clip(lower=1e-17))
     assert studies.describe("controllers").startswith("Controllers:")

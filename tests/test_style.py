@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import InvalidArgument, controller, solvers, tolerance
+from analysis import InvalidArgument, controller, solvers
 from analysis import plotting as aplt
 
 
@@ -148,24 +148,3 @@ def test_branches_plot_draws_any_component_of_a_multi_dimensional_state():
 def test_branches_plot_names_the_valid_components_for_a_bad_one(d, component, valid):
     with pytest.raises(InvalidArgument, match=f"component={component!r} is invalid.*{valid}"):
         aplt.branches_plot(_branch_rows(d), component=component)
-
-
-def test_spread_vs_tolerance_takes_plain_controllers_spread_output():
-    rtol = [1e-4, 1e-4, 1e-6, 1e-6]
-    rows = pd.concat(
-        pd.DataFrame({"system": name, "controller": ["I", "PI34"] * 2, "rtol": rtol,
-                      "status": "ok", "y_final_0": [0.36, 0.37, 0.368, 0.3681]})
-        for name in ("linear", "perturbed")
-    )  # fmt: skip
-    fig = aplt.spread_vs_tolerance(controllers.spread(rows))
-    (ax,) = fig.axes  # no family column: one panel, titled by the systems
-    assert ax.get_title() == "linear, perturbed"
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["linear", "perturbed", "spread = rtol"]  # no variant: a line per system
-    aplt.close(fig)
-    fig = aplt.spread_vs_tolerance(controllers.spread(rows, by=("rtol",)))  # no system either
-    (ax,) = fig.axes
-    assert ax.get_title() == "" and len(ax.get_lines()) == 2  # one line and spread = rtol
-    aplt.close(fig)
-    with pytest.raises(InvalidArgument, match="controllers.spread"):
-        aplt.spread_vs_tolerance(pd.DataFrame({"rtol": [1e-3]}))

@@ -38,6 +38,16 @@ HEATMAP_METRICS = {
 _DASHES = ("-", "--", ":", "-.")
 
 
+def _table(result, field: str, columns, what: str) -> pd.DataFrame:
+    """`result.<field>` with `columns` (require_columns), refusing a bare DataFrame."""
+    if isinstance(result, pd.DataFrame):
+        raise InvalidArgument(
+            f"{what}: result is a DataFrame; pass the typed result its producer returns "
+            f"(with a table {field!r})"
+        )
+    return require_columns(getattr(result, field, None), columns, f"{what}'s result.{field}")
+
+
 def _grid(axes, shape: tuple[int, int], what: str):
     """(figure, axes as an array of `shape`) from the caller's axes, or None to make them."""
     grid = np.asarray(axes, dtype=object).reshape(-1)
@@ -175,12 +185,11 @@ def work_precision(result, *, axes=None) -> plt.Figure:
         'PI34 (slope 0.90)'
     """
     need = ["system", "solver", "controller", "rtol", "status", "error", "nfev", "wall_s"]
-    rows = require_columns(getattr(result, "rows", None), need, "work_precision's result.rows")
-    fits = require_columns(
-        getattr(result, "proportionality", None),
-        ["system", "solver", "controller", "slope", "status"],
-        "work_precision's result.proportionality",
-    )
+    rows = _table(result, "rows", need, "work_precision")
+    fits = _table(
+        result, "proportionality", ["system", "solver", "controller", "slope", "status"],
+        "work_precision",
+    )  # fmt: skip
     fits = {(f["system"], f["solver"], f["controller"]): f for f in fits.to_dict(orient="records")}
     solvers = list(dict.fromkeys(rows["solver"]))
     systems = list(dict.fromkeys(rows["system"]))
@@ -241,7 +250,7 @@ def step_histories(log, *, axes=None) -> plt.Figure:
         [0.1, 0.05, 0.07]
     """
     need = ["system", "solver", "controller", "t0", "h", "accepted"]
-    steps = require_columns(getattr(log, "steps", None), need, "step_histories' log.steps")
+    steps = _table(log, "steps", need, "step_histories")
     keys = ["system", "solver", "controller"]
     panels = _panels(steps, keys)
     varying = [k for k in keys[:2] if steps[k].nunique() > 1]
@@ -298,9 +307,7 @@ def spread_vs_tolerance(result, *, axes=None) -> plt.Figure:
         >>> fig.axes[0].get_lines()[0].get_ydata().round(10).tolist()   # the stored spread
         [4e-07, 4e-05]
     """
-    spread = require_columns(
-        getattr(result, "spread", None), ["rtol", "spread"], "spread_vs_tolerance's result.spread"
-    )
+    spread = _table(result, "spread", ["rtol", "spread"], "spread_vs_tolerance")
     if "family" in spread.columns:
         families = list(dict.fromkeys(spread["family"]))
         panels = [(fam, spread[spread["family"] == fam]) for fam in families]
@@ -361,11 +368,9 @@ def output_vs_tolerance(result, *, axes=None) -> plt.Figure:
         >>> [ax.get_title() for ax in fig.axes]
         ['h-free: linear', 'h input: perturbed']
     """
-    jumps = getattr(result, "jumps", None)
-    require_columns(jumps, ["largest_jump"], "output_vs_tolerance's result.jumps")
-    by = jumps.columns[0]
+    by = _table(result, "jumps", ["largest_jump"], "output_vs_tolerance").columns[0]
     need = ["rtol", "status", "offset", "system", by]
-    rows = require_columns(getattr(result, "rows", None), need, "output_vs_tolerance's result.rows")
+    rows = _table(result, "rows", need, "output_vs_tolerance")
     groups = list(dict.fromkeys(rows[by]))
     with paper_style():
         if axes is None:
