@@ -94,7 +94,7 @@ def controller_heatmaps(rows, metrics=tuple(HEATMAP_METRICS), *, axes=None) -> p
         ...                      for c, k, n in (("I", 3.0, 20), ("PI34", 1.0, 25))
         ...                      for r in (1e-3, 1e-6)])
         >>> fig = plotting.controller_heatmaps(rows, metrics=("error", "nfev"))
-        >>> np.log10(fig.axes[0].get_images()[0].get_array()).round(6).tolist()  # log10 k·r
+        >>> fig.axes[0].get_images()[0].get_array().round(6).tolist()   # log10 k·r
         [[-2.522879, -5.522879], [-3.0, -6.0]]
     """
     if isinstance(rows, Result):
@@ -175,14 +175,14 @@ def work_precision(result, *, axes=None) -> plt.Figure:
         >>> from analysis import plotting, tolerance
         >>> rows = pd.DataFrame({"system": "linear", "solver": "Tsit5", "controller": "PI34",
         ...                      "status": "ok", "rtol": [1e-3, 1e-6, 1e-9],
-        ...                      "error": [2e-4, 3e-7, 4e-10], "nfev": [50, 140, 480],
-        ...                      "wall_s": [1e-4, 2e-4, 6e-4]})
+        ...                      "error": [2e-4, 2e-7, 2e-10], "nfev": [50, 140, 480],
+        ...                      "wall_s": [1e-4, 2e-4, 6e-4]})     # error = rtol / 5
         >>> wp = tolerance.WorkPrecision(rows, tolerance.proportionality(rows))
         >>> fig = plotting.work_precision(wp)
         >>> [ax.get_xlabel() for ax in fig.axes]
         ['function evaluations', 'wall time, best run (s)']
         >>> fig.axes[0].get_legend().get_texts()[0].get_text()
-        'PI34 (slope 0.90)'
+        'PI34 (slope 1.00)'
     """
     need = ["system", "solver", "controller", "rtol", "status", "error", "nfev", "wall_s"]
     rows = _table(result, "rows", need, "work_precision")
