@@ -1,12 +1,12 @@
 """Discretization effects in step-dependent systems f(t, y, args, h), on jax and diffrax.
 
 Public entry points: `StepTerm`, `StepAware` (step-dependent solving), `systems` (the catalog),
-`solvers`, `controllers`, `sweep` (compiled-once grids of solves as tidy DataFrames).
+`solvers`, `controller`, `sweep` (compiled-once grids of solves as tidy DataFrames).
 """
 
 from . import (
     chunk_store,
-    controllers,
+    controller,
     convergence,
     discrete,
     distributed,
@@ -16,7 +16,9 @@ from . import (
     run_store,
     solvers,
     stability,
+    step_log,
     systems,
+    tolerance,
 )
 from ._sweep import compile_count, sweep
 from .errors import InvalidArgument, PrecisionWarning
@@ -30,7 +32,7 @@ __all__ = [
     "compile_count",
     "systems",
     "solvers",
-    "controllers",
+    "controller",
     "convergence",
     "discrete",
     "distributed",
@@ -40,6 +42,8 @@ __all__ = [
     "chunk_store",
     "run_store",
     "stability",
+    "step_log",
+    "tolerance",
     "InvalidArgument",
     "PrecisionWarning",
 ]

@@ -34,10 +34,11 @@ import numpy as np
 import pandas as pd
 
 from . import chunk_store as _chunk_store
-from . import controllers as _controllers
+from . import controller as _controller
 from . import distributed as _distributed
 from . import reference as _reference
 from . import solvers as _solvers
+from . import step_log as _step_log
 from . import systems as _systems
 from .errors import InvalidArgument, PrecisionWarning, warn_if_float32
 from .stepdep import StepAware
@@ -161,7 +162,7 @@ _COMPILED: dict = {}
 def _solve_fn(group: _Group):
     """The per-setting solve for a group: (dt0, rtol, atol, y0, args) -> outputs."""
     system = group.system
-    fixed = group.controller == _controllers.FIXED
+    fixed = group.controller == _controller.FIXED
     term = system.term()
     if system.h_dependent:
         solver = StepAware(group.solver, signed=group.signed_h)
@@ -177,9 +178,9 @@ def _solve_fn(group: _Group):
         if fixed:
             ctrl = diffrax.ConstantStepSize()
         else:
-            ctrl = _controllers.make(group.controller, rtol, atol, **dict(group.controller_options))
+            ctrl = _controller.make(group.controller, rtol, atol, **dict(group.controller_options))
             if group.log_steps:
-                ctrl = _controllers.StepLogger(ctrl, group.log_steps)
+                ctrl = _controller.StepLogger(ctrl, group.log_steps)
         sol = diffrax.diffeqsolve(
             term,
             solver,
@@ -199,7 +200,7 @@ def _solve_fn(group: _Group):
             "num_steps": sol.stats["num_steps"],
             "num_accepted": sol.stats["num_accepted_steps"],
             "num_rejected": sol.stats["num_rejected_steps"],
-            **_controllers.logged_steps(sol),
+            **_step_log.logged_steps(sol),
         } | ({"ys": sol.ys[:-1]} if group.save_ts else {})
 
     return solve
@@ -225,7 +226,7 @@ def _grid(fixed: bool, dt0, rtol, atol) -> pd.DataFrame:
                 raise InvalidArgument(
                     f"{name}={value!r} is given to a fixed-step sweep (controller=None), which "
                     f"has no error control and would ignore it; for an adaptive sweep pass "
-                    f"controller= a preset from {sorted(_controllers.PRESETS)} (e.g. "
+                    f"controller= a preset from {sorted(_controller.PRESETS)} (e.g. "
                     f"controller='PI34', {name}=...), or leave rtol and atol out for fixed steps"
                 )
         if not dts:
@@ -420,8 +421,8 @@ def _identity(group: _Group) -> str:
         for f in dataclasses.fields(group)
         if f.name not in ("system", "solver")
     ]  # every other group field, so a new one is part of the key without further edits
-    if group.controller != _controllers.FIXED:
-        preset = _controllers.make(group.controller, 1.0, 1.0, **dict(group.controller_options))
+    if group.controller != _controller.FIXED:
+        preset = _controller.make(group.controller, 1.0, 1.0, **dict(group.controller_options))
         rest.append(("controller_built", _describe(preset)))
     env = (
         str(jnp.result_type(float)),
@@ -534,7 +535,7 @@ def _rows(group: _Group, order, cols: dict, outs: list[dict]) -> pd.DataFrame:
         rows["ys"] = list(out["ys"])
     if group.log_steps:
         logs = zip(out["log_h"], out["log_accepted"], out["log_count"], strict=True)
-        metrics = pd.DataFrame([_controllers.step_metrics(*log) for log in logs])
+        metrics = pd.DataFrame([_step_log.step_metrics(*log) for log in logs])
         for k in metrics:
             rows[k] = metrics[k].to_numpy()
     rows.insert(0, "system", system.name)
@@ -683,7 +684,7 @@ def sweep(
             1e-4·h, e.g. t0 = 1.7e9 with dt0 = 1e-6) are refused, as is a span no step of
             which could be, and a fixed grid of more than 2**31 - 1 steps.
         controller: None/"fixed" for constant steps, or a preset name from
-            `analysis.controllers.PRESETS` (e.g. "PI34").
+            `analysis.controller.PRESETS` (e.g. "PI34").
         rtol: relative tolerances for adaptive sweeps, paired element by element with atol (a
             single value broadcasts). Refused without an adaptive `controller`.
         atol: absolute tolerances, paired with rtol; atol=None means atol = rtol.
@@ -696,8 +697,8 @@ def sweep(
             state, read from the solver's dense output; adds a column `ys` holding one array
             (len(save_ts), *y0.shape) per row (used by `analysis.convergence` for norms over time).
         log_steps: adaptive sweeps only; if > 0, record up to this many attempted steps per
-            solve inside the compiled solve (`analysis.controllers.StepLogger`) and add the
-            columns `analysis.controllers.STEP_METRICS` (rejection rate, step-ratio roughness).
+            solve inside the compiled solve (`analysis.controller.StepLogger`) and add the
+            columns `analysis.step_log.STEP_METRICS` (rejection rate, step-ratio roughness).
         store: an `analysis.chunk_store.ChunkStore` (default: the one made active by
             `analysis.chunk_store.recording`, else none). Each finished chunk is saved to it and a
             stored chunk is loaded instead of solved, so an interrupted sweep resumes; a group
@@ -734,15 +735,15 @@ def sweep(
     solver_objs = [_solvers.get(s) for s in _as_list(solvers)]
     if not system_objs or not solver_objs:
         raise InvalidArgument("sweep needs at least one system and one solver")
-    kind = _controllers.FIXED if controller in (None, _controllers.FIXED) else controller
-    fixed = kind == _controllers.FIXED
+    kind = _controller.FIXED if controller in (None, _controller.FIXED) else controller
+    fixed = kind == _controller.FIXED
     if not fixed:
         if not isinstance(kind, str):
             raise InvalidArgument(
                 f"controller={controller!r} must be None, 'fixed' or a preset name from "
-                f"{sorted(_controllers.PRESETS)}"
+                f"{sorted(_controller.PRESETS)}"
             )
-        _controllers.make(kind, 1.0, 1.0, **(controller_options or {}))  # checks name, options
+        _controller.make(kind, 1.0, 1.0, **(controller_options or {}))  # checks name, options
         for s in solver_objs:
             if not _solvers.info(s).adaptive:
                 raise InvalidArgument(

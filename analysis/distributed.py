@@ -177,7 +177,7 @@ def _failed_template(one) -> dict:
 def _settings(group, inputs, i: int) -> str:
     """The settings of solve `i` of a chunk, as a sweep's arguments name them."""
     h, rtol, atol = (float(np.asarray(x)[i]) for x in inputs)
-    if group.controller == _sweep._controllers.FIXED:
+    if group.controller == _sweep._controller.FIXED:
         return f"h={h!r}"
     dt0 = f"dt0={h!r}, " if group.has_dt0 else ""
     return f"{dt0}rtol={rtol!r}, atol={atol!r} (controller {group.controller!r})"

@@ -8,7 +8,7 @@ studies — starts from `prepare`, so the rules live here once:
   passes its `StaleFSAL` instead); an h-free field is solved by the bare solver;
 - constant steps (``controller=None``) use `analysis.solvers.for_fixed_steps`: an implicit
   method's Newton tolerances are fixed instead of waiting for a controller's;
-- an adaptive solve takes a controller preset name (with rtol, atol: `analysis.controllers.make`)
+- an adaptive solve takes a controller preset name (with rtol, atol: `analysis.controller.make`)
   or any diffrax step-size controller, optionally wrapped in a `StepLogger`.
 
 `Prepared.solve` then calls `diffrax.diffeqsolve` (the only call of it in the toolkit) and
@@ -39,7 +39,7 @@ import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 
-from . import controllers as _controllers
+from . import controller as _controller
 from . import solvers as _solvers
 from . import systems as _systems
 from .errors import InvalidArgument
@@ -179,7 +179,7 @@ def prepare(
         system: a `System` or a catalog name.
         solver: a diffrax solver or a registry name.
         controller: None (or "fixed") for constant steps; a preset name (see
-            `analysis.controllers.PRESETS`), made at `rtol`, `atol` with `controller_options`;
+            `analysis.controller.PRESETS`), made at `rtol`, `atol` with `controller_options`;
             or a diffrax step-size controller, used as given.
         rtol: a preset's relative tolerance; may be traced.
         atol: a preset's absolute tolerance (default: rtol); may be traced.
@@ -204,7 +204,7 @@ def prepare(
     system, solver = _systems.get(system), _solvers.get(solver)
     if system.h_dependent and not isinstance(solver, StepAware):
         solver = wrapper(solver)
-    fixed = controller is None or controller == _controllers.FIXED
+    fixed = controller is None or controller == _controller.FIXED
     if fixed:
         _refuse_tolerances(rtol, atol, log_steps, controller_options, "at constant steps")
         return Prepared(
@@ -219,7 +219,7 @@ def prepare(
             raise InvalidArgument(
                 f"rtol=None is invalid with controller={controller!r}; give rtol > 0"
             )
-        ctrl = _controllers.make(
+        ctrl = _controller.make(
             controller, rtol, rtol if atol is None else atol, **controller_options
         )
     elif isinstance(controller, diffrax.AbstractStepSizeController):
@@ -228,10 +228,10 @@ def prepare(
     else:
         raise InvalidArgument(
             f"controller={controller!r} is invalid; give None for constant steps, a preset "
-            f"name ({', '.join(_controllers.PRESETS)}) or a diffrax step-size controller"
+            f"name ({', '.join(_controller.PRESETS)}) or a diffrax step-size controller"
         )
     if log_steps:
-        ctrl = _controllers.StepLogger(ctrl, int(log_steps))
+        ctrl = _controller.StepLogger(ctrl, int(log_steps))
     return Prepared(system, system.term(), solver, ctrl, fixed=False)
 
 

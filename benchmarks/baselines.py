@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.integrate
 
-from analysis import controllers, solvers
+from analysis import controller as _controller
+from analysis import solvers
 
 __all__ = [
     "SCIPY_FIXED",
@@ -74,7 +75,7 @@ def naive_solve(system, solver, *, dt0=None, controller=None, rtol=None, atol=No
     if controller is None:
         ctrl, dt0 = diffrax.ConstantStepSize(), float(dt0)
     else:
-        ctrl = controllers.make(controller, float(rtol), float(atol))
+        ctrl = _controller.make(controller, float(rtol), float(atol))
     sol = diffrax.diffeqsolve(
         term,
         solver,
@@ -102,7 +103,7 @@ def jit_solver(system, solver, *, controller=None, max_steps):
         if controller is None:
             ctrl, dt0 = diffrax.ConstantStepSize(), setting[0]
         else:
-            ctrl, dt0 = controllers.make(controller, *setting), None
+            ctrl, dt0 = _controller.make(controller, *setting), None
         sol = diffrax.diffeqsolve(
             term,
             solver,

@@ -421,7 +421,7 @@ def adaptive_naive(scale: Scale) -> Record:
         xla_compilations=round((xla_compiles() - c0) * factor),
         extrapolated=f"timed {len(pick)} tolerances per (system, solver) with PI34, scaled "
         f"by {factor:g} to {len(tols)} tolerances × {len(PRESETS)} presets",
-        notes="diffrax.diffeqsolve with controllers.make(preset, float, float) per setting",
+        notes="diffrax.diffeqsolve with controller.make(preset, float, float) per setting",
     )
 
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import pandas as pd
 
 import analysis
-from analysis import controllers, convergence, discrete, plotting, stability
+from analysis import convergence, discrete, plotting, stability, tolerance
 from analysis.systems import System
 
 
@@ -38,7 +38,7 @@ print(stability.fixed_points(model, "Heun", 0.5, [(-2, 2), (-2, 2)]).iloc[:, :6]
 
 # 3. Controller sensitivity: how far y(T) moves across controllers at each tolerance.
 runs = [analysis.sweep(model, "Tsit5", controller=c, rtol=[1e-3, 1e-6]) for c in ("I", "PI34")]
-print(controllers.spread(pd.concat(runs)))
+print(tolerance.spread(pd.concat(runs)).spread)
 
 # 4. The model as a map at its training step against its limit ODE.
 gap = discrete.compare(model, discrete.to_map(model, "Euler", 0.25), 0.25, horizon=5.0)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 import analysis
-from analysis import controllers, systems
+from analysis import controller, step_log, systems, tolerance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Config:
     # 1. nonstiff efficiency
     nonstiff: str = "lotka_volterra"
     solvers: tuple[str, ...] = ("Bosh3", "Tsit5", "Dopri5", "Kvaerno5")
-    presets: tuple[str, ...] = tuple(controllers.PRESETS)
+    presets: tuple[str, ...] = tuple(controller.PRESETS)
     rtols: tuple[float, ...] = tuple(np.logspace(-2, -10, 9))
     repeats: int = 5
     log_steps: int = 8192
@@ -57,7 +57,7 @@ class Config:
     # 4. y(T) on a fine tolerance grid
     fine_preset: str = "PI34"
     fine_rtols: tuple[float, ...] = tuple(np.logspace(-3, -8, 151))
-    controller_options: tuple = ()  # (name, value) pairs for analysis.controllers.make
+    controller_options: tuple = ()  # (name, value) pairs for analysis.controller.make
 
 
 CONFIG = Config()
@@ -141,9 +141,9 @@ def _family(name: str) -> systems.System:
     return systems.get(name)
 
 
-def _nonstiff(config: Config) -> pd.DataFrame:
+def _nonstiff(config: Config) -> tolerance.WorkPrecision:
     pairs = [(s, p) for s in config.solvers for p in config.presets]
-    return controllers.work_precision(
+    return tolerance.work_precision(
         systems.get(config.nonstiff),
         pairs,
         list(config.rtols),
@@ -153,23 +153,18 @@ def _nonstiff(config: Config) -> pd.DataFrame:
     )
 
 
-def _histories(config: Config) -> pd.DataFrame:
-    system = systems.get("prothero_robinson", stiffness=config.stiffness, t1=2.0)
-    logs = []
-    for name in config.history_presets:
-        log = controllers.step_log(
-            system,
-            config.history_solver,
-            name,
-            config.history_rtol,
-            size=config.log_steps,
-            **dict(config.controller_options),
-        )
-        logs.append(log.assign(controller=name, system=system.name))
-    return pd.concat(logs, ignore_index=True)
+def _histories(config: Config) -> step_log.StepLog:
+    return step_log.step_log(
+        systems.get("prothero_robinson", stiffness=config.stiffness, t1=2.0),
+        config.history_solver,
+        config.history_presets,
+        config.history_rtol,
+        size=config.log_steps,
+        **dict(config.controller_options),
+    )
 
 
-def _spread(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _spread(config: Config) -> tolerance.Spread:
     variants = []
     for fam in config.families:
         system = _family(fam)
@@ -190,12 +185,10 @@ def _spread(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
                 controller_options=dict(config.controller_options),
             )
             frames.append(rows.assign(family=fam, variant=variant))
-    rows = pd.concat(frames, ignore_index=True)
-    spread = controllers.spread(rows, by=("family", "variant", "rtol"))
-    return rows, spread
+    return tolerance.spread(pd.concat(frames, ignore_index=True), by=("family", "variant", "rtol"))
 
 
-def _fine(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _fine(config: Config) -> tolerance.OutputVsTolerance:
     base = systems.get("linear", t1=10.0)
     stepdep = _family("perturbed")
     rows = analysis.sweep(
@@ -206,51 +199,47 @@ def _fine(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
         chunk_size=len(config.spread_rtols),  # the spread's chunks: its compiled solve is reused
         controller_options=dict(config.controller_options),
     )
-    exact = float(np.exp(-10.0))
-    rows["offset"] = rows["y_final_0"] - exact
     rows["field"] = np.where(rows["system"] == base.name, "h-free", "h input")
-    jumps = []
-    for field, g in rows.sort_values("rtol").groupby("field", sort=False):
-        dy = np.abs(np.diff(g["y_final_0"].to_numpy()))
-        i = int(np.argmax(dy))
-        r = g["rtol"].to_numpy()
-        jumps.append(
-            {
-                "field": field,
-                "largest_jump": dy[i],
-                "between_rtol_lo": r[i],
-                "between_rtol_hi": r[i + 1],
-                "jump_over_rtol": dy[i] / r[i + 1],
-                "median_jump": float(np.median(dy)),
-            }
-        )
-    return rows, pd.DataFrame(jumps)
+    return tolerance.output_vs_tolerance(rows, float(np.exp(-10.0)), by="field")
 
 
 def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
-    """All four parts; returns the rows behind each figure and the two summary tables."""
+    """All four parts; returns the tables of their results (see `results`)."""
     nonstiff = _nonstiff(config)
-    spread_rows, spread = _spread(config)
-    fine, jumps = _fine(config)
+    spread = _spread(config)
+    fine = _fine(config)
+    histories = _histories(config)
     return {
-        "nonstiff": nonstiff,
-        "proportionality": controllers.proportionality(nonstiff),
-        "histories": _histories(config),
-        "spread_rows": spread_rows,
-        "spread": spread,
-        "fine": fine,
-        "jumps": jumps,
+        "nonstiff": nonstiff.rows,
+        "proportionality": nonstiff.proportionality,
+        "histories": histories.steps,
+        "history_solves": histories.solves,
+        "spread_rows": spread.rows,
+        "spread": spread.spread,
+        "fine": fine.rows,
+        "jumps": fine.jumps,
     }
 
 
-def plot(results: dict[str, pd.DataFrame]) -> dict:
+def typed(tables: dict[str, pd.DataFrame]) -> dict:
+    """The typed results behind the figures, from `run`'s tables (live or read back)."""
+    return {
+        "nonstiff": tolerance.WorkPrecision(tables["nonstiff"], tables["proportionality"]),
+        "histories": step_log.StepLog(tables["histories"], tables["history_solves"]),
+        "spread": tolerance.Spread(tables["spread_rows"], tables["spread"]),
+        "fine": tolerance.OutputVsTolerance(tables["fine"], tables["jumps"]),
+    }
+
+
+def plot(tables: dict[str, pd.DataFrame]) -> dict:
     """Heatmaps, work-precision, step histories, spread and the fine-grid output."""
     from analysis import plotting
 
+    result = typed(tables)
     return {
-        "heatmaps": plotting.controller_heatmaps(results["nonstiff"]),
-        "work_precision": plotting.work_precision_plot(results["nonstiff"]),
-        "histories": plotting.step_histories(results["histories"]),
-        "spread": plotting.spread_vs_tolerance(results["spread"]),
-        "fine_tolerance": plotting.output_vs_tolerance(results["fine"]),
+        "heatmaps": plotting.controller_heatmaps(result["nonstiff"]),
+        "work_precision": plotting.work_precision(result["nonstiff"]),
+        "histories": plotting.step_histories(result["histories"]),
+        "spread": plotting.spread_vs_tolerance(result["spread"]),
+        "fine_tolerance": plotting.output_vs_tolerance(result["fine"]),
     }

@@ -14,7 +14,7 @@ import pytest
 
 import analysis
 import studies
-from analysis import StepTerm, controllers, solvers, systems
+from analysis import StepTerm, controller, solvers, systems
 
 LV = "lotka_volterra"
 
@@ -36,10 +36,10 @@ CASES = [
     ),
     (
         "unstable controller coefficients",
-        lambda: controllers.SoderlindController(rtol=1e-3, atol=1e-3, kbeta=(3.0, 0.0, 0.0)),
+        lambda: controller.SoderlindController(rtol=1e-3, atol=1e-3, kbeta=(3.0, 0.0, 0.0)),
     ),
-    ("dtmin > dtmax", lambda: controllers.make("PI34", 1e-3, 1e-3, dtmin=1.0, dtmax=0.1)),
-    ("unknown controller option", lambda: controllers.make("PI34", 1e-3, 1e-3, safty=0.8)),
+    ("dtmin > dtmax", lambda: controller.make("PI34", 1e-3, 1e-3, dtmin=1.0, dtmax=0.1)),
+    ("unknown controller option", lambda: controller.make("PI34", 1e-3, 1e-3, safty=0.8)),
     (
         "adaptive controller with a solver without error estimate",
         lambda: analysis.sweep("linear", "Euler", controller="PI34", rtol=[1e-3]),

@@ -18,7 +18,6 @@ PACKAGE = "analysis"
 # Edges of cycles that other changes remove; the integrator empties this set at merge (the strict
 # xfail below then passes and must be turned into a plain test).
 KNOWN_CYCLE_EDGES = {
-    ("analysis.controllers", "analysis._sweep"),  # lazy import in work_precision
     ("analysis.distributed", "analysis._sweep"),  # _solve_chunk
 }
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from analysis import InvalidArgument, StepAware, controllers
+from analysis import InvalidArgument, StepAware, controller
 from analysis.prepare import prepare
 from analysis.stepdep import StaleFSAL
 from analysis.systems import System
@@ -115,4 +115,4 @@ def test_constant_steps_need_dt0():
 
 
 def test_presets_are_the_controller_modules():
-    assert set(controllers.PRESETS) >= {"I", "PI34", "H211b"}
+    assert set(controller.PRESETS) >= {"I", "PI34", "H211b"}

@@ -3,7 +3,7 @@
 import pytest
 
 import studies
-from analysis import controllers
+from analysis import step_log
 from studies import controllers as study
 
 STUDY = "controllers"  # the QUICK run every test here gets as `quick_study`
@@ -15,6 +15,7 @@ def test_tables_are_present_and_complete(quick_study):
         "nonstiff",
         "proportionality",
         "histories",
+        "history_solves",
         "spread_rows",
         "spread",
         "fine",
@@ -24,7 +25,7 @@ def test_tables_are_present_and_complete(quick_study):
     q = study.QUICK
     rows = quick_study.tables["nonstiff"]
     assert len(rows) == len(q.solvers) * len(q.presets) * len(q.rtols)
-    assert (rows["status"] == "ok").all() and set(controllers.STEP_METRICS) <= set(rows.columns)
+    assert (rows["status"] == "ok").all() and set(step_log.STEP_METRICS) <= set(rows.columns)
     assert (rows["attempts_logged"] == rows["num_steps"]).all()  # the log buffer was large enough
     assert len(quick_study.tables["proportionality"]) == len(q.solvers) * len(q.presets)
 
@@ -55,6 +56,15 @@ def test_the_step_dependent_output_jumps_far_more_than_the_h_free_one(quick_stud
 def test_plot_returns_every_captioned_figure(quick_study):
     figs = quick_study.figures
     assert set(figs) == set(study.CAPTIONS)
-    for fig in figs.values():
-        assert fig.axes
+    # The spread figure draws the stored spread: a panel per family, a line per variant.
+    spread = quick_study.tables["spread"]
+    for ax, (family, s) in zip(
+        figs["spread"].axes, spread.groupby("family", sort=False), strict=True
+    ):
+        assert ax.get_title() == family
+        for line, (variant, g) in zip(
+            ax.get_lines()[:-1], s.groupby("variant", sort=False), strict=True
+        ):
+            assert line.get_label() == variant
+            assert list(line.get_ydata()) == list(g.sort_values("rtol")["spread"].clip(lower=1e-17))
     assert studies.describe("controllers").startswith("Controllers:")

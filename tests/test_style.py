@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from helpers import checkout_env
 
-from analysis import InvalidArgument, controllers, solvers
+from analysis import InvalidArgument, controller, solvers
 from analysis import plotting as aplt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ def _triangles(ax):
 
 
 def test_every_solver_and_controller_has_its_own_fixed_colour_and_marker():
-    names = list(solvers.NAMES) + ["fixed", *controllers.PRESETS]
+    names = list(solvers.NAMES) + ["fixed", *controller.PRESETS]
     styles = [aplt.solver_style(n) for n in names]
     pairs = [(s["color"], s["marker"]) for s in styles]
     assert len(set(pairs)) == len(names)
@@ -156,27 +156,6 @@ def test_branches_plot_names_the_valid_components_for_a_bad_one(d, component, va
         aplt.branches_plot(_branch_rows(d), component=component)
 
 
-def test_spread_vs_tolerance_takes_plain_controllers_spread_output():
-    rtol = [1e-4, 1e-4, 1e-6, 1e-6]
-    rows = pd.concat(
-        pd.DataFrame({"system": name, "controller": ["I", "PI34"] * 2, "rtol": rtol,
-                      "status": "ok", "y_final_0": [0.36, 0.37, 0.368, 0.3681]})
-        for name in ("linear", "perturbed")
-    )  # fmt: skip
-    fig = aplt.spread_vs_tolerance(controllers.spread(rows))
-    (ax,) = fig.axes  # no family column: one panel, titled by the systems
-    assert ax.get_title() == "linear, perturbed"
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["linear", "perturbed", "spread = rtol"]  # no variant: a line per system
-    aplt.close(fig)
-    fig = aplt.spread_vs_tolerance(controllers.spread(rows, by=("rtol",)))  # no system either
-    (ax,) = fig.axes
-    assert ax.get_title() == "" and len(ax.get_lines()) == 2  # one line and spread = rtol
-    aplt.close(fig)
-    with pytest.raises(InvalidArgument, match="controllers.spread"):
-        aplt.spread_vs_tolerance(pd.DataFrame({"rtol": [1e-3]}))
-
-
 @pytest.mark.slow  # a fresh process importing jax
 def test_importing_the_plotting_package_keeps_the_users_backend():
     # A notebook's backend must survive `import analysis.plotting` (it used to switch to Agg).
@@ -186,3 +165,4 @@ def test_importing_the_plotting_package_keeps_the_users_backend():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "svg"
+

@@ -28,7 +28,7 @@ from .controllers import (
     output_vs_tolerance,
     spread_vs_tolerance,
     step_histories,
-    work_precision_plot,
+    work_precision,
 )
 from .convergence import error_vs_step, local_orders_vs, observed_orders, order_cap
 from .discrete import conjugacy_plot, defect_plot, drift_plot, map_vs_limit_plot
@@ -69,7 +69,7 @@ __all__ = [
     "order_cap",
     "local_orders_vs",
     "controller_heatmaps",
-    "work_precision_plot",
+    "work_precision",
     "step_histories",
     "spread_vs_tolerance",
     "output_vs_tolerance",

@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
-from .. import controllers as _controllers
+from .. import controller as _controller
 from .. import solvers as _solvers
 from ..errors import InvalidArgument
 
@@ -53,7 +53,7 @@ _PALETTE = plt.get_cmap("tab20").colors
 _MARKERS = "os^vDP*Xph<>d8H"
 # Every name with a style of its own, in a fixed order: the registered solvers, then fixed steps
 # and the controller presets (a solver or preset added to its registry gets its style here).
-_STYLED = (*_solvers.NAMES, _controllers.FIXED, *_controllers.PRESETS)
+_STYLED = (*_solvers.NAMES, _controller.FIXED, *_controller.PRESETS)
 _PDF_METADATA = {"CreationDate": None, "ModDate": None, "Producer": None}
 _PNG_METADATA = {"Software": None}
 

@@ -1,4 +1,4 @@
-"""Step-size controllers: Söderlind's digital filters, presets, a step logger, controller metrics.
+"""Step-size controllers: Söderlind's digital filters, their presets, and a step logger.
 
 A controller with filter coefficients (kβ1, kβ2, kβ3 | α2, α3) chooses the next step as
 
@@ -25,16 +25,16 @@ Pieces:
 - `SoderlindController`: a diffrax adaptive controller with β and α terms, an optional smooth
   limiter, and a documented rejection rule; equal to diffrax.PIDController when α = 0.
 - `StepLogger(controller, size)`: records every attempted step inside the compiled solve.
-- Metrics: `step_metrics` (rejection rate, step-ratio roughness) from a log, `proportionality`
-  (slope of log error on log rtol), `spread` (controller-induced spread of an output),
-  `work_precision` (error against nfev and best-of-n wall time).
+
+What is measured with them lives above: `analysis.step_log` (the logged steps of a solve and
+their metrics), `analysis.tolerance` (proportionality, spread, work-precision).
 
 Examples:
-    >>> from analysis import controllers
-    >>> c = controllers.make("H211b", rtol=1e-6, atol=1e-8)
+    >>> from analysis import controller
+    >>> c = controller.make("H211b", rtol=1e-6, atol=1e-8)
     >>> c.kbeta, c.alpha
     ((0.25, 0.25, 0.0), (0.25, 0.0))
-    >>> {k: round(v, 12) for k, v in controllers.preset("PI34").pid.items()}
+    >>> {k: round(v, 12) for k, v in controller.preset("PI34").pid.items()}
     {'pcoeff': 0.4, 'icoeff': 0.3, 'dcoeff': 0.0}
 """
 
@@ -51,7 +51,6 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 import optimistix as optx
-import pandas as pd
 
 from .errors import InvalidArgument
 
@@ -65,13 +64,6 @@ __all__ = [
     "SoderlindController",
     "StepLogger",
     "scaled_error",
-    "step_log",
-    "logged_steps",
-    "step_metrics",
-    "STEP_METRICS",
-    "proportionality",
-    "spread",
-    "work_precision",
 ]
 
 #: The name sweeps use for constant step sizes.
@@ -280,7 +272,7 @@ class SoderlindController(diffrax.AbstractAdaptiveStepSizeController):
                 raise InvalidArgument(
                     f"kbeta={self.kbeta!r}, alpha={self.alpha!r} make the controller unstable by "
                     f"construction: its closed-loop poles reach |q| = {radius:.3g} ≥ 1 (see "
-                    "analysis.controllers.closed_loop_poles); e.g. kbeta=(0.7, -0.4, 0) (PI34)"
+                    "analysis.controller.closed_loop_poles); e.g. kbeta=(0.7, -0.4, 0) (PI34)"
                 )
 
     def wrap(self, direction):
@@ -437,290 +429,3 @@ class StepLogger(diffrax.AbstractAdaptiveStepSizeController):
             "count": i + 1,
         }
         return out[:4] + ((inner, log),) + out[5:]
-
-
-def logged_steps(sol) -> dict:
-    """A solve's StepLogger buffers as {"log_h", "log_accepted", "log_count"}; {} if not logged.
-
-    The solve must use a `StepLogger` and `SaveAt(controller_state=True)`.
-
-    Args:
-        sol: a `diffrax.Solution`.
-
-    Returns:
-        A dict of the log's step sizes, accepted flags and attempt count (jax arrays).
-
-    Examples:
-        >>> ctrl = StepLogger(make("PI34", 1e-6, 1e-6), size=64)
-        >>> sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, args: -y), diffrax.Tsit5(),
-        ...     0.0, 1.0, 0.1, jnp.array(1.0), stepsize_controller=ctrl,
-        ...     saveat=diffrax.SaveAt(t1=True, controller_state=True))
-        >>> log = logged_steps(sol)
-        >>> sorted(log), int(log["log_count"]) == int(sol.stats["num_steps"])
-        (['log_accepted', 'log_count', 'log_h'], True)
-    """
-    state = sol.controller_state
-    if state is None:
-        return {}
-    return {f"log_{k}": state[1][k] for k in ("h", "accepted", "count")}
-
-
-#: Columns `step_metrics` adds to a sweep row.
-STEP_METRICS = (
-    "attempts_logged",
-    "rejection_rate",
-    "roughness_mean",
-    "roughness_max",
-    "h_min",
-    "h_max",
-)
-
-
-def step_metrics(h, accepted, count) -> dict[str, float]:
-    """Rejection rate and step-ratio roughness of one logged solve.
-
-    roughness = |log(h_{n+1}/h_n)| over consecutive *accepted* steps, the last accepted step
-    excluded (diffrax shortens it to land on t1); the start-up ramp from dt0 is included, so
-    roughness_max is often its first growth factor. NaN if fewer than three steps were accepted.
-    `attempts_logged` < count means the buffer was too small and the metrics cover a prefix.
-
-    Args:
-        h: logged step sizes (a StepLogger buffer; entries past `count` are ignored).
-        accepted: logged accepted flags.
-        count: the number of attempts.
-
-    Returns:
-        A dict with the keys `STEP_METRICS`.
-
-    Examples:
-        >>> m = step_metrics([0.1, 0.2, 0.1, 0.4, 0.3], [True, False, True, True, True], 5)
-        >>> m["rejection_rate"], round(m["roughness_max"], 6), m["h_max"]   # 1/5, log 4
-        (0.2, 1.386294, 0.4)
-    """
-    n = min(int(count), len(h))
-    h, accepted = np.asarray(h[:n]), np.asarray(accepted[:n], bool)
-    steps = h[accepted][:-1]
-    jumps = np.abs(np.diff(np.log(steps))) if len(steps) >= 2 else np.array([np.nan])
-    return {
-        "attempts_logged": n,
-        "rejection_rate": float(np.mean(~accepted)) if n else np.nan,
-        "roughness_mean": float(np.mean(jumps)),
-        "roughness_max": float(np.max(jumps)),
-        "h_min": float(steps.min()) if len(steps) else np.nan,
-        "h_max": float(steps.max()) if len(steps) else np.nan,
-    }
-
-
-def step_log(system, solver, controller, rtol, atol=None, *, size=4096, max_steps=2**14, **opts):
-    """Every attempted step of one adaptive solve, as a DataFrame.
-
-    Columns: step (attempt index), t0, h, error (scaled error), accepted. `system` and `solver`
-    are a System/catalog name and a solver/registry name; `controller` a preset name; `opts` go
-    to `make`. Step-dependent systems are solved with StepTerm + StepAware, as in `sweep`.
-
-    Args:
-        system: a System or catalog name.
-        solver: a diffrax solver or registry name (with an error estimate).
-        controller: a preset name.
-        rtol: relative tolerance.
-        atol: absolute tolerance (None: atol = rtol).
-        size: the most attempts recorded.
-        max_steps: diffrax's step limit.
-        **opts: controller options for `make`.
-
-    Returns:
-        The DataFrame; `attrs` holds "attempts" (all attempts, logged or not) and "num_steps".
-
-    Examples:
-        >>> log = step_log("lotka_volterra", "Tsit5", "PI34", rtol=1e-6)
-        >>> list(log.columns), len(log) == log.attrs["num_steps"]
-        (['step', 't0', 'h', 'error', 'accepted'], True)
-        >>> accepted = log[log["accepted"]]
-        >>> bool((accepted["error"] < 1).all())   # a step is accepted iff its error is < 1
-        True
-    """
-    from . import solvers as _solvers
-    from . import systems as _systems
-    from .stepdep import StepAware
-
-    system, solver = _systems.get(system), _solvers.get(solver)
-    term = system.term()
-    if system.h_dependent:
-        solver = StepAware(solver)
-    ctrl = StepLogger(make(controller, rtol, rtol if atol is None else atol, **opts), size)
-    sol = diffrax.diffeqsolve(
-        term,
-        solver,
-        system.t0,
-        system.t1,
-        None,
-        system.y0,
-        system.args,
-        stepsize_controller=ctrl,
-        saveat=diffrax.SaveAt(t1=True, controller_state=True),
-        max_steps=int(max_steps),
-        throw=False,
-    )
-    log = sol.controller_state[1]
-    n = min(int(log["count"]), size)
-    df = pd.DataFrame({k: np.asarray(log[k])[:n] for k in ("t0", "h", "error", "accepted")})
-    df.insert(0, "step", np.arange(n))
-    df.attrs.update(attempts=int(log["count"]), num_steps=int(sol.stats["num_steps"]))
-    return df
-
-
-def proportionality(rows: pd.DataFrame, by=("system", "solver", "controller")) -> pd.DataFrame:
-    """Tolerance proportionality: least-squares slope of log error on log rtol per group.
-
-    A slope of 1 means the error is proportional to the tolerance. Only rows with status "ok"
-    and error > 0 count; `points` says how many. Every group of `rows` is a row of the result,
-    also one whose rows all failed: `n_failed` counts its rows whose status is not "ok", and
-    `reason` says how many of each status (and why a slope is missing).
-
-    Args:
-        rows: sweep rows with columns rtol, error, status and the `by` columns.
-        by: the grouping columns.
-
-    Returns:
-        One row per group: the `by` columns, slope, intercept (of log10 error on log10 rtol),
-        points, n_failed, status ("ok", or "too_few_points" with slope NaN when fewer than two
-        distinct rtol are usable) and reason ("" for an ok fit without failed rows).
-
-    Examples:
-        >>> rtol = np.array([1e-3, 1e-5, 1e-7])
-        >>> rows = pd.DataFrame({"system": "linear", "solver": "Tsit5", "controller": "PI34",
-        ...                      "rtol": rtol, "error": 5 * rtol**0.8, "status": "ok"})
-        >>> proportionality(rows)[["solver", "slope", "points", "status"]]  # error ∝ rtol^0.8
-          solver  slope  points status
-        0  Tsit5    0.8       3     ok
-        >>> rows["status"] = ["ok", "max_steps", "max_steps"]
-        >>> fit = proportionality(rows).iloc[0]
-        >>> print(fit["slope"], fit["points"], fit["n_failed"], fit["status"])
-        nan 1 2 too_few_points
-        >>> fit["reason"]
-        '1 usable point(s) with 1 distinct rtol, need 2 distinct rtol; 2 failed (2 max_steps)'
-    """
-    by = list(by)
-    records = []
-    for key, g in rows.groupby(by, sort=False, dropna=False):
-        failed = g["status"] != "ok"
-        use = g[~failed & (g["error"] > 0)]
-        counts = g.loc[failed, "status"].value_counts(sort=False)
-        listed = ", ".join(f"{c} {status}" for status, c in counts.items())
-        why = [f"{int(failed.sum())} failed ({listed})"] if len(counts) else []
-        if (zero := int((~failed & ~(g["error"] > 0)).sum())) > 0:
-            why.append(f"{zero} ok row(s) without a positive error left out")
-        record = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
-        record |= {"points": len(use), "n_failed": int(failed.sum())}
-        if use["rtol"].nunique() < 2:
-            why.insert(
-                0,
-                f"{len(use)} usable point(s) with {use['rtol'].nunique()} distinct rtol, "
-                "need 2 distinct rtol",
-            )
-            record |= {"slope": np.nan, "intercept": np.nan, "status": "too_few_points"}
-        else:
-            slope, intercept = np.polyfit(np.log10(use["rtol"]), np.log10(use["error"]), 1)
-            record |= {"slope": slope, "intercept": intercept, "status": "ok"}
-        records.append(record | {"reason": "; ".join(why)})
-    columns = [*by, "slope", "intercept", "points", "n_failed", "status", "reason"]
-    out = pd.DataFrame(records, columns=columns)
-    return out.astype({"points": int, "n_failed": int, "slope": float, "intercept": float})
-
-
-def spread(rows: pd.DataFrame, output=None, by=("system", "rtol")) -> pd.DataFrame:
-    """Controller-induced spread: max - min of an output over the rows of each `by` group.
-
-    With by=("system", "rtol") the spread runs over everything else in the rows (controllers,
-    solvers): how far the answer moves when only the controller changes. For a field that does
-    not depend on h it is at the level of the tolerance; for a step-dependent field it is the
-    size of the h-effect. `output` is a column name, or None for the final state: the spread of
-    each y_final_i, maximised over i (the max-norm). Only rows with status "ok" count; `n` is
-    how many, `center` the median output.
-
-    Args:
-        rows: sweep rows (e.g. several sweeps with different controllers, concatenated).
-        output: a column name, or None for the final state.
-        by: the grouping columns.
-
-    Returns:
-        One row per group: the `by` columns, spread, n and center.
-
-    Examples:
-        >>> rows = pd.DataFrame({"system": "linear", "controller": ["I", "PI34", "H211b"],
-        ...                      "rtol": 1e-6, "status": "ok",
-        ...                      "y_final_0": [0.3678, 0.3681, 0.3679]})
-        >>> spread(rows)
-           system      rtol  spread  n  center
-        0  linear  0.000001  0.0003  3  0.3679
-    """
-    ok = rows[rows["status"] == "ok"]
-    cols = [output] if output else [c for c in rows.columns if c.startswith("y_final_")]
-    if not cols or not set(cols) <= set(rows.columns):
-        raise InvalidArgument(f"output={output!r} is not a column of the rows")
-    g = ok.groupby(list(by), sort=False)[cols]
-    out = (g.max() - g.min()).max(axis=1).rename("spread").to_frame()
-    out["n"] = g.size()
-    out["center"] = g.median()[cols[0]]
-    return out.reset_index()
-
-
-def work_precision(systems, pairs, rtol, *, atol=None, repeats=3, log_steps=0, **sweep_kw):
-    """Error, nfev and wall time over a tolerance sweep for (solver, controller) pairs.
-
-    Each (system, solver, controller) group is compiled once and run `repeats` times one solve
-    at a time (chunk_size=1, so a row's time is its own); `wall_s` is the best of the repeats.
-    Only the first run uses an active chunk store (`analysis.chunk_store.recording`); the repeats
-    always solve, so their times are real. rtol and atol are paired as in `sweep`.
-    `log_steps` > 0 adds the `STEP_METRICS` columns (see `sweep`). Returns the sweep rows.
-
-    Args:
-        systems: a System or catalog name, or a list of them.
-        pairs: (solver, controller preset name) pairs.
-        rtol: relative tolerances.
-        atol: absolute tolerances (None: atol = rtol).
-        repeats: runs per group; wall_s is the best.
-        log_steps: attempted steps to log per solve (0: none).
-        **sweep_kw: other `sweep` arguments (e.g. dt0, max_steps, controller_options).
-
-    Returns:
-        The sweep rows of every pair, one per (system, tolerance), with the best wall_s.
-
-    Examples:
-        >>> wp = work_precision("linear", [("Tsit5", "PI34")], rtol=[1e-4, 1e-8], repeats=1)
-        >>> wp[["solver", "controller", "rtol", "status"]]
-          solver controller          rtol status
-        0  Tsit5       PI34  1.000000e-04     ok
-        1  Tsit5       PI34  1.000000e-08     ok
-        >>> bool(wp["error"].is_monotonic_decreasing and wp["nfev"].is_monotonic_increasing)
-        True
-    """
-    from . import chunk_store as _chunk_store
-    from . import systems as _systems
-    from ._sweep import sweep
-
-    if int(repeats) != repeats or repeats < 1:
-        raise InvalidArgument(f"repeats={repeats!r} is invalid; it must be an integer ≥ 1")
-    one = isinstance(systems, (str, _systems.System))
-    systems = [_systems.get(s) for s in ([systems] if one else systems)]  # one group per object
-    rtols = np.atleast_1d(np.asarray(rtol, float))
-    atols = rtols if atol is None else np.broadcast_to(np.asarray(atol, float), rtols.shape)
-    # The first solve of every sweep call runs slower (dispatch warm-up, ~2x for sub-ms solves).
-    # Sweeps run the loosest rtol first, ties in input order: a copy of it leads and is dropped.
-    i = [int(np.argmax(rtols))]
-    kw = dict(rtol=np.r_[rtols[i], rtols], atol=np.r_[atols[i], atols], chunk_size=1)
-    frames = []
-    for solver, controller in pairs:
-        kw.update(controller=controller, log_steps=log_steps)
-        runs = [sweep(systems, solver, **kw, **sweep_kw)]
-        with _chunk_store.recording(None):  # repeats are timed, never loaded from a chunk store
-            runs += [sweep(systems, solver, **kw, **sweep_kw) for _ in range(int(repeats) - 1)]
-        compilations = sum(r.attrs["compilations"] for r in runs)
-        runs = [r[r.index % (len(rtols) + 1) != 0] for r in runs]  # drop each system's warm-up
-        best = runs[0].reset_index(drop=True)
-        best["wall_s"] = np.min(np.stack([r["wall_s"].to_numpy() for r in runs]), axis=0)
-        best.attrs["compilations"] = compilations
-        frames.append(best)
-    out = pd.concat(frames, ignore_index=True)
-    out.attrs["compilations"] = sum(f.attrs["compilations"] for f in frames)
-    return out
