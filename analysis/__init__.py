@@ -17,7 +17,8 @@ from . import (
     stability,
     systems,
 )
-from ._sweep import compile_count, sweep
+from ._sweep import sweep
+from .batch import compile_count
 from .errors import InvalidArgument, PrecisionWarning
 from .stepdep import FrozenStepTerm, StepAware, StepTerm
 

@@ -59,7 +59,7 @@ from . import reference as _reference
 from . import results as _results
 from . import solvers as _solvers
 from . import systems as _systems
-from ._sweep import status_of
+from .batch import status_of
 from .errors import InvalidArgument, require_positive, warn_if_float32
 from .stepdep import StepAware, StepTerm
 
