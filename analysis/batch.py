@@ -48,6 +48,7 @@ __all__ = [
     "chunk_problem",
     "output_shapes",
     "state_shape",
+    "flat_state",
     "status_of",
     "compile_count",
     "STATUS",
@@ -149,6 +150,23 @@ def state_shape(y0) -> tuple:
     if _is_array(y0):
         return np.shape(y0)
     return (sum(int(np.size(leaf)) for leaf in jax.tree.leaves(y0)),)
+
+
+def flat_state(y) -> np.ndarray:
+    """A state as a batch stores it: an array as it is, a PyTree of arrays as its ravelled
+    vector (`jax.flatten_util.ravel_pytree`, leaves in tree order, dict keys sorted).
+
+    Args:
+        y: a state, an array or a PyTree of arrays.
+
+    Returns:
+        A numpy array.
+
+    Examples:
+        >>> flat_state(np.array([1.0, 2.0])), flat_state({"q": np.array(1.0), "p": np.array(2.0)})
+        (array([1., 2.]), array([2., 1.]))
+    """
+    return np.asarray(y if _is_array(y) else _ravel(y))
 
 
 def _is_array(y) -> bool:

@@ -44,6 +44,13 @@ from .stepdep import StepTerm, uses_h
 __all__ = ["System", "get", "names", "register", "shipped_map"]
 
 
+def _shapes(tree):
+    """Shape and dtype of an array, or the tree of them for a PyTree of arrays (for messages)."""
+    if hasattr(tree, "shape") and hasattr(tree, "dtype"):
+        return f"{tree.shape} and dtype {tree.dtype}"
+    return str(jax.tree.map(lambda x: f"{getattr(x, 'shape', x)} {getattr(x, 'dtype', '')}", tree))
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class System:
     """A (possibly step-dependent) initial value problem.
@@ -137,20 +144,21 @@ class System:
                         f"system {self.name!r}: {what} has non-finite entries ({leaf!r}); "
                         f"{what} must be finite"
                     )
-        y0 = jnp.asarray(self.y0)
+        # A state is an array or a PyTree of arrays (a dict, a tuple, ...), as diffrax takes.
+        y0 = jax.tree.map(jnp.asarray, self.y0)
+        want = jax.eval_shape(lambda: y0)
         h = jnp.zeros((), jnp.result_type(float))
         try:
             out = jax.eval_shape(self.vector_field, t0, y0, self.args, h)
         except Exception as e:  # the user's field failed to trace: say where
             raise InvalidArgument(
                 f"system {self.name!r}: vector_field(t, y, args, h) fails on y0 of shape "
-                f"{y0.shape}: {type(e).__name__}: {e}"
+                f"{getattr(want, 'shape', _shapes(want))}: {type(e).__name__}: {e}"
             ) from e
-        if getattr(out, "shape", None) != y0.shape or getattr(out, "dtype", None) != y0.dtype:
+        if _shapes(out) != _shapes(want):
             raise InvalidArgument(
-                f"system {self.name!r}: vector_field returns shape {getattr(out, 'shape', out)} "
-                f"and dtype {getattr(out, 'dtype', type(out).__name__)}; it must return y0's "
-                f"shape {y0.shape} and dtype {y0.dtype}"
+                f"system {self.name!r}: vector_field returns shape {_shapes(out)}; it must "
+                f"return y0's shape {_shapes(want)}"
             )
         reads_h = uses_h(self.vector_field, t0, y0, self.args)
         if self.h_dependent is None:
