@@ -510,6 +510,9 @@ def sweep(
     Returns:
         A DataFrame with columns system, solver, controller, dt0, h, rtol, atol, t1, status,
         num_steps, num_accepted, num_rejected, nfev, error, error_source, wall_s, y_final_i.
+        y_final_i are the entries of y(t1): of the array for an array state, of its ravelled
+        vector for a PyTree state (a dict, a tuple: `analysis.batch.flat_state`, dict keys in
+        sorted order), which `ys` holds too.
         `error` is the max-norm of y(t1) minus the exact (or reference) h → 0 solution, NaN
         where there is none; error_source says which ("exact", "reference", "none (why)"; in
         float32 "reference (float32 reference: ...)", see `analysis.reference`); wall_s is
