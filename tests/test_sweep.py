@@ -206,3 +206,18 @@ def test_systems_equal_up_to_parameter_values_share_one_compile(fresh_compile_ca
     first = analysis.sweep(systems.get("van_der_pol", mu=1.0), "Heun", dt0=[0.1, 0.05])
     other = analysis.sweep(systems.get("van_der_pol", mu=2.0), "Heun", dt0=[0.1, 0.05])
     assert first.attrs["compilations"] == 1 and other.attrs["compilations"] == 0
+
+
+def test_the_batch_and_its_executors_do_not_import_the_sweep():
+    """The sweep uses batch and distributed; neither imports it back (no cycle)."""
+    import ast
+    from pathlib import Path
+
+    for name in ("batch", "distributed"):
+        tree = ast.parse((Path(analysis.__file__).parent / f"{name}.py").read_text())
+        found = {
+            (node.module or "") + "".join(a.name for a in node.names)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1
+        }
+        assert not any("_sweep" in f for f in found), (name, found)
