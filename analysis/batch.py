@@ -57,10 +57,19 @@ __all__ = [
     "LOG_OUTPUTS",
 ]
 
-#: Row status for each diffrax result (by its name in diffrax.RESULTS); a successful solve whose
-#: state is not finite gets "nonfinite", one whose field raised "field_error" (`FIELD_ERROR`),
-#: and an unlisted result "failed(<code>)".
+#: The status words of a solve (a sweep row's "status"), each with its meaning.
 STATUS = {
+    "ok": "the solve reached t1 and its final state is finite",
+    "nonfinite": "the solve reached t1 but its final state has a NaN or an infinity",
+    "max_steps": "max_steps steps were taken before t1",
+    "dt_below_min": "the controller wanted a step below its dtmin",
+    "implicit_nonconvergence": "an implicit stage's Newton iteration failed (diverged, ran "
+    "out of iterations or met a singular matrix)",
+    "event": "an event stopped the solve",
+    "field_error": "the vector field raised at run time (an eqx.error_if, a failing callback)",
+    "failed(<code>)": "a diffrax result this table does not name, by its code",
+}
+_WORD_OF_RESULT = {
     "successful": "ok",
     "max_steps_reached": "max_steps",
     "dt_min_reached": "dt_below_min",
@@ -69,7 +78,7 @@ STATUS = {
     "singular": "implicit_nonconvergence",
     "event_occurred": "event",
 }
-_STATUS_BY_CODE = {int(getattr(diffrax.RESULTS, k)._value): v for k, v in STATUS.items()}
+_STATUS_BY_CODE = {int(getattr(diffrax.RESULTS, k)._value): v for k, v in _WORD_OF_RESULT.items()}
 #: Result code of a solve whose vector field raised at run time (an `eqx.error_if` that fired,
 #: a callback that failed): status "field_error". No diffrax result has it (they are ≥ 0); the
 #: executors (`analysis.distributed`) record it for each solve that raises on its own.
@@ -113,9 +122,9 @@ def status_of(code: int, y_final) -> str:
         y_final: the solve's final state, an array or any PyTree of arrays.
 
     Returns:
-        The row status: a value of `STATUS`, "nonfinite" for a successful solve whose state has
-        a non-finite entry in any leaf, "field_error" for `FIELD_ERROR` (the vector field
-        raised at run time), or "failed(<code>)" for an unlisted result.
+        The row status, a word of `STATUS`: the diffrax result's, "nonfinite" for a successful
+        solve whose state has a non-finite entry in any leaf, "field_error" for `FIELD_ERROR`
+        (the vector field raised at run time), or "failed(<code>)" for an unlisted result.
 
     Examples:
         >>> ok, too_long = diffrax.RESULTS.successful, diffrax.RESULTS.max_steps_reached
