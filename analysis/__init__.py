@@ -20,7 +20,8 @@ from . import (
     systems,
     tolerance,
 )
-from ._sweep import compile_count, sweep
+from ._sweep import sweep
+from .batch import compile_count
 from .errors import InvalidArgument, PrecisionWarning
 from .stepdep import FrozenStepTerm, StepAware, StepTerm
 

@@ -22,17 +22,16 @@ import inspect
 import math
 import os
 import re
-import time
 import warnings
 from collections.abc import Sequence
 from importlib import metadata
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from . import batch as _batch
 from . import chunk_store as _chunk_store
 from . import controller as _controller
 from . import distributed as _distributed
@@ -41,28 +40,8 @@ from . import solvers as _solvers
 from . import step_log as _step_log
 from . import systems as _systems
 from .errors import InvalidArgument, PrecisionWarning, warn_if_float32
-from .stepdep import StepAware
 
-__all__ = ["sweep", "compile_count", "STATUS", "status_of"]
-
-#: Row status for each diffrax result (by its name in diffrax.RESULTS); a successful solve whose
-#: state is not finite gets "nonfinite", one whose field raised "field_error" (`FIELD_ERROR`),
-#: and an unlisted result "failed(<code>)".
-STATUS = {
-    "successful": "ok",
-    "max_steps_reached": "max_steps",
-    "dt_min_reached": "dt_below_min",
-    "nonlinear_divergence": "implicit_nonconvergence",
-    "nonlinear_max_steps_reached": "implicit_nonconvergence",
-    "singular": "implicit_nonconvergence",
-    "event_occurred": "event",
-}
-_STATUS_BY_CODE = {int(getattr(diffrax.RESULTS, k)._value): v for k, v in STATUS.items()}
-#: Result code of a solve whose vector field raised at run time (an `eqx.error_if` that fired,
-#: a callback that failed): status "field_error". No diffrax result has it (they are ≥ 0); the
-#: executors (`analysis.distributed`) record it for each solve that raises on its own.
-FIELD_ERROR = -1
-_STATUS_BY_CODE[FIELD_ERROR] = "field_error"
+__all__ = ["sweep"]
 
 DEFAULT_CHUNK = 128
 DEFAULT_ADAPTIVE_MAX_STEPS = 2**14
@@ -75,51 +54,6 @@ MAX_STEPS_LIMIT = 2**31 - 1
 #: field that reads h sees it to 4 digits. In float64 this allows h ≥ 2.2e-12·T (T = 1.7e9, an
 #: epoch time: h ≥ 2.4e-3); in float32, h ≥ 1.2e-3·T.
 STEP_RTOL = 1e-4
-_COMPILES = {"count": 0}
-
-
-def compile_count() -> int:
-    """How many sweep solve functions have been compiled in this process so far.
-
-    One compilation per (system object, solver, controller kind, chunk size, max_steps, ...)
-    group; another grid of the same size reuses it.
-
-    Returns:
-        The number of compilations, an int.
-
-    Examples:
-        >>> first = sweep("linear", "Euler", dt0=[0.1, 0.05, 0.025])
-        >>> n = compile_count()
-        >>> again = sweep("linear", "Euler", dt0=[0.08, 0.04, 0.02])   # same group and grid size
-        >>> compile_count() - n, again.attrs["compilations"]
-        (0, 0)
-    """
-    return _COMPILES["count"]
-
-
-def status_of(code: int, y_final: np.ndarray) -> str:
-    """Row status from a diffrax result code and the final state.
-
-    Args:
-        code: the integer value of a `diffrax.RESULTS` member (what a compiled solve returns).
-        y_final: the solve's final state.
-
-    Returns:
-        The row status: a value of `STATUS`, "nonfinite" for a successful solve whose state is
-        not finite, "field_error" for `FIELD_ERROR` (the vector field raised at run time), or
-        "failed(<code>)" for an unlisted result.
-
-    Examples:
-        >>> ok, too_long = diffrax.RESULTS.successful, diffrax.RESULTS.max_steps_reached
-        >>> status_of(ok._value, np.array([0.37])), status_of(ok._value, np.array([np.nan]))
-        ('ok', 'nonfinite')
-        >>> status_of(too_long._value, np.array([0.37])), status_of(FIELD_ERROR, np.array([np.nan]))
-        ('max_steps', 'field_error')
-    """
-    status = _STATUS_BY_CODE.get(int(code), f"failed({int(code)})")
-    if status == "ok" and not np.all(np.isfinite(y_final)):
-        return "nonfinite"
-    return status
 
 
 def _as_list(x) -> list:
@@ -138,84 +72,6 @@ def _check_positive_finite(name: str, values) -> np.ndarray:
             f"{name}={float(arr[bad][0])!r} is invalid; every {name} must be finite and > 0"
         )
     return arr
-
-
-@dataclasses.dataclass(frozen=True)
-class _Group:
-    """One compiled unit: a system, a solver, and the controller kind."""
-
-    system: _systems.System
-    solver: diffrax.AbstractSolver
-    controller: str  # "fixed" or a preset name
-    has_dt0: bool
-    max_steps: int
-    chunk_size: int
-    signed_h: bool
-    controller_options: tuple
-    save_ts: tuple = ()  # extra save times (opt-in; output "ys")
-    log_steps: int = 0  # attempted steps logged per solve (opt-in; step-metric columns)
-
-
-_COMPILED: dict = {}
-
-
-def _solve_fn(group: _Group):
-    """The per-setting solve for a group: (dt0, rtol, atol, y0, args) -> outputs."""
-    system = group.system
-    fixed = group.controller == _controller.FIXED
-    term = system.term()
-    if system.h_dependent:
-        solver = StepAware(group.solver, signed=group.signed_h)
-    else:
-        solver = group.solver
-    if fixed:
-        solver = _solvers.for_fixed_steps(solver)
-    # SaveAt(ts) reads the solver's dense output (its interpolant) at each extra save time.
-    save_ts = jnp.asarray(group.save_ts) if group.save_ts else None
-    saveat = diffrax.SaveAt(t1=True, ts=save_ts, controller_state=group.log_steps > 0)
-
-    def solve(dt0, rtol, atol, y0, args):
-        if fixed:
-            ctrl = diffrax.ConstantStepSize()
-        else:
-            ctrl = _controller.make(group.controller, rtol, atol, **dict(group.controller_options))
-            if group.log_steps:
-                ctrl = _controller.StepLogger(ctrl, group.log_steps)
-        sol = diffrax.diffeqsolve(
-            term,
-            solver,
-            system.t0,
-            system.t1,
-            dt0 if group.has_dt0 else None,
-            y0,
-            args,
-            stepsize_controller=ctrl,
-            saveat=saveat,
-            max_steps=group.max_steps,
-            throw=False,
-        )
-        return {
-            "y_final": sol.ys[-1],
-            "result": sol.result._value,
-            "num_steps": sol.stats["num_steps"],
-            "num_accepted": sol.stats["num_accepted_steps"],
-            "num_rejected": sol.stats["num_rejected_steps"],
-            **_step_log.logged_steps(sol),
-        } | ({"ys": sol.ys[:-1]} if group.save_ts else {})
-
-    return solve
-
-
-def _compiled(group: _Group, example, mesh=None):
-    # Systems hash by identity and solvers (equinox Modules) by structure: a _Group is the key.
-    # With a mesh, `example` is already placed on it and jit takes its shardings from there.
-    if (group, mesh) not in _COMPILED:
-        batched = jax.vmap(_solve_fn(group), in_axes=(0, 0, 0, None, None))
-        start = time.perf_counter()
-        compiled = jax.jit(batched).lower(*example).compile()
-        _COMPILES["count"] += 1
-        _COMPILED[group, mesh] = (compiled, time.perf_counter() - start)
-    return _COMPILED[group, mesh]
 
 
 def _grid(fixed: bool, dt0, rtol, atol) -> pd.DataFrame:
@@ -402,7 +258,7 @@ def _describe(x, depth: int = 0) -> str:
     )
 
 
-def _identity(group: _Group) -> str:
+def _identity(group: _batch.Group) -> str:
     """Text naming what a group's chunk outputs depend on, stable across processes (a chunk key).
 
     Everything that determines the numbers enters: the system (every field: name, span, y0,
@@ -453,7 +309,7 @@ def _package_versions() -> tuple:
     return tuple(versions)
 
 
-def _chunks(group: _Group, grid: pd.DataFrame):
+def _chunks(group: _batch.Group, grid: pd.DataFrame):
     """The group's grid sorted by expected cost and cut into chunks of `chunk_size` inputs.
 
     Returns (order, sorted columns, [(h, rtol, atol) arrays, number of real solves] per chunk);
@@ -471,41 +327,7 @@ def _chunks(group: _Group, grid: pd.DataFrame):
     return order, cols, chunks
 
 
-def _solve_chunk(group: _Group, inputs, count: int, mesh=None) -> dict:
-    """Solve one chunk: the group's compiled jit(vmap(solve)) on its (h, rtol, atol) inputs.
-
-    A pure function of its arguments (the same chunk gives the same numbers wherever it runs),
-    so an executor may run it in this process, on a Dask worker (`analysis.distributed`), or
-    again after a lost worker. With a `jax.sharding.Mesh` (one axis, "batch") the chunk's batch
-    axis is split over the mesh's devices, padded to a multiple of their number.
-
-    Returns the outputs of the first `count` solves, "wall_s" (run time per solve), "compile_s"
-    (the group's compile time in this process) and "compiled" (1 if this call compiled it).
-    """
-    y0, args = group.system.y0, group.system.args
-    inputs = tuple(np.asarray(x, dtype=float) for x in inputs)
-    if mesh is not None:
-        pad = -len(inputs[0]) % mesh.size
-        inputs = tuple(np.concatenate([x, np.repeat(x[-1:], pad)]) for x in inputs)
-        batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
-        whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        inputs, (y0, args) = jax.device_put(inputs, batch), jax.device_put((y0, args), whole)
-    else:
-        inputs = tuple(map(jnp.asarray, inputs))
-    before = compile_count()
-    compiled, compile_s = _compiled(group, (*inputs, y0, args), mesh)
-    t = time.perf_counter()
-    out = jax.block_until_ready(compiled(*inputs, y0, args))
-    wall = (time.perf_counter() - t) / count
-    out = {k: np.asarray(v)[:count] for k, v in out.items()}
-    return out | {
-        "wall_s": np.float64(wall),
-        "compile_s": np.float64(compile_s),
-        "compiled": np.int64(compile_count() - before),
-    }
-
-
-def _rows(group: _Group, order, cols: dict, outs: list[dict]) -> pd.DataFrame:
+def _rows(group: _batch.Group, order, cols: dict, outs: list[dict]) -> pd.DataFrame:
     """The group's rows, in grid order, from its chunks' outputs (in chunk order)."""
     system = group.system
     n = len(order)
@@ -513,7 +335,7 @@ def _rows(group: _Group, order, cols: dict, outs: list[dict]) -> pd.DataFrame:
     walls = np.concatenate([np.full(len(o["num_steps"]), o["wall_s"]) for o in outs])
     y_final = out["y_final"].reshape(n, -1)
     rows = pd.DataFrame(cols)
-    rows["status"] = [status_of(c, y) for c, y in zip(out["result"], y_final, strict=True)]
+    rows["status"] = [_batch.status_of(c, y) for c, y in zip(out["result"], y_final, strict=True)]
     for k in ("num_steps", "num_accepted", "num_rejected"):
         rows[k] = out[k].astype(np.int64)
     rows["nfev"] = _solvers.nfev(
@@ -548,40 +370,14 @@ def _rows(group: _Group, order, cols: dict, outs: list[dict]) -> pd.DataFrame:
     return rows.iloc[inverse].reset_index(drop=True)
 
 
-_CHUNK_OUTPUTS = ("y_final", "result", "num_steps", "num_accepted", "num_rejected", "wall_s")
-_LOG_OUTPUTS = ("log_h", "log_accepted", "log_count")
-
-
-def _chunk_problem(group: _Group, count: int, out: dict) -> str | None:
-    """What is wrong with a stored chunk's outputs for `count` solves of `group`; None if whole.
-
-    The outputs must be exactly those a solve of this group returns, each per-solve array with
-    `count` rows and the shape that group gives (y_final like y0, ys per save time).
-    """
-    names = set(_CHUNK_OUTPUTS) | ({"ys"} if group.save_ts else set())
-    names |= set(_LOG_OUTPUTS) if group.log_steps else set()
-    if set(out) != names:
-        missing, extra = sorted(names - set(out)), sorted(set(out) - names)
-        return f"has the wrong outputs (missing {missing}, unexpected {extra})"
-    y0 = np.shape(group.system.y0)
-    shapes = {"y_final": (count, *y0), "ys": (count, len(group.save_ts), *y0), "wall_s": ()}
-    for k, v in out.items():
-        want = shapes.get(k)
-        if want is not None and np.shape(v) != want:
-            return f"has {k} of shape {np.shape(v)}, not {want}"
-        if want is None and (np.ndim(v) < 1 or len(v) != count):
-            return f"has {k} of shape {np.shape(v)}, not {count} rows"
-    return None
-
-
 def _run_groups(groups: list, store, executor) -> tuple[list[pd.DataFrame], int]:
     """Solve every (group, grid) pair's chunks with `executor`, through `store`; (frames, compiles).
 
     Stored chunks are loaded (a group whose chunks are all stored never compiles); the others go
     to the executor together, and each is saved to the store as soon as it comes back, so an
     interrupted run loses only unfinished chunks. A stored chunk is used only if it records this
-    chunk's key and inputs, passes its checksum and has the outputs `_chunk_problem` expects;
-    otherwise the store reports it and it is solved again.
+    chunk's key and inputs, passes its checksum and has the outputs
+    `analysis.batch.chunk_problem` expects; otherwise the store reports it and it is solved again.
     """
     plans, outs, tasks = [], [], []
     for g, (group, grid) in enumerate(groups):
@@ -591,7 +387,7 @@ def _run_groups(groups: list, store, executor) -> tuple[list[pd.DataFrame], int]
         identity = _identity(group) if store is not None else ""
         for c, (inputs, count) in enumerate(chunks):
             key = store.key(identity, *inputs) if store is not None else None
-            check = functools.partial(_chunk_problem, group, count)
+            check = functools.partial(_batch.chunk_problem, group, count)
             out = store.load(key, inputs=inputs, check=check) if store is not None else None
             if out is None:
                 tasks.append(((g, c, key), group, inputs, count))
@@ -715,6 +511,9 @@ def sweep(
     Returns:
         A DataFrame with columns system, solver, controller, dt0, h, rtol, atol, t1, status,
         num_steps, num_accepted, num_rejected, nfev, error, error_source, wall_s, y_final_i.
+        y_final_i are the entries of y(t1): of the array for an array state, of its ravelled
+        vector for a PyTree state (a dict, a tuple: `analysis.batch.flat_state`, dict keys in
+        sorted order), which `ys` holds too.
         `error` is the max-norm of y(t1) minus the exact (or reference) h → 0 solution, NaN
         where there is none; error_source says which ("exact", "reference", "none (why)"; in
         float32 "reference (float32 reference: ...)", see `analysis.reference`); wall_s is
@@ -791,7 +590,7 @@ def sweep(
     groups = []
     for system, grid, steps in planned:
         for solver in solver_objs:
-            group = _Group(
+            group = _batch.Group(
                 system=system,
                 solver=solver,
                 controller=kind,

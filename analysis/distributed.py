@@ -37,7 +37,6 @@ import atexit
 import contextlib
 import contextvars
 import dataclasses
-import functools
 import hashlib
 import logging
 import re
@@ -48,7 +47,9 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 
-from . import _sweep
+from . import batch as _batch
+from . import controller as _controller
+from . import solvers as _solvers
 from .errors import InvalidArgument
 
 __all__ = [
@@ -96,15 +97,15 @@ class FieldErrorWarning(RuntimeWarning):
 
 
 def _solve_isolated(group, inputs, count: int, mesh=None) -> dict:
-    """`_sweep._solve_chunk`, where a solve that raises at run time is its own row.
+    """`analysis.batch.solve_chunk`, where a solve that raises at run time is its own row.
 
     An error raised while a chunk runs (an `eqx.error_if` in the field, a failing callback)
     stops the whole vmapped chunk, and it may come from a lane that finished early and kept
     evaluating its field at its final state (a vmapped loop steps every lane until the last is
     done). So the chunk is solved again one setting at a time (the group at chunk_size=1,
-    compiled once): each solve that raises alone gets result `_sweep.FIELD_ERROR` (status
+    compiled once): each solve that raises alone gets result `analysis.batch.FIELD_ERROR` (status
     "field_error", NaN state, zero steps) and the others their own numbers, the rows a
-    chunk_size=1 sweep gives. A chunk that runs is untouched. Returns `_solve_chunk`'s outputs,
+    chunk_size=1 sweep gives. A chunk that runs is untouched. Returns `solve_chunk`'s outputs,
     plus "field_errors": [(index in the chunk, message)] when some solve raised (the executor
     warns with `FieldErrorWarning` and drops it).
     """
@@ -123,9 +124,9 @@ class _QuietCallbackErrors(logging.Filter):
 
 
 def _solve_lanes(group, inputs, count: int, mesh) -> dict:
-    before = _sweep.compile_count()
+    before = _batch.compile_count()
     try:
-        return _sweep._solve_chunk(group, inputs, count, mesh)
+        return _batch.solve_chunk(group, inputs, count, mesh)
     except jax.errors.JaxRuntimeError as e:
         chunk_error = e
     one = dataclasses.replace(group, chunk_size=1)
@@ -136,7 +137,7 @@ def _solve_lanes(group, inputs, count: int, mesh) -> dict:
         error = chunk_error
         if group.chunk_size > 1:  # a chunk of one solve has raised already: nothing to split
             try:
-                outs.append(_sweep._solve_chunk(one, lane, 1, mesh))
+                outs.append(_batch.solve_chunk(one, lane, 1, mesh))
                 continue
             except jax.errors.JaxRuntimeError as e:
                 error = e
@@ -146,29 +147,24 @@ def _solve_lanes(group, inputs, count: int, mesh) -> dict:
     return merged | {
         "wall_s": np.float64(np.mean([o["wall_s"] for o in outs])),
         "compile_s": np.float64(max(o["compile_s"] for o in outs)),
-        "compiled": np.int64(_sweep.compile_count() - before),
+        "compiled": np.int64(_batch.compile_count() - before),
         "field_errors": errors,
     }
 
 
 def _failed_lane(one) -> dict:
     """Outputs of one solve that raised: FIELD_ERROR, NaN floats, zero counts."""
-    out = {k: v.copy() for k, v in _failed_template(one).items()}
-    return out | {"wall_s": np.float64(0.0), "compile_s": np.float64(0.0), "compiled": 0}
+    zero = {"wall_s": np.float64(0.0), "compile_s": np.float64(0.0), "compiled": 0}
+    return _failed_template(one) | zero
 
 
-@functools.lru_cache(maxsize=64)
 def _failed_template(one) -> dict:
-    """The per-solve outputs of a chunk_size=1 group, filled for a solve that raised (traced
-    once per group: tracing a diffeqsolve takes a good part of a second)."""
-    y0, args = one.system.y0, one.system.args
-    batched = jax.vmap(_sweep._solve_fn(one), in_axes=(0, 0, 0, None, None))
-    ones = jnp.ones(1)
-    shapes = jax.eval_shape(batched, ones, ones, ones, y0, args)
+    """The per-solve outputs of a chunk_size=1 group, filled for a solve that raised."""
+    shapes = _batch.output_shapes(one)
 
     def fill(name, s):
         if name == "result":
-            return np.full(s.shape, _sweep.FIELD_ERROR, s.dtype)
+            return np.full(s.shape, _batch.FIELD_ERROR, s.dtype)
         return np.full(s.shape, np.nan if jnp.issubdtype(s.dtype, jnp.inexact) else 0, s.dtype)
 
     return {k: fill(k, s) for k, s in shapes.items()}
@@ -177,7 +173,7 @@ def _failed_template(one) -> dict:
 def _settings(group, inputs, i: int) -> str:
     """The settings of solve `i` of a chunk, as a sweep's arguments name them."""
     h, rtol, atol = (float(np.asarray(x)[i]) for x in inputs)
-    if group.controller == _sweep._controller.FIXED:
+    if group.controller == _controller.FIXED:
         return f"h={h!r}"
     dt0 = f"dt0={h!r}, " if group.has_dt0 else ""
     return f"{dt0}rtol={rtol!r}, atol={atol!r} (controller {group.controller!r})"
@@ -187,7 +183,7 @@ def _reported(group, inputs, out: dict) -> dict:
     """Drop the "field_errors" of a chunk's outputs after warning about each raising solve."""
     for i, message in out.pop("field_errors", []):
         warnings.warn(
-            f"system {group.system.name!r} with {_sweep._solvers.name_of(group.solver)} at "
+            f"system {group.system.name!r} with {_solvers.name_of(group.solver)} at "
             f"{_settings(group, inputs, i)} raised in its vector field; its row has status "
             f"'field_error': {message}",
             FieldErrorWarning,
@@ -336,7 +332,7 @@ def _killed_message(group, inputs, count: int, e: Exception) -> str:
     )
     return (
         f"a sweep chunk of system {group.system.name!r} with "
-        f"{_sweep._solvers.name_of(group.solver)} was given up: the Dask worker running it died"
+        f"{_solvers.name_of(group.solver)} was given up: the Dask worker running it died"
         f"{deaths}; its {count} setting(s): {settings}. A worker process dies like this when a "
         "solve crashes it (a field or callback that exits, a segfault) or runs it out of "
         "memory: try executor='local' for these settings to see the error, or a smaller "
@@ -367,7 +363,7 @@ _WORKER_GROUPS: dict = {}  # digest -> unpickled group, so a worker compiles eac
 
 
 def _run_on_worker(digest: str, payload: bytes, inputs, count: int, x64: bool) -> dict:
-    """A chunk on a Dask worker: the same x64 mode as the client, then `_sweep._solve_chunk`."""
+    """A chunk on a Dask worker: the same x64 mode as the client, then `batch.solve_chunk`."""
     import cloudpickle
 
     jax.config.update("jax_enable_x64", x64)  # before unpickling, so float64 arrays stay so

@@ -41,7 +41,7 @@ import pandas as pd
 from . import convergence as _convergence
 from . import solvers as _solvers
 from . import systems as _systems
-from ._sweep import status_of
+from .batch import status_of
 from .errors import InvalidArgument
 from .prepare import Prepared, prepare
 from .result import Result

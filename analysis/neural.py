@@ -51,7 +51,7 @@ from . import reference as _reference
 from . import run_store as _run_store
 from . import solvers as _solvers
 from . import systems as _systems
-from ._sweep import status_of
+from .batch import status_of
 from .errors import InvalidArgument, require_positive, warn_if_float32
 from .stepdep import StepAware, StepTerm
 

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .batch import flat_state
 from .errors import warn_if_float32
 from .systems import System
 
@@ -185,7 +186,7 @@ def final_state(system: System) -> Reference:
         return _CACHE[system]
     warn_if_float32("a reference solution")
     if system.exact is not None:
-        ref = Reference(np.asarray(system.exact(system.t1)), "exact", 0.0)
+        ref = Reference(flat_state(system.exact(system.t1)), "exact", 0.0)
     else:
         ref = _reference_solve(system)
     _CACHE[system] = ref

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import StepAware, StepTerm, solvers, systems
-from analysis._sweep import status_of
+from analysis.batch import status_of
 from analysis.stepdep import StaleFSAL
 
 

@@ -23,13 +23,11 @@ def _close_figures():
 
 
 @pytest.fixture
-def fresh_compile_cache(monkeypatch):
-    """An empty cache of compiled sweep groups for this test (the process-wide one is restored
-    after), so a test counting compilations does not depend on which tests ran before it in the
-    same process (the suite runs in two worker processes, in any order)."""
-    import analysis._sweep
-
-    monkeypatch.setattr(analysis._sweep, "_COMPILED", {})
+def fresh_compile_cache():
+    """Empty jax's compilation caches before this test (`jax.clear_caches`), so a test counting
+    compilations does not depend on which tests ran before it in the same process (the suite
+    runs in two worker processes, in any order)."""
+    jax.clear_caches()
 
 
 class QuickStudy:

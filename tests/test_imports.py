@@ -10,17 +10,8 @@ runs it first whatever the submodule imports).
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "analysis"
-
-# Edges of cycles that other changes remove; the integrator empties this set at merge (the strict
-# xfail below then passes and must be turned into a plain test).
-KNOWN_CYCLE_EDGES = {
-    ("analysis.distributed", "analysis._sweep"),  # _solve_chunk
-}
-
 
 def _module_name(path: Path, root: Path) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
@@ -95,29 +86,11 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def _without(graph, edges):
-    return {a: {b for b in targets if (a, b) not in edges} for a, targets in graph.items()}
-
-
 def test_the_package_imports_have_no_cycle():
     graph = import_graph()
     assert {"analysis", "analysis._sweep", "analysis.plotting.convergence"} <= set(graph)
-    cycle = find_cycle(_without(graph, KNOWN_CYCLE_EDGES))
+    cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
-
-
-def test_known_cycle_edges_are_real_edges():
-    graph = import_graph()
-    stale = [(a, b) for a, b in KNOWN_CYCLE_EDGES if b not in graph.get(a, ())]
-    assert not stale, f"KNOWN_CYCLE_EDGES lists edges that no longer exist: {stale}"
-
-
-@pytest.mark.xfail(
-    strict=True, reason="controllers/distributed -> _sweep are removed by other slices"
-)
-def test_no_known_cycle_edges_are_left():
-    assert not KNOWN_CYCLE_EDGES
-    assert find_cycle(import_graph()) is None
 
 
 def test_cycle_finder_finds_a_planted_cycle():

@@ -165,4 +165,3 @@ def test_importing_the_plotting_package_keeps_the_users_backend():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "svg"
-

@@ -171,3 +171,48 @@ def test_tolerances_without_an_adaptive_controller_are_refused(kw):
     assert "controller='PI34'" in str(caught.value)
     with pytest.raises(analysis.InvalidArgument, match="fixed-step sweep"):
         analysis.sweep("linear", "Tsit5", dt0=[0.1], controller="fixed", **kw)
+
+
+def test_a_dict_state_solves_and_euler_on_the_harmonic_oscillator_is_its_closed_form():
+    """Euler on q' = p, p' = -q multiplies w = q + ip by (1 - ih) each step: w_N = (1 - ih)^N.
+    The state columns are the ravelled dict (keys sorted: p, then q)."""
+    import jax.numpy as jnp
+
+    oscillator = System(
+        name="oscillator_dict",
+        vector_field=lambda t, y, args, h: {"q": y["p"], "p": -y["q"]},
+        y0={"q": jnp.asarray(1.0), "p": jnp.asarray(0.0)},
+        exact=lambda t: {"q": jnp.cos(t), "p": -jnp.sin(t)},
+    )
+    df = analysis.sweep(oscillator, "Euler", dt0=[0.1, 0.05, 0.025], save_ts=[0.5])
+    assert (df["status"] == "ok").all() and list(df["error_source"]) == ["exact"] * 3
+    for _, row in df.iterrows():
+        n = round(1 / row["h"])
+        w = (1 - 1j * row["h"]) ** n
+        np.testing.assert_allclose([row["y_final_0"], row["y_final_1"]], [w.imag, w.real], 1e-13)
+        exact = np.array([-np.sin(1.0), np.cos(1.0)])
+        want = np.max(np.abs(np.array([w.imag, w.real]) - exact))
+        np.testing.assert_allclose(row["error"], want, rtol=1e-10)
+        half = (1 - 1j * row["h"]) ** (n // 2)  # t = 0.5 is a step end
+        np.testing.assert_allclose(row["ys"], [[half.imag, half.real]], rtol=1e-13)
+
+
+def test_systems_equal_up_to_parameter_values_share_one_compile(fresh_compile_cache):
+    first = analysis.sweep(systems.get("van_der_pol", mu=1.0), "Heun", dt0=[0.1, 0.05])
+    other = analysis.sweep(systems.get("van_der_pol", mu=2.0), "Heun", dt0=[0.1, 0.05])
+    assert first.attrs["compilations"] == 1 and other.attrs["compilations"] == 0
+
+
+def test_the_batch_and_its_executors_do_not_import_the_sweep():
+    """The sweep uses batch and distributed; neither imports it back (no cycle)."""
+    import ast
+    from pathlib import Path
+
+    for name in ("batch", "distributed"):
+        tree = ast.parse((Path(analysis.__file__).parent / f"{name}.py").read_text())
+        found = {
+            (node.module or "") + "".join(a.name for a in node.names)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1
+        }
+        assert not any("_sweep" in f for f in found), (name, found)

@@ -1,0 +1,384 @@
+"""The compiled batch of solves: one group of settings, solved by one vmapped, jitted diffeqsolve.
+
+A sweep (`analysis.sweep`) cuts its grid into chunks; each chunk is a `Group` — a system, a
+solver and a controller structure (preset name and options, max_steps, save times, step log) —
+and the chunk's numbers: the steps dt0 (or h), the tolerances rtol and atol, the state y0 and the
+args. `solve_chunk` solves the chunk through `analysis.prepare.prepare` (the one diffeqsolve) as
+``vmap(solve)`` over the settings inside the module-level `eqx.filter_jit` function, so jax's own
+cache compiles once per group structure and takes every number as an argument: another grid of
+the same size, or another chunk, reuses the compiled solve. `compile_count` counts how often it
+was traced (one trace, one compilation).
+
+Outputs per solve (`OUTPUTS`; `chunk_problem` checks a stored chunk against them): the final
+state ``y_final``, the diffrax result code ``result`` (read by `status_of` into a word of
+`STATUS`), the step counts, and with save times ``ys``, with a step log ``log_h``,
+``log_accepted``, ``log_count``. A state that is an array is returned with y0's shape; a PyTree
+state (a dict, a tuple of arrays, ...) as the vector ``jax.flatten_util.ravel_pytree(y)[0]``
+(its leaves flattened in tree order, dict keys sorted), so that every chunk's outputs are plain
+arrays that a chunk store can keep and a table can hold as columns y_final_0, y_final_1, ...
+
+Examples:
+    >>> import numpy as np, analysis
+    >>> group = Group(analysis.systems.get("linear"), analysis.solvers.get("Euler"))
+    >>> out = solve_chunk(group, (np.array([0.5, 0.25]), np.ones(2), np.ones(2)), count=2)
+    >>> out["y_final"].tolist(), [status_of(c, y) for c, y in zip(out["result"], out["y_final"])]
+    ([0.25, 0.31640625], ['ok', 'ok'])
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+
+from . import controller as _controller
+from . import step_log as _step_log
+from . import systems as _systems
+from .prepare import prepare
+from .stepdep import StepAware
+
+__all__ = [
+    "Group",
+    "solve_chunk",
+    "chunk_problem",
+    "output_shapes",
+    "state_shape",
+    "flat_state",
+    "status_of",
+    "compile_count",
+    "STATUS",
+    "FIELD_ERROR",
+    "OUTPUTS",
+    "LOG_OUTPUTS",
+]
+
+#: The status words of a solve (a sweep row's "status"), each with its meaning.
+STATUS = {
+    "ok": "the solve reached t1 and its final state is finite",
+    "nonfinite": "the solve reached t1 but its final state has a NaN or an infinity",
+    "max_steps": "max_steps steps were taken before t1",
+    "dt_below_min": "the controller wanted a step below its dtmin",
+    "implicit_nonconvergence": "an implicit stage's Newton iteration failed (diverged, ran "
+    "out of iterations or met a singular matrix)",
+    "event": "an event stopped the solve",
+    "field_error": "the vector field raised at run time (an eqx.error_if, a failing callback)",
+    "failed(<code>)": "a diffrax result this table does not name, by its code",
+}
+_WORD_OF_RESULT = {
+    "successful": "ok",
+    "max_steps_reached": "max_steps",
+    "dt_min_reached": "dt_below_min",
+    "nonlinear_divergence": "implicit_nonconvergence",
+    "nonlinear_max_steps_reached": "implicit_nonconvergence",
+    "singular": "implicit_nonconvergence",
+    "event_occurred": "event",
+}
+_STATUS_BY_CODE = {int(getattr(diffrax.RESULTS, k)._value): v for k, v in _WORD_OF_RESULT.items()}
+#: Result code of a solve whose vector field raised at run time (an `eqx.error_if` that fired,
+#: a callback that failed): status "field_error". No diffrax result has it (they are ≥ 0); the
+#: executors (`analysis.distributed`) record it for each solve that raises on its own.
+FIELD_ERROR = -1
+_STATUS_BY_CODE[FIELD_ERROR] = "field_error"
+
+#: The outputs of every chunk (per solve, and the chunk's run time per solve "wall_s").
+OUTPUTS = ("y_final", "result", "num_steps", "num_accepted", "num_rejected", "wall_s")
+#: The further outputs of a chunk whose group logs steps (`Group.log_steps` > 0).
+LOG_OUTPUTS = ("log_h", "log_accepted", "log_count")
+
+_COMPILES = {"count": 0}
+
+
+def compile_count() -> int:
+    """How many batch solves have been compiled in this process so far.
+
+    Counted inside the traced function, so it is jax's own cache that decides: one compilation
+    per group structure (system, solver, controller kind and options, chunk size, max_steps,
+    ...); another grid of the same size reuses it.
+
+    Returns:
+        The number of compilations, an int.
+
+    Examples:
+        >>> import analysis
+        >>> first = analysis.sweep("linear", "Euler", dt0=[0.1, 0.05, 0.025])
+        >>> n = compile_count()
+        >>> again = analysis.sweep("linear", "Euler", dt0=[0.08, 0.04, 0.02])  # same structure
+        >>> compile_count() - n, again.attrs["compilations"]
+        (0, 0)
+    """
+    return _COMPILES["count"]
+
+
+def status_of(code: int, y_final) -> str:
+    """Row status from a diffrax result code and the final state.
+
+    Args:
+        code: the integer value of a `diffrax.RESULTS` member (what a compiled solve returns).
+        y_final: the solve's final state, an array or any PyTree of arrays.
+
+    Returns:
+        The row status, a word of `STATUS`: the diffrax result's, "nonfinite" for a successful
+        solve whose state has a non-finite entry in any leaf, "field_error" for `FIELD_ERROR`
+        (the vector field raised at run time), or "failed(<code>)" for an unlisted result.
+
+    Examples:
+        >>> ok, too_long = diffrax.RESULTS.successful, diffrax.RESULTS.max_steps_reached
+        >>> status_of(ok._value, np.array([0.37])), status_of(ok._value, np.array([np.nan]))
+        ('ok', 'nonfinite')
+        >>> status_of(ok._value, {"q": np.array(0.5), "p": np.array(np.inf)})
+        'nonfinite'
+        >>> status_of(too_long._value, np.array([0.37])), status_of(FIELD_ERROR, np.array([np.nan]))
+        ('max_steps', 'field_error')
+    """
+    status = _STATUS_BY_CODE.get(int(code), f"failed({int(code)})")
+    finite = all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(y_final))
+    if status == "ok" and not finite:
+        return "nonfinite"
+    return status
+
+
+def state_shape(y0) -> tuple:
+    """The shape of a state as a batch stores it: y0's shape for an array, else the length of
+    its ravelled vector (`jax.flatten_util.ravel_pytree`).
+
+    Args:
+        y0: the initial state, an array or a PyTree of arrays.
+
+    Returns:
+        A shape tuple.
+
+    Examples:
+        >>> state_shape(np.zeros(3)), state_shape({"q": np.zeros(2), "p": np.zeros(())})
+        ((3,), (3,))
+    """
+    if _is_array(y0):
+        return np.shape(y0)
+    return (sum(int(np.size(leaf)) for leaf in jax.tree.leaves(y0)),)
+
+
+def flat_state(y) -> np.ndarray:
+    """A state as a batch stores it: an array as it is, a PyTree of arrays as its ravelled
+    vector (`jax.flatten_util.ravel_pytree`, leaves in tree order, dict keys sorted).
+
+    Args:
+        y: a state, an array or a PyTree of arrays.
+
+    Returns:
+        A numpy array.
+
+    Examples:
+        >>> flat_state(np.array([1.0, 2.0])), flat_state({"q": np.array(1.0), "p": np.array(2.0)})
+        (array([1., 2.]), array([2., 1.]))
+    """
+    return np.asarray(y if _is_array(y) else _ravel(y))
+
+
+def _is_array(y) -> bool:
+    return isinstance(y, np.ndarray | np.generic | jax.Array | float)
+
+
+def _ravel(y):
+    return jax.flatten_util.ravel_pytree(y)[0]
+
+
+class Group(eqx.Module):
+    """One compiled unit: a system, a solver, and the controller structure around them.
+
+    Everything here but the numbers of a chunk (steps, tolerances) fixes what is compiled; a
+    group is hashable, and picklable for a Dask worker.
+
+    Attributes:
+        system: the `analysis.systems.System`.
+        solver: the diffrax solver (unwrapped: `prepare` wraps it for a field that reads h).
+        controller: "fixed" (constant steps) or a preset name of `analysis.controller.PRESETS`.
+        has_dt0: whether dt0 is given (adaptive; False lets diffrax choose the first step).
+        max_steps: diffrax's step limit per solve.
+        chunk_size: solves per chunk (the batch size).
+        signed_h: hand h = t1 - t0 with its sign to the field (`StepAware(signed=True)`).
+        controller_options: the preset's options as sorted (name, value) pairs.
+        save_ts: extra save times (output "ys", read from the dense output).
+        log_steps: attempted steps logged per solve (outputs `LOG_OUTPUTS`).
+
+    Examples:
+        >>> import analysis
+        >>> g = Group(analysis.systems.get("linear"), analysis.solvers.get("Tsit5"), "PI34")
+        >>> g.controller, g.max_steps, g.chunk_size
+        ('PI34', 16384, 1)
+    """
+
+    system: _systems.System
+    solver: diffrax.AbstractSolver
+    controller: str = eqx.field(static=True, default=_controller.FIXED)
+    has_dt0: bool = eqx.field(static=True, default=True)
+    max_steps: int = eqx.field(static=True, default=2**14)
+    chunk_size: int = eqx.field(static=True, default=1)
+    signed_h: bool = eqx.field(static=True, default=False)
+    controller_options: tuple = eqx.field(static=True, default=())
+    save_ts: tuple = eqx.field(static=True, default=())
+    log_steps: int = eqx.field(static=True, default=0)
+
+
+def _solve_one(group: Group, dt0, rtol, atol, y0, args) -> dict:
+    """One solve of the group at (dt0, rtol, atol): prepared by `prepare`, solved once."""
+    wrapper = functools.partial(StepAware, signed=group.signed_h)
+    if group.controller == _controller.FIXED:
+        prepared = prepare(group.system, group.solver, wrapper=wrapper)
+    else:
+        prepared = prepare(
+            group.system,
+            group.solver,
+            controller=group.controller,
+            rtol=rtol,
+            atol=atol,
+            log_steps=group.log_steps,
+            wrapper=wrapper,
+            **dict(group.controller_options),
+        )
+    # SaveAt(ts) reads the solver's dense output (its interpolant) at each extra save time.
+    save_ts = jnp.asarray(group.save_ts) if group.save_ts else None
+    saveat = diffrax.SaveAt(t1=True, ts=save_ts, controller_state=group.log_steps > 0)
+    sol = prepared.solve(
+        dt0 if group.has_dt0 else None,
+        y0=y0,
+        args=args,
+        saveat=saveat,
+        max_steps=group.max_steps,
+    )
+    ys = sol.ys if _is_array(y0) else jax.vmap(_ravel)(sol.ys)
+    return {
+        "y_final": ys[-1],
+        "result": sol.result._value,
+        "num_steps": sol.stats["num_steps"],
+        "num_accepted": sol.stats["num_accepted_steps"],
+        "num_rejected": sol.stats["num_rejected_steps"],
+        **_step_log.logged_steps(sol),
+    } | ({"ys": ys[:-1]} if group.save_ts else {})
+
+
+@eqx.filter_jit
+def _solve_batch(group: Group, dt0, rtol, atol, y0, args) -> dict:
+    """`_solve_one` vmapped over the settings; traced (and counted) once per structure."""
+    _COMPILES["count"] += 1
+    return jax.vmap(_solve_one, in_axes=(None, 0, 0, 0, None, None))(
+        group, dt0, rtol, atol, y0, args
+    )
+
+
+def solve_chunk(group: Group, inputs, count: int, mesh=None) -> dict:
+    """Solve one chunk: the group's compiled vmapped solve on its (h, rtol, atol) inputs.
+
+    A pure function of its arguments (the same chunk gives the same numbers wherever it runs),
+    so an executor may run it in this process, on a Dask worker (`analysis.distributed`), or
+    again after a lost worker. With a `jax.sharding.Mesh` (one axis, "batch") the chunk's batch
+    axis is split over the mesh's devices, padded to a multiple of their number.
+
+    Args:
+        group: the `Group`.
+        inputs: (h, rtol, atol), three equal-length float arrays (NaN-free; unused ones any).
+        count: how many of the settings are real (the rest pad the chunk to its size).
+        mesh: a one-axis ("batch") `jax.sharding.Mesh`, or None for this process's device.
+
+    Returns:
+        The outputs (`OUTPUTS`, and "ys" and `LOG_OUTPUTS` where the group has them) of the
+        first `count` solves as numpy arrays, "wall_s" (run time per solve), "compile_s" (the
+        time this call spent finding or compiling the solve) and "compiled" (1 if this call
+        compiled it).
+
+    Examples:
+        >>> import analysis
+        >>> g = Group(analysis.systems.get("linear"), analysis.solvers.get("Heun"), chunk_size=2)
+        >>> out = solve_chunk(g, ([0.5, 0.5], [1.0, 1.0], [1.0, 1.0]), count=1)
+        >>> out["y_final"].tolist(), out["num_steps"].tolist()    # (1 - 1/2 + 1/8)^2
+        ([0.390625], [2])
+    """
+    y0, args = jax.tree.map(jnp.asarray, (group.system.y0, group.system.args))
+    inputs = tuple(np.asarray(x, dtype=float) for x in inputs)
+    if mesh is not None:
+        pad = -len(inputs[0]) % mesh.size
+        inputs = tuple(np.concatenate([x, np.repeat(x[-1:], pad)]) for x in inputs)
+        batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+        whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        inputs, (y0, args) = jax.device_put(inputs, batch), jax.device_put((y0, args), whole)
+    else:
+        inputs = tuple(map(jnp.asarray, inputs))
+    before = compile_count()
+    start = time.perf_counter()
+    compiled = _solve_batch.lower(group, *inputs, y0, args).compile()
+    compile_s = time.perf_counter() - start
+    t = time.perf_counter()
+    out = jax.block_until_ready(compiled(group, *inputs, y0, args))
+    wall = (time.perf_counter() - t) / count
+    out = {k: np.asarray(v)[:count] for k, v in out.items()}
+    return out | {
+        "wall_s": np.float64(wall),
+        "compile_s": np.float64(compile_s),
+        "compiled": np.int64(compile_count() - before),
+    }
+
+
+def chunk_problem(group: Group, count: int, out: dict) -> str | None:
+    """What is wrong with a stored chunk's outputs for `count` solves of `group`; None if whole.
+
+    The outputs must be exactly those a solve of this group returns, each per-solve array with
+    `count` rows and the shape that group gives (y_final like `state_shape(y0)`, ys per save
+    time).
+
+    Args:
+        group: the `Group` the chunk belongs to.
+        count: the number of solves in the chunk.
+        out: the chunk's outputs, name -> array.
+
+    Returns:
+        None for a whole chunk, else a phrase saying what is wrong.
+
+    Examples:
+        >>> import analysis
+        >>> g = Group(analysis.systems.get("linear"), analysis.solvers.get("Euler"))
+        >>> out = solve_chunk(g, ([0.5], [1.0], [1.0]), count=1)
+        >>> chunk_problem(g, 1, {k: out[k] for k in OUTPUTS}) is None
+        True
+        >>> chunk_problem(g, 2, {k: out[k] for k in OUTPUTS})
+        'has y_final of shape (1,), not (2,)'
+    """
+    names = set(OUTPUTS) | ({"ys"} if group.save_ts else set())
+    names |= set(LOG_OUTPUTS) if group.log_steps else set()
+    if set(out) != names:
+        missing, extra = sorted(names - set(out)), sorted(set(out) - names)
+        return f"has the wrong outputs (missing {missing}, unexpected {extra})"
+    y0 = state_shape(group.system.y0)
+    shapes = {"y_final": (count, *y0), "ys": (count, len(group.save_ts), *y0), "wall_s": ()}
+    for k, v in out.items():
+        want = shapes.get(k)
+        if want is not None and np.shape(v) != want:
+            return f"has {k} of shape {np.shape(v)}, not {want}"
+        if want is None and (np.ndim(v) < 1 or len(v) != count):
+            return f"has {k} of shape {np.shape(v)}, not {count} rows"
+    return None
+
+
+def output_shapes(group: Group) -> dict:
+    """The outputs a chunk of `group` returns, as `jax.ShapeDtypeStruct`s (a whole chunk of
+    `group.chunk_size` solves; no solve runs, and a group compiled already is not traced again).
+
+    Args:
+        group: the `Group`.
+
+    Returns:
+        name -> `jax.ShapeDtypeStruct` for `OUTPUTS` but "wall_s" (and "ys", `LOG_OUTPUTS` where
+        the group has them).
+
+    Examples:
+        >>> import analysis
+        >>> g = Group(analysis.systems.get("van_der_pol"), analysis.solvers.get("Euler"))
+        >>> {k: s.shape for k, s in output_shapes(g).items()}["y_final"]
+        (1, 2)
+    """
+    ones = jnp.ones(group.chunk_size)
+    y0, args = jax.tree.map(jnp.asarray, (group.system.y0, group.system.args))
+    return eqx.filter_eval_shape(_solve_batch, group, ones, ones, ones, y0, args)
