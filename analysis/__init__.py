@@ -10,12 +10,14 @@ from . import (
     discrete,
     distributed,
     invariants,
+    models,
     neural,
     reference,
     results,
     solvers,
     stability,
     systems,
+    training,
 )
 from ._sweep import compile_count, sweep
 from .errors import InvalidArgument, PrecisionWarning
@@ -34,10 +36,12 @@ __all__ = [
     "discrete",
     "distributed",
     "invariants",
+    "models",
     "neural",
     "reference",
     "results",
     "stability",
+    "training",
     "InvalidArgument",
     "PrecisionWarning",
 ]
