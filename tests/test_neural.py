@@ -40,8 +40,9 @@ def data():
 
 @pytest.fixture(scope="module")
 def decay():
-    """Trajectories of y' = -y (1-d) saved at t = 0, 1, 2, 3."""
-    return training.trajectories(systems.get("linear"), 4, horizon=3.0, saves=4, seed=0)
+    """Trajectories of y' = -y (a state of one component) saved at t = 0, 1, 2, 3."""
+    linear = systems.get("linear").with_(y0=jnp.array([1.0]))
+    return training.trajectories(linear, 4, horizon=3.0, saves=4, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +76,11 @@ def euler_vs_truth(y0s, h, counts):
     )
 
 
-def damped_euler(y0s, h, ts, shift=0.0):
-    """(states, d states / d shift) of Euler on Damped(1) at save times ts."""
-    n = np.rint((ts - ts[0]) / h)
-    factor = 1 - h * (1 + h + shift)
+def damped_euler(y0s, h, ts):
+    """(states, d states / d shift at shift 0), each (N, K, d), of Euler on Damped(1)."""
+    n = np.rint((ts - ts[0]) / h)[None, :, None]
+    factor = 1 - h * (1 + h)
+    y0s = np.asarray(y0s)[:, None, :]
     return factor**n * y0s, n * factor ** np.maximum(n - 1, 0) * (-h) * y0s
 
 
@@ -99,11 +101,11 @@ def test_predictions_and_predict_of_a_module_of_my_own(decay):
     result = neural.predictions(model, [D("Euler", h=0.5)], decay, which=(0, 2))
     for i in (0, 2):
         rows = result.rows[result.rows["trajectory"] == i]
-        np.testing.assert_allclose(rows["y0"], damped_euler(decay.y0[i], 0.5, decay.ts)[0][:, 0])
+        np.testing.assert_allclose(rows["y0"], damped_euler(decay.y0, 0.5, decay.ts)[0][i, :, 0])
         truth = result.truth[result.truth["trajectory"] == i]
         np.testing.assert_array_equal(truth["y0"], decay.ys[i, :, 0])
     states = neural.predict(model, D("Euler", h=0.5), decay.y0, decay.ts)
-    np.testing.assert_allclose(states[..., 0], damped_euler(decay.y0, 0.5, decay.ts)[0].T.T)
+    np.testing.assert_allclose(states, damped_euler(decay.y0, 0.5, decay.ts)[0])
 
 
 def test_sensitivity_of_a_module_of_my_own_to_its_h_input(decay):
@@ -113,7 +115,7 @@ def test_sensitivity_of_a_module_of_my_own_to_its_h_input(decay):
     )
     for h, loss, slope in zip([1.0, 0.5], result.rows["loss"], result.rows["dloss"], strict=True):
         states, dstates = damped_euler(decay.y0, h, decay.ts)
-        diff = (states - decay.ys[..., 0])[:, 1:]
+        diff = (states - decay.ys)[:, 1:]
         np.testing.assert_allclose(loss, np.mean(diff**2), rtol=1e-12)
         np.testing.assert_allclose(slope, np.mean(2 * diff * dstates[:, 1:]), rtol=1e-12)
 
@@ -341,8 +343,8 @@ def test_plots_refuse_what_their_producer_does_not_return(decay):
         plotting.discretization_heatmaps(
             neural.DiscretizationMatrix(rows=result.rows.drop(columns="error"))
         )
-    with pytest.raises(InvalidArgument, match="step_adaptation returns"):
-        plotting.step_adaptation(result)
+    with pytest.raises(InvalidArgument, match=r"step_adaptation\(...\).rows lacks columns"):
+        plotting.step_adaptation(result)  # another result's rows
     with pytest.raises(InvalidArgument, match="2 panels"):
         fig, ax = plt.subplots()
         both = [
