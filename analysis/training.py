@@ -238,7 +238,7 @@ def steps_to(setting: Discretization, ts) -> int:
     ratios = (ts - ts[0]) / setting.h
     if np.max(np.abs(ratios - np.round(ratios))) > 1e-8 * max(1.0, np.max(ratios)):
         raise InvalidArgument(
-            f"h={setting.h!r} does not divide the save times {list(np.round(ts - ts[0], 12))}; "
+            f"h={setting.h!r} does not divide the save times {np.round(ts - ts[0], 12).tolist()}; "
             "choose h = (save spacing)/m for an integer m, so errors are measured at steps"
         )
     return int(round(ratios[-1]))
