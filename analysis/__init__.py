@@ -11,6 +11,7 @@ from . import (
     discrete,
     distributed,
     invariants,
+    models,
     neural,
     reference,
     run_store,
@@ -19,6 +20,7 @@ from . import (
     step_log,
     systems,
     tolerance,
+    training,
 )
 from ._sweep import sweep
 from .batch import compile_count
@@ -38,6 +40,7 @@ __all__ = [
     "discrete",
     "distributed",
     "invariants",
+    "models",
     "neural",
     "reference",
     "chunk_store",
@@ -45,6 +48,7 @@ __all__ = [
     "stability",
     "step_log",
     "tolerance",
+    "training",
     "InvalidArgument",
     "PrecisionWarning",
 ]

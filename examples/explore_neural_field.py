@@ -13,7 +13,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 import numpy as np
 
-from analysis import neural, systems
+from analysis import models, neural, systems, training
 
 QUICK = "--quick" in sys.argv
 STEPS = 60 if QUICK else 400
@@ -23,16 +23,16 @@ STEPS = 60 if QUICK else 400
 
 # %%
 spiral = systems.get("linear10", dim=2, seed=0)
-train_data = neural.trajectories(spiral, 8, horizon=4.0, seed=0)
-test_data = neural.trajectories(spiral, 8, horizon=4.0, seed=1)
+train_data = training.trajectories(spiral, 8, horizon=4.0, seed=0)
+test_data = training.trajectories(spiral, 8, horizon=4.0, seed=1)
 
 # %% [markdown]
 # ## Train: the h-input model through Euler at h = 0.5
 
 # %%
-euler = neural.Setting("Euler", h=0.5)
-model = neural.make("h_input", spiral, seed=0)
-model, losses = neural.train(model, train_data, euler, steps=STEPS)
+euler = training.Discretization("Euler", h=0.5)
+model = models.make("h_input", spiral, seed=0)
+model, losses = training.train(model, train_data, euler, steps=STEPS)
 print(f"loss {float(losses[0]):.3g} -> {float(losses[-1]):.3g} after {STEPS} steps")
 
 # %% [markdown]
@@ -42,18 +42,18 @@ print(f"loss {float(losses[0]):.3g} -> {float(losses[-1]):.3g} after {STEPS} ste
 # discretization gets *worse* away from its training setting.
 
 # %%
-tests = [neural.Setting("Euler", h=h) for h in (0.5, 0.25, 0.125)]
-tests += [neural.Setting("Tsit5", h=0.125)]
-matrix = neural.discretization_matrix(model, euler, tests, test_data)
+tests = [training.Discretization("Euler", h=h) for h in (0.5, 0.25, 0.125)]
+tests += [training.Discretization("Tsit5", h=0.125)]
+matrix = neural.discretization_matrix(model, euler, tests, test_data).rows
 print(matrix[["test_setting", "status", "error"]].to_string(index=False))
 
 # %% [markdown]
 # ## The same question for the h-free control model
 
 # %%
-control = neural.make("h_free", spiral, seed=0)
-control, _ = neural.train(control, train_data, euler, steps=STEPS)
-control_matrix = neural.discretization_matrix(control, euler, tests, test_data)
+control = models.make("h_free", spiral, seed=0)
+control, _ = training.train(control, train_data, euler, steps=STEPS)
+control_matrix = neural.discretization_matrix(control, euler, tests, test_data).rows
 ratio = control_matrix["error"].max() / control_matrix["error"].min()
 print(f"h-free control: error varies by a factor {ratio:.3g} across test settings")
 print(

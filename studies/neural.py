@@ -2,7 +2,7 @@
 
 Data: held-out and training trajectories of the damped spiral y' = A·y (the catalog's `linear10`
 with dim = 2, seed = 0; eigenvalues -0.61 ± 0.46i), saved every time unit. Three model kinds
-(`analysis.neural`): an MLP that takes h as an input, the same MLP without h (control), and a
+(`analysis.models`): an MLP that takes h as an input, the same MLP without h (control), and a
 hypersolver f + h·g_θ(y, h) around the true field. Each is trained through two discretizations,
 Euler at the coarse step h = 1 and Tsit5 at the fine step h = 1/8 (discretize-then-optimise).
 Each trained model is then tested on held-out trajectories under Euler, Heun and Tsit5 at steps
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 import analysis
-from analysis import convergence, neural, stability, systems
+from analysis import convergence, models, neural, stability, systems, training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Config:
     n_train: int = 32
     n_test: int = 32
     spread: float = 0.5
-    kinds: tuple[str, ...] = neural.KINDS
+    kinds: tuple[str, ...] = models.KINDS
     width: int = 16
     depth: int = 2
     train_steps: int = 300
@@ -107,10 +107,11 @@ CAPTIONS = {
 }
 
 
-def _settings(config: Config) -> tuple[list[neural.Setting], list[neural.Setting]]:
-    train = [neural.Setting(solver, h=h) for solver, h in config.train_settings]
-    test = [neural.Setting(s, h=h) for s in config.test_solvers for h in config.test_hs]
-    test += [neural.Setting(config.adaptive_solver, rtol=r) for r in config.test_rtols]
+def _settings(config: Config) -> tuple[list, list]:
+    D = training.Discretization
+    train = [D(solver, h=h) for solver, h in config.train_settings]
+    test = [D(s, h=h) for s in config.test_solvers for h in config.test_hs]
+    test += [D(config.adaptive_solver, rtol=r) for r in config.test_rtols]
     return train, test
 
 
@@ -136,7 +137,7 @@ def _orders(model, setting, system, config) -> pd.DataFrame:
     ]
     df = pd.DataFrame(out, columns=columns)
     df.insert(0, "train_setting", setting.label)
-    df.insert(0, "model", neural.kind_of(model))
+    df.insert(0, "model", models.kind_of(model))
     return df
 
 
@@ -156,7 +157,7 @@ def _fixed_points(model, setting, system, config) -> pd.DataFrame:
         df = df.assign(**{f"{col}_re": np.real(df[col]), f"{col}_im": np.imag(df[col])})
         df = df.drop(columns=col)  # parquet stores no complex numbers
     return df.assign(
-        model=neural.kind_of(model),
+        model=models.kind_of(model),
         train_setting=setting.label,
         true_flow_max_abs_multiplier=max(flow) if flow else np.nan,
     )
@@ -166,8 +167,8 @@ def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
     """Train every (kind, train setting), then measure every trained model."""
     system = systems.get(config.system, **dict(config.system_params))
     common = dict(horizon=config.horizon, saves=config.saves, spread=config.spread)
-    train_data = neural.trajectories(system, config.n_train, seed=config.seed, **common)
-    test_data = neural.trajectories(system, config.n_test, seed=config.seed + 1, **common)
+    train_data = training.trajectories(system, config.n_train, seed=config.seed, **common)
+    test_data = training.trajectories(system, config.n_test, seed=config.seed + 1, **common)
     train_settings, test_settings = _settings(config)
     spacing = config.horizon / (config.saves - 1)
     sensitivity_hs = [spacing / m for m in config.sensitivity_ms]
@@ -177,24 +178,18 @@ def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
             "training",
             "matrix",
             "trajectories",
+            "truth",
             "sensitivity",
             "step_check",
+            "step_check_summary",
             "orders",
             "fixed_points",
         )
     }
-    truth = test_data.ys[0]
-    dims = [f"y{i}" for i in range(truth.shape[1])]
-    tables["trajectories"].append(
-        pd.DataFrame(
-            {"model": "truth", "train_setting": "", "test_h": np.nan, "t": test_data.ts}
-            | {d: truth[:, i] for i, d in enumerate(dims)}
-        )
-    )
     for kind in config.kinds:
-        init = neural.make(kind, system, width=config.width, depth=config.depth, seed=config.seed)
+        init = models.make(kind, system, width=config.width, depth=config.depth, seed=config.seed)
         for setting in train_settings:
-            model, losses = neural.train(
+            model, losses = training.train(
                 init,
                 train_data,
                 setting,
@@ -206,31 +201,33 @@ def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
                 pd.DataFrame(label | {"iteration": np.arange(len(losses)), "loss": losses})
             )
             tables["matrix"].append(
-                neural.discretization_matrix(model, setting, test_settings, test_data)
+                neural.discretization_matrix(model, setting, test_settings, test_data).rows
             )
-            states = neural.predictions(model, test_settings, test_data)
-            keep = (states["solver"] == setting.solver) & states["h"].isin(config.trajectory_hs)
-            tables["trajectories"].append(
-                states[keep]
-                .rename(columns={"h": "test_h"})
-                .assign(train_setting=setting.label)[
-                    ["model", "train_setting", "test_h", "t", *dims]
-                ]
-            )
+            states = neural.predictions(model, test_settings, test_data, train_setting=setting)
+            rows = states.rows
+            keep = (rows["solver"] == setting.solver) & rows["h"].isin(config.trajectory_hs)
+            tables["trajectories"].append(rows[keep])
+            if not tables["truth"]:
+                tables["truth"].append(states.truth)
             for wrt in ("h", "h_input"):
                 fixed = neural.step_sensitivity(
-                    model, test_data, setting.solver, hs=sensitivity_hs, wrt=wrt
+                    model,
+                    test_data,
+                    setting.solver,
+                    hs=sensitivity_hs,
+                    wrt=wrt,
+                    train_setting=setting,
                 )
-                tables["sensitivity"].append(
-                    fixed.assign(train_setting=setting.label, train_h=setting.h)
-                )
+                tables["sensitivity"].append(fixed.rows)
             if config.sensitivity_rtols:
                 adaptive = neural.step_sensitivity(
-                    model, test_data, config.adaptive_solver, rtols=config.sensitivity_rtols
+                    model,
+                    test_data,
+                    config.adaptive_solver,
+                    rtols=config.sensitivity_rtols,
+                    train_setting=setting,
                 )
-                tables["sensitivity"].append(
-                    adaptive.assign(train_setting=setting.label, train_h=setting.h)
-                )
+                tables["sensitivity"].append(adaptive.rows)
             check = neural.step_adaptation(
                 model,
                 test_data,
@@ -240,14 +237,8 @@ def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
                 threshold=config.check_threshold,
                 max_halvings=config.check_halvings,
             )
-            tables["step_check"].append(
-                check.table.assign(
-                    **label,
-                    solver=setting.solver,
-                    test_solver=dict(config.check_solvers)[setting.solver],
-                    step=np.nan if check.step is None else check.step,
-                )
-            )
+            tables["step_check"].append(check.rows)
+            tables["step_check_summary"].append(check.summary)
             if config.order_solvers:
                 tables["orders"].append(_orders(model, setting, system, config))
             if config.fixed_point_box is not None:
@@ -256,12 +247,18 @@ def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
 
 
 def plot(results: dict[str, pd.DataFrame]) -> dict:
-    """Heatmaps of the matrix, trajectories vs truth, the sensitivity curve, the step check."""
+    """Heatmaps of the matrix, trajectories vs truth, the sensitivity curve, the step check:
+    each table read back into the result its plot takes."""
     from analysis import plotting
 
+    matrix = neural.DiscretizationMatrix(rows=results["matrix"])
+    states = neural.Predictions(rows=results["trajectories"], truth=results["truth"])
+    check = neural.StepAdaptation(rows=results["step_check"], summary=results["step_check_summary"])
     return {
-        "matrix": plotting.discretization_heatmaps(results["matrix"]),
-        "trajectories": plotting.trajectory_panels(results["trajectories"]),
-        "sensitivity": plotting.step_sensitivity_plot(results["sensitivity"]),
-        "step_check": plotting.step_adaptation_plot(results["step_check"]),
+        "matrix": plotting.discretization_heatmaps(matrix),
+        "trajectories": plotting.trajectory_panels(states),
+        "sensitivity": plotting.step_sensitivity(
+            neural.StepSensitivity(rows=results["sensitivity"])
+        ),
+        "step_check": plotting.step_adaptation(check),
     }

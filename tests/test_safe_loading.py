@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import InvalidArgument, neural, run_store, systems
+from analysis import InvalidArgument, models, run_store, systems
 
 ROOT = Path(__file__).resolve().parent.parent
 UNSAFE = re.compile(
@@ -58,11 +58,11 @@ def test_a_tampered_parquet_file_fails_its_checksum(tmp_path):
 
 def test_parameters_of_another_model_are_refused(tmp_path):
     spiral = systems.get("linear10", dim=2, seed=0)
-    small = neural.make("h_free", spiral, width=4, seed=0)
-    big = neural.make("h_free", spiral, width=8, seed=0)
-    neural.save(tmp_path / "small.eqx", small)
+    small = models.make("h_free", spiral, width=4, seed=0)
+    big = models.make("h_free", spiral, width=8, seed=0)
+    models.save(tmp_path / "small.eqx", small)
     with pytest.raises(InvalidArgument, match="does not hold parameters of this model"):
-        neural.load(tmp_path / "small.eqx", big)
+        models.load(tmp_path / "small.eqx", big)
     (tmp_path / "junk.eqx").write_bytes(b"\x80\x04not an array file")
     with pytest.raises(InvalidArgument, match="does not hold parameters"):
-        neural.load(tmp_path / "junk.eqx", small)
+        models.load(tmp_path / "junk.eqx", small)

@@ -35,8 +35,8 @@ from .discrete import conjugacy_plot, defect_plot, drift_plot, map_vs_limit_plot
 from .invariants import invariant_drift
 from .neural import (
     discretization_heatmaps,
-    step_adaptation_plot,
-    step_sensitivity_plot,
+    step_adaptation,
+    step_sensitivity,
     trajectory_panels,
 )
 from .stability import (
@@ -81,6 +81,6 @@ __all__ = [
     "step_check_plot",
     "discretization_heatmaps",
     "trajectory_panels",
-    "step_sensitivity_plot",
-    "step_adaptation_plot",
+    "step_sensitivity",
+    "step_adaptation",
 ]
