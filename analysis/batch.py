@@ -27,6 +27,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
@@ -224,7 +225,7 @@ class Group(eqx.Module):
     log_steps: int = eqx.field(static=True, default=0)
 
 
-def _solve_one(group: Group, dt0, rtol, atol, y0, args) -> dict:
+def _solve_one(group: Group, dt0, rtol, atol, y0, args, span) -> dict:
     """One solve of the group at (dt0, rtol, atol): prepared by `prepare`, solved once."""
     wrapper = functools.partial(StepAware, signed=group.signed_h)
     if group.controller == _controller.FIXED:
@@ -247,6 +248,8 @@ def _solve_one(group: Group, dt0, rtol, atol, y0, args) -> dict:
         dt0 if group.has_dt0 else None,
         y0=y0,
         args=args,
+        t0=span[0],
+        t1=span[1],
         saveat=saveat,
         max_steps=group.max_steps,
     )
@@ -262,12 +265,25 @@ def _solve_one(group: Group, dt0, rtol, atol, y0, args) -> dict:
 
 
 @eqx.filter_jit
-def _solve_batch(group: Group, dt0, rtol, atol, y0, args) -> dict:
+def _solve_batch(group: Group, dt0, rtol, atol, y0, args, span) -> dict:
     """`_solve_one` vmapped over the settings; traced (and counted) once per structure."""
     _COMPILES["count"] += 1
-    return jax.vmap(_solve_one, in_axes=(None, 0, 0, 0, None, None))(
-        group, dt0, rtol, atol, y0, args
+    return jax.vmap(_solve_one, in_axes=(None, 0, 0, 0, None, None, None))(
+        group, dt0, rtol, atol, y0, args, span
     )
+
+
+def _traced_form(group: Group) -> tuple[Group, jax.Array]:
+    """The group as it is compiled, and the span [t0, t1] as numbers.
+
+    The system's labels (name, params) are blanked and its span is passed as an argument, so
+    systems equal up to their names and numbers (y0, args, t0, t1) share one trace: only the
+    field's structure, the solver and the controller are static.
+    """
+    system = group.system
+    blank = dataclasses.replace(system, name="", params={}, t0=0.0, t1=1.0)  # span: an argument
+    span = jnp.asarray([system.t0, system.t1], dtype=jnp.result_type(float))
+    return dataclasses.replace(group, system=blank), span
 
 
 def solve_chunk(group: Group, inputs, count: int, mesh=None) -> dict:
@@ -309,10 +325,11 @@ def solve_chunk(group: Group, inputs, count: int, mesh=None) -> dict:
         inputs = tuple(map(jnp.asarray, inputs))
     before = compile_count()
     start = time.perf_counter()
-    compiled = _solve_batch.lower(group, *inputs, y0, args).compile()
+    traced, span = _traced_form(group)
+    compiled = _solve_batch.lower(traced, *inputs, y0, args, span).compile()
     compile_s = time.perf_counter() - start
     t = time.perf_counter()
-    out = jax.block_until_ready(compiled(group, *inputs, y0, args))
+    out = jax.block_until_ready(compiled(traced, *inputs, y0, args, span))
     wall = (time.perf_counter() - t) / count
     out = {k: np.asarray(v)[:count] for k, v in out.items()}
     return out | {
@@ -381,4 +398,5 @@ def output_shapes(group: Group) -> dict:
     """
     ones = jnp.ones(group.chunk_size)
     y0, args = jax.tree.map(jnp.asarray, (group.system.y0, group.system.args))
-    return eqx.filter_eval_shape(_solve_batch, group, ones, ones, ones, y0, args)
+    traced, span = _traced_form(group)
+    return eqx.filter_eval_shape(_solve_batch, traced, ones, ones, ones, y0, args, span)
