@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from analysis import StepAware, StepTerm, discrete, reference, systems
+from analysis import discrete, reference, systems
+from analysis.prepare import prepare
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,18 +143,9 @@ def _logistic_conjugacy(config: Config) -> pd.DataFrame:
 
 def _adaptive_orbit(system, h: float, ts, rtol: float):
     """Tsit5 under an adaptive controller from dt0 = h, saved at `ts`; (states, status)."""
-    sol = diffrax.diffeqsolve(
-        StepTerm(system.vector_field),
-        StepAware(diffrax.Tsit5()),
-        float(ts[0]),
-        float(ts[-1]),
-        h,
-        system.y0,
-        system.args,
-        saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol),
-        max_steps=4096,
-        throw=False,
+    controller = diffrax.PIDController(rtol=rtol, atol=rtol)
+    sol = prepare(system, "Tsit5", controller=controller).solve(
+        h, t0=float(ts[0]), t1=float(ts[-1]), saveat=diffrax.SaveAt(ts=jnp.asarray(ts))
     )
     ok = sol.result == diffrax.RESULTS.successful
     status = (
