@@ -568,7 +568,7 @@ def test_orbit_diagram_refuses_an_orbit_table_larger_than_memory_before_compilin
     def no_compile(*args, **kwargs):
         raise AssertionError("orbit_diagram compiled a refused call")
 
-    monkeypatch.setattr(stability, "_orbit_fn", no_compile)
+    monkeypatch.setattr(stability, "_orbits", no_compile)
     with pytest.raises(InvalidArgument, match=r"n_keep=1000000000 needs about 149 GiB"):
         stability.orbit_diagram("logistic", "Euler", [1.5], [0.3], n_keep=10**9)
     # The rule is the sweep's: at most half of what analysis._sweep._available_bytes() reports.
