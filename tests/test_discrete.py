@@ -19,6 +19,9 @@ def henon_map(a, b):
 
 # mu = 3.2: attracting 2-cycle. Hénon a = 1.0, b = 0.3: attracting 4-cycle (the period-doubling
 # cascade at b = 0.3 reaches period 8 only near a = 1.03). Neither amplifies round-off.
+# The one test of "Euler on a lifted map iterates the map": y + h·(Φ(y) - y)/h = Φ(y) at the
+# step it was lifted at (h_train = 0.25) and at any other h (the orbit replayed on n·h).
+@pytest.mark.parametrize("h", [0.25, 1.0])
 @pytest.mark.parametrize(
     "name, params, phi",
     [
@@ -26,14 +29,14 @@ def henon_map(a, b):
         ("henon", dict(a=1.0, b=0.3), henon_map(1.0, 0.3)),
     ],
 )
-def test_lift_then_euler_reproduces_the_map_to_round_off(name, params, phi):
+def test_lift_then_euler_reproduces_the_map_to_round_off(name, params, phi, h):
     lifted = discrete.lift(name, 0.25, **params)
-    euler = discrete.iterate(discrete.to_map(lifted, "Euler", 0.25), lifted.y0, 100)
+    euler = discrete.iterate(discrete.to_map(lifted, "Euler", h), lifted.y0, 100)
     exact = discrete.iterate(phi, lifted.y0, 100)
     assert euler.shape == (101, *jnp.shape(lifted.y0))
     np.testing.assert_allclose(euler, exact, rtol=0, atol=1e-13)
     # A callable lifts the same way, and Heun iterates a different map: (y + Φ(Φ(y)))/2.
-    heun = discrete.to_map(discrete.lift(phi, 0.25, lifted.y0), "Heun", 0.25)
+    heun = discrete.to_map(discrete.lift(phi, 0.25, lifted.y0), "Heun", h)
     np.testing.assert_allclose(heun(lifted.y0), (lifted.y0 + phi(phi(lifted.y0))) / 2, atol=1e-15)
 
 
