@@ -17,6 +17,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from . import systems as _systems
 from .errors import InvalidArgument, require_positive, warn_if_float32
 from .prepare import prepare
 from .reference import solve_limit
+from .result import Result, require_columns
 from .stability import one_step_map
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "continuous_limit",
     "modified_equation",
     "modified_equation_defect",
+    "ModifiedDefects",
     "compare",
     "DEFECT_RTOL",
 ]
@@ -334,20 +337,63 @@ def modified_equation(solver, system, order: int = 2) -> _systems.System:
     )
 
 
-def modified_equation_defect(solver, system, orders, hs, y=None) -> pd.DataFrame:
+@dataclasses.dataclass(frozen=True, repr=False)
+class ModifiedDefects(Result):
+    """Modified-equation defects and their fitted orders: `modified_equation_defect`'s result.
+
+    ``rows``: solver, system, order, h, defect, status (one row per (order, h)). ``slopes``:
+    solver, order, fitted_slope, the least-squares slope p of log defect = p·log h + c over the
+    rows with status "ok" and defect > 0 (NaN with fewer than two): the defect's order in h,
+    order + 2 for Euler. `analysis.plotting.defects` draws both.
+
+    Examples:
+        >>> import pandas as pd
+        >>> rows = pd.DataFrame({"solver": "Euler", "order": 0, "h": [0.1, 0.2],
+        ...                      "defect": [1e-3, 4e-3], "status": "ok"})
+        >>> ModifiedDefects.from_rows(rows).slopes.fitted_slope.round(6).tolist()  # 4 = 2²
+        [2.0]
+    """
+
+    rows: pd.DataFrame
+    slopes: pd.DataFrame
+
+    @classmethod
+    def from_rows(cls, rows: pd.DataFrame) -> ModifiedDefects:
+        """The result for `rows` (e.g. several solvers' rows concatenated), slopes fitted."""
+        require_columns(rows, ["solver", "order", "h", "defect", "status"], "defect rows")
+        ok = rows[(rows["status"] == "ok") & (rows["defect"] > 0)]
+        fits = [
+            {
+                "solver": solver,
+                "order": order,
+                "fitted_slope": float(np.polyfit(np.log(g["h"]), np.log(g["defect"]), 1)[0])
+                if len(g) >= 2
+                else np.nan,
+            }
+            for (solver, order), g in ok.groupby(["solver", "order"], sort=False)
+        ]
+        return cls(
+            rows=rows, slopes=pd.DataFrame(fits, columns=["solver", "order", "fitted_slope"])
+        )
+
+
+def modified_equation_defect(solver, system, orders, hs, y=None) -> ModifiedDefects:
     """max-norm |flow_h(f̃_h)(y) - Φ_h(y)| per (order, h): the honest check of `modified_equation`.
 
     The modified field with `order` correction terms, frozen at h, is integrated over
     [t0, t0 + h] from `y` (default: the system's y0) by `reference.solve_limit` (Dopri8,
     rtol = atol = DEFECT_RTOL) and compared with one diffrax step of `solver` (`to_map`).
     Expect O(h^{order+2}) for Euler, and a floor near 1e-15·|y|. `orders` is an int or a
-    sequence of ints; all (order, h) pairs run in one vmapped compilation. Returns a tidy
-    DataFrame: solver, system, order, h, defect, status ("ok" or "solve_failed", defect NaN).
+    sequence of ints; all (order, h) pairs run in one vmapped compilation. Returns a
+    `ModifiedDefects`: rows (solver, system, order, h, defect, status: "ok" or "solve_failed",
+    defect NaN) and the fitted slope per order.
 
     Examples:
-        >>> df = modified_equation_defect("Euler", "logistic", (0, 1), [0.1, 0.05])
-        >>> list(df["order"])
+        >>> result = modified_equation_defect("Euler", "logistic", (0, 1), [0.1, 0.05])
+        >>> list(result.rows["order"])
         [0, 0, 1, 1]
+        >>> result.slopes.fitted_slope.round().tolist()            # O(h^(order+2))
+        [2.0, 3.0]
     """
     orders = tuple(np.atleast_1d(orders).tolist())
     for order in orders:
@@ -372,7 +418,7 @@ def modified_equation_defect(solver, system, orders, hs, y=None) -> pd.DataFrame
 
     keep, h = np.meshgrid(np.asarray(orders), hs, indexing="ij")
     defect = np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(keep.ravel()), jnp.asarray(h.ravel())))
-    return pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "solver": solver_name,
             "system": system.name,
@@ -382,6 +428,7 @@ def modified_equation_defect(solver, system, orders, hs, y=None) -> pd.DataFrame
             "status": np.where(np.isfinite(defect), "ok", "solve_failed"),
         }
     )
+    return ModifiedDefects.from_rows(rows)
 
 
 # ------------------------------------------------------------------------------- comparison

@@ -2,11 +2,12 @@
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
-from helpers import fit_slope
 
-from analysis import InvalidArgument, discrete, systems
+from analysis import InvalidArgument, discrete, plotting, systems
 
 
 def logistic_map(mu):
@@ -89,11 +90,11 @@ def test_modified_equation_of_a_modifying_integrator_is_the_base_field():
 def test_euler_modified_equation_defect_orders():
     # Nonlinear scalar field (logistic), one step from y = 0.1; slopes 2, 3, 4 for 0, 1, 2 terms.
     hs = np.geomspace(0.005, 0.1, 6)
-    df = discrete.modified_equation_defect("Euler", "logistic", (0, 1, 2), hs, y=0.1)
-    assert (df["status"] == "ok").all()
+    result = discrete.modified_equation_defect("Euler", "logistic", (0, 1, 2), hs, y=0.1)
+    assert (result.rows["status"] == "ok").all()
+    slopes = result.slopes.set_index("order")["fitted_slope"]
     for order, expected in ((0, 2), (1, 3), (2, 4)):
-        g = df[df["order"] == order]
-        assert abs(fit_slope(g["h"], g["defect"]) - expected) < 0.2
+        assert abs(slopes[order] - expected) < 0.2
 
 
 @pytest.mark.parametrize(
@@ -107,10 +108,9 @@ def test_euler_modified_equation_defect_orders():
 )
 def test_modified_equation_for_non_autonomous_and_step_dependent_fields(system, solver, slopes):
     hs = np.geomspace(0.005, 0.05, 4)
-    df = discrete.modified_equation_defect(solver, system, (0, 1, 2), hs, y=0.5)
+    fitted = discrete.modified_equation_defect(solver, system, (0, 1, 2), hs, y=0.5).slopes
     for order, expected in enumerate(slopes):
-        g = df[df["order"] == order]
-        assert abs(fit_slope(g["h"], g["defect"]) - expected) < 0.2, order
+        assert abs(fitted["fitted_slope"][order] - expected) < 0.2, order
 
 
 def test_compare_euler_map_with_its_ode():
@@ -152,3 +152,60 @@ def test_compare_reports_a_blown_up_map_as_rows():
 def test_bad_input_is_rejected_before_compiling(call, name):
     with pytest.raises(InvalidArgument, match=name):
         call()
+
+
+# ----------------------------------------------------------------------------------- figures
+
+
+def test_defects_figure_draws_the_rows_and_the_stored_slopes_without_refitting():
+    # Hand-made rows with defect = h^(order+2) exactly, and stored slopes that are NOT their fit:
+    # the legend must show the stored ones.
+    rows = pd.DataFrame(
+        [
+            dict(solver="Euler", order=k, h=h, defect=h ** (k + 2), status="ok")
+            for k in (0, 1)
+            for h in (0.1, 0.05, 0.025)
+        ]
+    )
+    slopes = pd.DataFrame({"solver": "Euler", "order": [0, 1], "fitted_slope": [7.0, 8.0]})
+    fig = plotting.defects(discrete.ModifiedDefects(rows=rows, slopes=slopes))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "0 terms (slope 7.00)",
+        "1 terms (slope 8.00)",
+    ]
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [0.025, 0.05, 0.1])
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), [0.025**3, 0.05**3, 0.1**3])
+    plt.close(fig)
+
+
+def test_drift_and_map_vs_limit_draw_compare_output_of_a_scalar_system():
+    sys = systems.get("logistic")
+    gap = discrete.compare(sys, discrete.to_map(sys, "Euler", 0.5), 0.5, 5.0, label="Euler")
+    fig = plotting.drift(gap)
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), np.maximum(gap["error"], 1e-17))
+    assert fig.axes[0].get_title() == sys.name
+    plt.close(fig)
+    _, (left, right) = plt.subplots(1, 2)
+    fig = plotting.map_vs_limit(gap, ax=(left, right))
+    assert fig is left.figure
+    np.testing.assert_array_equal(right.lines[0].get_xdata(), gap["t"])  # y against t
+    np.testing.assert_array_equal(right.lines[0].get_ydata(), gap["y_ode_0"])
+    np.testing.assert_array_equal(right.collections[0].get_offsets()[:, 1], gap["y_map_0"])
+    plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    "call, needle",
+    [
+        (lambda: plotting.drift(pd.DataFrame({"map": ["m"]})), "lacks columns"),
+        (lambda: plotting.map_vs_limit(pd.DataFrame({"t": [0.0]})), "map_vs_limit gap"),
+        (lambda: plotting.conjugacy(pd.DataFrame({"h": [1.0]})), "conjugacy input lacks"),
+        (lambda: plotting.defects(pd.DataFrame()), "is a ModifiedDefects"),
+        (lambda: plotting.conjugacy(pd.DataFrame(), ax=plt.gca()), "conjugacy input lacks"),
+    ],
+)
+def test_discrete_figures_name_what_their_input_lacks(call, needle):
+    with pytest.raises(InvalidArgument, match=needle):
+        call()
+    plt.close("all")

@@ -31,7 +31,7 @@ from .controllers import (
     work_precision_plot,
 )
 from .convergence import error_vs_step, local_orders_vs, observed_orders, order_cap
-from .discrete import conjugacy_plot, defect_plot, drift_plot, map_vs_limit_plot
+from .discrete import conjugacy, defects, drift, map_vs_limit
 from .invariants import invariant_drift
 from .neural import (
     discretization_heatmaps,
@@ -60,10 +60,10 @@ __all__ = [
     "slope_triangle",
     "solver_style",
     "error_vs_step",
-    "conjugacy_plot",
-    "drift_plot",
-    "defect_plot",
-    "map_vs_limit_plot",
+    "conjugacy",
+    "drift",
+    "defects",
+    "map_vs_limit",
     "invariant_drift",
     "observed_orders",
     "order_cap",
