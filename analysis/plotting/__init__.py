@@ -40,12 +40,12 @@ from .neural import (
     trajectory_panels,
 )
 from .stability import (
-    branches_plot,
-    lyapunov_plot,
-    max_step_plot,
-    orbit_diagram_plot,
+    branches,
+    lyapunov,
+    max_step,
+    orbit_diagram,
     stability_regions,
-    step_check_plot,
+    step_check,
 )
 
 __all__ = [
@@ -74,11 +74,11 @@ __all__ = [
     "spread_vs_tolerance",
     "output_vs_tolerance",
     "stability_regions",
-    "orbit_diagram_plot",
-    "lyapunov_plot",
-    "branches_plot",
-    "max_step_plot",
-    "step_check_plot",
+    "orbit_diagram",
+    "lyapunov",
+    "branches",
+    "max_step",
+    "step_check",
     "discretization_heatmaps",
     "trajectory_panels",
     "step_sensitivity_plot",
