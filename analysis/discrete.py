@@ -17,6 +17,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
@@ -30,7 +31,9 @@ import pandas as pd
 from . import solvers as _solvers
 from . import systems as _systems
 from .errors import InvalidArgument, require_positive, warn_if_float32
+from .prepare import prepare
 from .reference import solve_limit
+from .result import Result, require_columns
 from .stability import one_step_map
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "continuous_limit",
     "modified_equation",
     "modified_equation_defect",
+    "ModifiedDefects",
     "compare",
     "DEFECT_RTOL",
 ]
@@ -138,17 +142,19 @@ def to_map(system, solver, h) -> Callable:
 def iterate(phi: Callable, y0, n: int):
     """The orbit y0, Φ(y0), …, Φⁿ(y0) as an array of shape (n + 1, *y0.shape), by lax.scan.
 
+    A PyTree state gives the same PyTree with each leaf stacked along a new leading axis.
+
     `n` is a Python int (it fixes the output shape); `iterate` can be vmapped over `y0` and over
     anything `phi` closes over, e.g. the step: ``jax.vmap(lambda h: iterate(to_map(sys, "Euler",
     h), y0, n))(hs)``.
 
     Args:
         phi: a jax function y -> y_next (e.g. from `to_map`).
-        y0: the start, an array or scalar.
+        y0: the start, an array, a scalar or a PyTree of them.
         n: the number of iterates, a non-negative Python int.
 
     Returns:
-        A jax array of shape (n + 1, *y0.shape), y0 first.
+        A jax array of shape (n + 1, *y0.shape), y0 first (a PyTree state: per leaf).
 
     Examples:
         >>> from analysis import systems
@@ -159,14 +165,14 @@ def iterate(phi: Callable, y0, n: int):
     _check_callable("phi", phi)
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
         raise InvalidArgument(f"n={n!r} is invalid; it must be a non-negative Python int")
-    y0 = jnp.asarray(y0, dtype=jnp.result_type(float))
+    y0 = jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype=jnp.result_type(float)), y0)
 
     def step(y, _):
         y_next = phi(y)
         return y_next, y_next
 
     _, orbit = jax.lax.scan(step, y0, None, length=int(n))
-    return jnp.concatenate([y0[None], orbit])
+    return jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), y0, orbit)
 
 
 def continuous_limit(family: Callable, y0=None, *, t1: float = 1.0, name: str | None = None):
@@ -216,34 +222,11 @@ def _compositions(n: int, k: int):
         yield tuple(b - a for a, b in zip(bounds, bounds[1:], strict=False))
 
 
-def _explicit_rk_step(solver: str) -> Callable:
-    """One step of an explicit RK method as plain unrolled arithmetic on its Butcher tableau.
-
-    k_i = f(t + c_i·h, y + h·Σ_j a_ij·k_j, args, h),  Φ_h(y) = y + h·Σ_i b_i·k_i.
-    Mathematically diffrax's step (`to_map` is the one used for measurements); written out so that
-    nested forward-mode derivatives in h trace in a fraction of the time that differentiating
-    diffrax's stage loop takes. Euler, which diffrax implements without a tableau, is b = (1,).
-    """
-    tableau = _solvers.info(solver).tableau
-    if tableau is None:  # Euler
-        c, a_rows, b = (), (), (1.0,)
-    else:
-        c, a_rows, b = tuple(tableau.c), tuple(tableau.a_lower), tuple(tableau.b_sol)
-
-    def step(field, t, y, args, h):
-        ks = [field(t, y, args, h)]
-        for ci, row in zip(c, a_rows, strict=True):
-            yi = y + h * sum(aij * k for aij, k in zip(row, ks, strict=True) if aij != 0)
-            ks.append(field(t + ci * h, yi, args, h))
-        return y + h * sum(bi * k for bi, k in zip(b, ks, strict=True) if bi != 0)
-
-    return step
-
-
 def _modified_terms(system, solver: str, order: int) -> list[Callable]:
     """f_1 = f, f_2, …, f_{order+1}, each a function (t, y, args) -> array.
 
-    Write Φ_h(y) = y + Σ_n hⁿ·d_n(y) (d_n by differentiating the tableau step in h) and
+    Write Φ_h(y) = y + Σ_n hⁿ·d_n(y) (d_n by differentiating the solver's step, `Prepared.step`,
+    in h with nested forward mode) and
     L_j g = g'·f_j for the Lie derivative along f_j (L_1 also takes ∂/∂t, since the time
     component of the flow is t + h). The exact time-h flow of f̃_h = Σ_j h^{j-1} f_j is
     exp(h·L_{f̃_h}) id, whose hⁿ coefficient is
@@ -253,7 +236,7 @@ def _modified_terms(system, solver: str, order: int) -> list[Callable]:
     in which only f_1, …, f_{n-1} appear (e.g. f_2 = d_2 - ½f'f for any one-step method).
     """
     fs = {1: system.limit_field}
-    rk_step = _explicit_rk_step(solver)
+    prepared = prepare(system, solver)
 
     def lie(j, g):
         if j == 1:
@@ -275,7 +258,7 @@ def _modified_terms(system, solver: str, order: int) -> list[Callable]:
                 flow_parts.append((1.0 / math.factorial(k), g))
 
         def fn(t, y, args):
-            out = _taylor_coefficient(lambda h: rk_step(system.vector_field, t, y, args, h), n)
+            out = _taylor_coefficient(lambda h: prepared.step(y, h, t0=t, args=args)[0], n)
             for weight, g in flow_parts:
                 out = out - weight * g(t, y, args)
             return out
@@ -322,9 +305,9 @@ def modified_equation(solver, system, order: int = 2) -> _systems.System:
     map Φ_h up to a defect O(h^{order+2}) — and higher where the solver's own order p makes the
     first corrections vanish (f₂ = … = f_p = 0 for an order-p method). `solver` is an explicit
     Runge–Kutta method (`analysis.solvers.EXPLICIT_RK`); the terms are computed by matching the
-    Taylor series in h of its tableau step with that of the exact flow, with jax derivatives, so
-    non-autonomous and step-dependent systems work too (the field's own h-dependence is
-    expanded with the step's). For Euler on an autonomous f: f₂ = -½f'f,
+    Taylor series in h of its one-step map (`Prepared.step`) with that of the exact flow, with
+    jax derivatives, so non-autonomous and step-dependent systems work too (the field's own
+    h-dependence is expanded with the step's). For Euler on an autonomous f: f₂ = -½f'f,
     f₃ = (1/12)f''(f, f) + (1/3)f'f'f. Cost grows quickly with `order`; 0 ≤ order ≤ 3.
 
     Examples:
@@ -354,20 +337,63 @@ def modified_equation(solver, system, order: int = 2) -> _systems.System:
     )
 
 
-def modified_equation_defect(solver, system, orders, hs, y=None) -> pd.DataFrame:
+@dataclasses.dataclass(frozen=True, repr=False)
+class ModifiedDefects(Result):
+    """Modified-equation defects and their fitted orders: `modified_equation_defect`'s result.
+
+    ``rows``: solver, system, order, h, defect, status (one row per (order, h)). ``slopes``:
+    solver, order, fitted_slope, the least-squares slope p of log defect = p·log h + c over the
+    rows with status "ok" and defect > 0 (NaN with fewer than two): the defect's order in h,
+    order + 2 for Euler. `analysis.plotting.defects` draws both.
+
+    Examples:
+        >>> import pandas as pd
+        >>> rows = pd.DataFrame({"solver": "Euler", "order": 0, "h": [0.1, 0.2],
+        ...                      "defect": [1e-3, 4e-3], "status": "ok"})
+        >>> ModifiedDefects.from_rows(rows).slopes.fitted_slope.round(6).tolist()  # 4 = 2²
+        [2.0]
+    """
+
+    rows: pd.DataFrame
+    slopes: pd.DataFrame
+
+    @classmethod
+    def from_rows(cls, rows: pd.DataFrame) -> ModifiedDefects:
+        """The result for `rows` (e.g. several solvers' rows concatenated), slopes fitted."""
+        require_columns(rows, ["solver", "order", "h", "defect", "status"], "defect rows")
+        ok = rows[(rows["status"] == "ok") & (rows["defect"] > 0)]
+        fits = [
+            {
+                "solver": solver,
+                "order": order,
+                "fitted_slope": float(np.polyfit(np.log(g["h"]), np.log(g["defect"]), 1)[0])
+                if len(g) >= 2
+                else np.nan,
+            }
+            for (solver, order), g in ok.groupby(["solver", "order"], sort=False)
+        ]
+        return cls(
+            rows=rows, slopes=pd.DataFrame(fits, columns=["solver", "order", "fitted_slope"])
+        )
+
+
+def modified_equation_defect(solver, system, orders, hs, y=None) -> ModifiedDefects:
     """max-norm |flow_h(f̃_h)(y) - Φ_h(y)| per (order, h): the honest check of `modified_equation`.
 
     The modified field with `order` correction terms, frozen at h, is integrated over
     [t0, t0 + h] from `y` (default: the system's y0) by `reference.solve_limit` (Dopri8,
     rtol = atol = DEFECT_RTOL) and compared with one diffrax step of `solver` (`to_map`).
     Expect O(h^{order+2}) for Euler, and a floor near 1e-15·|y|. `orders` is an int or a
-    sequence of ints; all (order, h) pairs run in one vmapped compilation. Returns a tidy
-    DataFrame: solver, system, order, h, defect, status ("ok" or "solve_failed", defect NaN).
+    sequence of ints; all (order, h) pairs run in one vmapped compilation. Returns a
+    `ModifiedDefects`: rows (solver, system, order, h, defect, status: "ok" or "solve_failed",
+    defect NaN) and the fitted slope per order.
 
     Examples:
-        >>> df = modified_equation_defect("Euler", "logistic", (0, 1), [0.1, 0.05])
-        >>> list(df["order"])
+        >>> result = modified_equation_defect("Euler", "logistic", (0, 1), [0.1, 0.05])
+        >>> list(result.rows["order"])
         [0, 0, 1, 1]
+        >>> result.slopes.fitted_slope.round().tolist()            # O(h^(order+2))
+        [2.0, 3.0]
     """
     orders = tuple(np.atleast_1d(orders).tolist())
     for order in orders:
@@ -392,7 +418,7 @@ def modified_equation_defect(solver, system, orders, hs, y=None) -> pd.DataFrame
 
     keep, h = np.meshgrid(np.asarray(orders), hs, indexing="ij")
     defect = np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(keep.ravel()), jnp.asarray(h.ravel())))
-    return pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "solver": solver_name,
             "system": system.name,
@@ -402,6 +428,7 @@ def modified_equation_defect(solver, system, orders, hs, y=None) -> pd.DataFrame
             "status": np.where(np.isfinite(defect), "ok", "solve_failed"),
         }
     )
+    return ModifiedDefects.from_rows(rows)
 
 
 # ------------------------------------------------------------------------------- comparison

@@ -28,21 +28,22 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import operator
 from collections.abc import Callable
 
-import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from jax.flatten_util import ravel_pytree
 
 from . import _sweep
 from . import solvers as _solvers
 from . import systems as _systems
 from .errors import InvalidArgument, require_positive, warn_if_float32
+from .prepare import Prepared, prepare
 from .stepdep import StepAware
 
 __all__ = [
@@ -72,7 +73,6 @@ SPURIOUS_TOL = 1e-8
 _KINDS = ("equilibrium", "model", "spurious")
 
 _CHUNK = 1024  # every vectorised evaluation is padded to this many points: one compile each
-_COMPILED: dict = {}
 
 
 class StabilityBound(float):
@@ -110,49 +110,37 @@ class StabilityBound(float):
 # ----------------------------------------------------------------------------- the map itself
 
 
-def _map_solver(solver):
-    """`solver` ready to be a map: StepAware, constant-step Newton tolerances if implicit, and
-    Runge–Kutta stages in a plain lax loop (diffrax's default checkpointed loop has no jvp)."""
+def _prepared(system, solver) -> Prepared:
+    """`prepare(system, solver)` at constant steps, always through `StepAware`, so that an
+    h-free and a step-dependent field take the same step."""
     solver = _solvers.get(solver)
-    if isinstance(solver, StepAware):
-        return StepAware(_map_solver(solver.solver).solver, signed=solver.signed)
-    if isinstance(solver, diffrax.HalfSolver):
-        return StepAware(diffrax.HalfSolver(_map_solver(solver.solver).solver))
-    solver = _solvers.for_fixed_steps(solver)
-    if isinstance(solver, diffrax.AbstractRungeKutta):
-        solver = dataclasses.replace(solver, scan_kind="lax")
-    return StepAware(solver)
+    if not isinstance(solver, StepAware):
+        solver = StepAware(solver)
+    return prepare(system, solver)
 
 
-def _step_function(system, solver, *, linear=False) -> Callable:
-    """(y, h, t0, args) -> one StepAware step of `solver` on `system`; NaN if it failed.
+def _step(prepared: Prepared, y, h, t0, *, args=None, linear=False):
+    """One step of `prepared` from (t0, y) with step h; NaN where the step failed.
 
     With linear=True (a field linear in y, as in `amplification`) an implicit step's value is
     kept whatever the root finder reports: Newton with its exact Jacobian solves a linear stage
     equation in its first iteration, and what fails at large |hλ| is only its termination test,
     on round-off of size eps·|hλ| in the residual.
     """
-    stepper = _map_solver(solver)
-    term = system.term()
-
-    def step(y, h, t0, args):
-        t1 = t0 + h
-        state = stepper.init(term, t0, t1, y, args)
-        y1, _, _, _, result = stepper.step(term, t0, t1, y, args, state, False)
-        if linear:
-            return y1
-        # A failed implicit solve (Newton divergence) is no step at all.
-        return jnp.where(result == diffrax.RESULTS.successful, y1, jnp.nan)
-
-    return step
+    y1, ok = prepared.step(y, h, t0=t0, args=args)
+    if linear:
+        return y1
+    # A failed implicit solve (Newton divergence) is no step at all.
+    return jax.tree.map(lambda leaf: jnp.where(ok, leaf, jnp.nan), y1)
 
 
 def one_step_map(system, solver, h, *, t=None) -> Callable:
     """Φ_h: one step of `solver` with step h on `system`, as a jax function y -> y_next.
 
-    The step is StepAware, so a step-dependent field sees this h in every stage. `system` and
-    `solver` may be names. The map is built from `solver.step` directly (no diffeqsolve loop), so
-    it composes with jit, vmap (over y and over h) and jacfwd. Implicit solvers use the
+    The step is `analysis.prepare.Prepared.step` through `StepAware`, so a step-dependent field
+    sees this h in every stage. `system` and `solver` may be names. It is one solver step (no
+    diffeqsolve loop), so it composes with jit, vmap (over y and over h) and jacfwd, and takes
+    PyTree states. Implicit solvers use the
     fixed-step Newton tolerance of `analysis.solvers.for_fixed_steps`; a step whose Newton solve
     fails returns NaN. For a non-autonomous system the step starts at time `t` (default: the
     system's t0).
@@ -173,26 +161,9 @@ def one_step_map(system, solver, h, *, t=None) -> Callable:
         >>> float(jax.jacfwd(one_step_map("linear", "Euler", 2.5))(jnp.asarray(1.0)))  # |1+z|>1
         -1.5
     """
-    system = _systems.get(system)
-    step = _step_function(system, solver)
-    t0 = jnp.asarray(system.t0 if t is None else t, dtype=jnp.result_type(float))
-    return lambda y: step(y, h, t0, system.args)
-
-
-def _cached(key, build):
-    """Memoise compiled functions per (kind, system object, solver, ...); unhashable: no cache."""
-    try:
-        hash(key)
-    except TypeError:
-        return build()
-    if key not in _COMPILED:
-        _COMPILED[key] = build()
-    return _COMPILED[key]
-
-
-def _solver_key(solver):
-    """The solver object as a cache key (equal solvers share compiled code); validates names."""
-    return _solvers.get(solver)
+    prepared = _prepared(system, solver)
+    t0 = jnp.asarray(prepared.system.t0 if t is None else t, dtype=jnp.result_type(float))
+    return lambda y: _step(prepared, y, h, t0)
 
 
 def _padded(fn, xs, *rest):
@@ -235,26 +206,24 @@ def _complex_linear_system(field) -> _systems.System:
     )
 
 
-def _amplifier(solver, field):
-    def build():
-        step = _step_function(_complex_linear_system(field), solver, linear=True)
-        y0 = jnp.array([1.0, 0.0])
-        t0 = jnp.zeros(())
+@eqx.filter_jit
+def _amplify(solver, field, lam, h):
+    """R at each λ = (Re λ, Im λ) of `lam` (vmapped) and step h: one step from y = 1."""
+    prepared = _prepared(_complex_linear_system(field), solver)
+    y0 = jnp.array([1.0, 0.0])
+    t0 = jnp.zeros(())
 
-        def one(lam, h):
-            # The step's value is trusted only for a field linear in y (see _step_function):
-            # field(c·y) = c·field(y) checked at y = 1 and c = 2 - 3i, where it must hold exactly
-            # up to rounding.
-            lam_c = lam[0] + 1j * lam[1]
-            one_, c = jnp.asarray(1.0 + 0.0j), jnp.asarray(2.0 - 3.0j)
-            at_one, at_c = field(one_, lam_c, h), field(c, lam_c, h)
-            scale = jnp.abs(at_one) + jnp.abs(lam_c) + 1.0
-            linear = jnp.abs(at_c - c * at_one) <= 1e-12 * scale * 8
-            return jnp.where(linear, step(y0, h, t0, lam), jnp.nan)
+    def one(lam):
+        # The step's value is trusted only for a field linear in y (see _step): field(c·y) =
+        # c·field(y) checked at y = 1 and c = 2 - 3i, where it must hold exactly up to rounding.
+        lam_c = lam[0] + 1j * lam[1]
+        one_, c = jnp.asarray(1.0 + 0.0j), jnp.asarray(2.0 - 3.0j)
+        at_one, at_c = field(one_, lam_c, h), field(c, lam_c, h)
+        scale = jnp.abs(at_one) + jnp.abs(lam_c) + 1.0
+        linear = jnp.abs(at_c - c * at_one) <= 1e-12 * scale * 8
+        return jnp.where(linear, _step(prepared, y0, h, t0, args=lam, linear=True), jnp.nan)
 
-        return jax.jit(jax.vmap(one, in_axes=(0, None)))
-
-    return _cached(("amplification", _solver_key(solver), field), build)
+    return jax.vmap(one)(lam)
 
 
 def amplification(solver, z, *, field: Callable | None = None, h: float = 1.0) -> np.ndarray:
@@ -287,11 +256,14 @@ def amplification(solver, z, *, field: Callable | None = None, h: float = 1.0) -
         )
     h = require_positive("h", h)
     warn_if_float32("amplification")
-    fn = _amplifier(solver, _linear if field is None else field)
+    solver, field = _solvers.get(solver), _linear if field is None else field
     lam = z.ravel() / h
     if lam.size == 0:
         return z.copy()
-    out = _padded(fn, np.stack([lam.real, lam.imag], axis=-1), h)
+    out = _padded(
+        lambda chunk: _amplify(solver, field, chunk, jnp.asarray(h)),
+        np.stack([lam.real, lam.imag], axis=-1),
+    )
     return (out[:, 0] + 1j * out[:, 1]).reshape(z.shape)
 
 
@@ -514,10 +486,21 @@ def imag_interval(solver, *, x_max=20.0, spacing=0.01, field=None, h=1.0) -> Sta
 
 
 def _flat(system):
-    """The shape of the system's state and its number of components d."""
-    shape = np.shape(system.y0)
-    d = int(np.prod(shape))
-    return shape, d
+    """The shape states are given in, and their number of components d.
+
+    An array state keeps its shape. A PyTree state (a dict, a tuple of arrays) is a flat vector
+    of d components, in the order of `jax.flatten_util.ravel_pytree`: fixed points, their
+    Jacobians and orbits are computed on that vector.
+    """
+    if system.y0 is None:
+        raise InvalidArgument(
+            f"system={system.name!r} has no y0; the stability analyses need its state's shape: "
+            "build it with a y0"
+        )
+    d = int(ravel_pytree(system.y0)[0].size)
+    if jax.tree_util.treedef_is_leaf(jax.tree.structure(system.y0)):
+        return np.shape(system.y0), d
+    return (d,), d
 
 
 def _check_system_and_solver(system, solver):
@@ -556,47 +539,43 @@ def _check_bounds(bounds, d):
     return b
 
 
-def _state_fn(system, solver):
-    """Φ on flat states: (y_flat, h, t0) -> Φ_h(y) flat, with the system's args."""
-    shape, d = _flat(system)
-    step = _step_function(system, solver)
-
-    def phi(y, h, t0):
-        return step(y.reshape(shape), h, t0, system.args).reshape(d)
-
-    return phi, d
+def _phi(prepared: Prepared, y, h, t0):
+    """Φ_h on flat states (`ravel_pytree` of the system's state), with the system's args."""
+    return _flat_field(prepared.system, lambda state: _step(prepared, state, h, t0))(y)
 
 
-def _fixed_point_fn(system, solver, period, iterations):
-    def build():
-        phi, d = _state_fn(system, solver)
-        t0 = jnp.asarray(system.t0, dtype=jnp.result_type(float))
-        shape = np.shape(system.y0)
+def _flat_field(system, fn):
+    """state -> state `fn` as a function of flat vectors (`ravel_pytree` of the system's y0)."""
+    _, unravel = ravel_pytree(system.y0)
+    return lambda y: ravel_pytree(fn(unravel(y)))[0]
 
-        def phi_k(y, h):
-            return jax.lax.fori_loop(0, period, lambda _, yy: phi(yy, h, t0), y)
 
-        def solve(y, h):
-            def newton(_, y):
-                jac = jax.jacfwd(phi_k)(y, h) - jnp.eye(d)
-                return y - jnp.linalg.solve(jac, phi_k(y, h) - y)
+@eqx.filter_jit
+def _fixed_point_solves(prepared: Prepared, starts, hs, period: int, iterations: int):
+    """Newton on Φ_h^period(y) = y from every start, for every h (vmapped over both): the
+    points, their orbits, DΦ_h^period there, and the limit and frozen fields with Jacobians."""
+    system = prepared.system
+    t0 = jnp.asarray(system.t0, dtype=jnp.result_type(float))
+    d = starts.shape[-1]
 
-            y = jax.lax.fori_loop(0, iterations, newton, y)
-            orbit = jax.lax.scan(lambda yy, _: (phi(yy, h, t0),) * 2, y, length=period)[1]
+    def phi_k(y, h):
+        return jax.lax.fori_loop(0, period, lambda _, yy: _phi(prepared, yy, h, t0), y)
 
-            def limit(yy):
-                return system.limit_field(t0, yy.reshape(shape), system.args).reshape(d)
+    def solve(y, h):
+        def newton(_, y):
+            jac = jax.jacfwd(phi_k)(y, h) - jnp.eye(d)
+            return y - jnp.linalg.solve(jac, phi_k(y, h) - y)
 
-            def frozen(yy):  # the field at this h, as an ODE in y: f(t0, ·, args, h)
-                return system.vector_field(t0, yy.reshape(shape), system.args, h).reshape(d)
+        y = jax.lax.fori_loop(0, iterations, newton, y)
+        orbit = jax.lax.scan(lambda yy, _: (_phi(prepared, yy, h, t0),) * 2, y, length=period)[1]
+        limit = _flat_field(system, lambda state: system.limit_field(t0, state, system.args))
+        # the field at this h, as an ODE in y: f(t0, ·, args, h)
+        frozen = _flat_field(system, lambda state: system.vector_field(t0, state, system.args, h))
+        fields = jnp.stack([limit(y), frozen(y)])
+        field_jacs = jnp.stack([jax.jacfwd(limit)(y), jax.jacfwd(frozen)(y)])
+        return y, orbit, jax.jacfwd(phi_k)(y, h), fields, field_jacs
 
-            fields = jnp.stack([limit(y), frozen(y)])
-            field_jacs = jnp.stack([jax.jacfwd(limit)(y), jax.jacfwd(frozen)(y)])
-            return y, orbit, jax.jacfwd(phi_k)(y, h), fields, field_jacs
-
-        return jax.jit(jax.vmap(jax.vmap(solve, in_axes=(0, None)), in_axes=(None, 0)))
-
-    return _cached(("fixed", system, _solver_key(solver), period, iterations), build)
+    return jax.vmap(jax.vmap(solve, in_axes=(0, None)), in_axes=(None, 0))(starts, hs)
 
 
 def _starts(bounds, n_starts, seed):
@@ -709,8 +688,16 @@ def fixed_point_branches(
     iterations = _check_int("iterations", iterations, 1)
     _, d = _flat(system)
     box = _check_bounds(bounds, d)
-    fn = _fixed_point_fn(system, solver, period, iterations)
-    y, orbit, jac, field, field_jac = (np.asarray(a) for a in fn(_starts(box, n_starts, seed), hs))
+    y, orbit, jac, field, field_jac = (
+        np.asarray(a)
+        for a in _fixed_point_solves(
+            _prepared(system, solver),
+            jnp.asarray(_starts(box, n_starts, seed)),
+            jnp.asarray(hs),
+            period,
+            iterations,
+        )
+    )
     name = _solvers.name_of(solver)
     rows = []
     for i, h in enumerate(hs):
@@ -751,43 +738,42 @@ def fixed_points(system, solver, h, bounds, **options) -> pd.DataFrame:
 LYAPUNOV_BLOCKS = 20
 
 
-def _orbit_fn(system, solver, n_transient, n_keep, block):
-    def build():
-        phi, d = _state_fn(system, solver)
-        t0 = jnp.asarray(system.t0, dtype=jnp.result_type(float))
+@eqx.filter_jit
+def _orbits(prepared: Prepared, starts, hs, escape_radius, n_transient: int, n_keep: int, block):
+    """Every start iterated under Φ_h for every h (vmapped over both): the kept iterates, the
+    iterate each orbit escaped at (-1: never) and the Lyapunov block means."""
+    t0 = jnp.asarray(prepared.system.t0, dtype=jnp.result_type(float))
+    d = starts.shape[-1]
 
-        def advance(carry, h, escape_radius):
-            y, v, escaped_at, n = carry
-            y1, v1 = jax.jvp(lambda yy: phi(yy, h, t0), (y,), (v,))
-            grow = jnp.linalg.norm(v1)
-            bad = ~jnp.all(jnp.isfinite(y1)) | (jnp.max(jnp.abs(y1)) > escape_radius)
-            escaped_at = jnp.where((escaped_at < 0) & bad, n + 1, escaped_at)
-            alive = escaped_at < 0
-            y = jnp.where(alive, y1, y)
-            v = jnp.where(alive, v1 / grow, v)
-            return (y, v, escaped_at, n + 1), (y, jnp.log(grow))
+    def advance(carry, h):
+        y, v, escaped_at, n = carry
+        y1, v1 = jax.jvp(lambda yy: _phi(prepared, yy, h, t0), (y,), (v,))
+        grow = jnp.linalg.norm(v1)
+        bad = ~jnp.all(jnp.isfinite(y1)) | (jnp.max(jnp.abs(y1)) > escape_radius)
+        escaped_at = jnp.where((escaped_at < 0) & bad, n + 1, escaped_at)
+        alive = escaped_at < 0
+        y = jnp.where(alive, y1, y)
+        v = jnp.where(alive, v1 / grow, v)
+        return (y, v, escaped_at, n + 1), (y, jnp.log(grow))
 
-        def run(y0, h, escape_radius):
-            step = lambda c, _: advance(c, h, escape_radius)  # noqa: E731
-            carry = (y0, jnp.ones(d) / math.sqrt(d), jnp.asarray(-1), jnp.asarray(0))
-            carry = jax.lax.fori_loop(0, n_transient, lambda _, c: step(c, None)[0], carry)
-            carry, (ys, logs) = jax.lax.scan(step, carry, length=n_keep)
-            # The exponent: LYAPUNOV_BLOCKS blocks of `block` iterates from the end of the
-            # transient on, the kept ones first; the block means give its standard error.
-            sums = jnp.zeros(LYAPUNOV_BLOCKS).at[jnp.arange(n_keep) // block].add(logs)
+    def run(y0, h):
+        step = lambda c, _: advance(c, h)  # noqa: E731
+        carry = (y0, jnp.ones(d) / math.sqrt(d), jnp.asarray(-1), jnp.asarray(0))
+        carry = jax.lax.fori_loop(0, n_transient, lambda _, c: step(c, None)[0], carry)
+        carry, (ys, logs) = jax.lax.scan(step, carry, length=n_keep)
+        # The exponent: LYAPUNOV_BLOCKS blocks of `block` iterates from the end of the
+        # transient on, the kept ones first; the block means give its standard error.
+        sums = jnp.zeros(LYAPUNOV_BLOCKS).at[jnp.arange(n_keep) // block].add(logs)
 
-            def tail(i, state):
-                c, s = state
-                c, (_, log) = step(c, None)
-                return c, s.at[i // block].add(log)
+        def tail(i, state):
+            c, s = state
+            c, (_, log) = step(c, None)
+            return c, s.at[i // block].add(log)
 
-            carry, sums = jax.lax.fori_loop(n_keep, LYAPUNOV_BLOCKS * block, tail, (carry, sums))
-            return ys, carry[2], sums / block
+        carry, sums = jax.lax.fori_loop(n_keep, LYAPUNOV_BLOCKS * block, tail, (carry, sums))
+        return ys, carry[2], sums / block
 
-        return jax.jit(jax.vmap(jax.vmap(run, in_axes=(0, None, None)), in_axes=(None, 0, None)))
-
-    key = ("orbit", system, _solver_key(solver), n_transient, n_keep, block)
-    return _cached(key, build)
+    return jax.vmap(jax.vmap(run, in_axes=(0, None)), in_axes=(None, 0))(starts, hs)
 
 
 def orbit_bytes(d: int, n_keep: int, n_orbits: int) -> int:
@@ -870,9 +856,17 @@ def orbit_diagram(
             f"available; use n_keep={fits} or less, or fewer h or starts per call"
         )
     block = -(-max(n_keep, n_lyapunov) // LYAPUNOV_BLOCKS)
-    fn = _orbit_fn(system, solver, n_transient, n_keep, block)
     ys, escaped_at, means = (
-        np.asarray(a) for a in fn(starts.reshape(len(starts), d), hs, float(escape_radius))
+        np.asarray(a)
+        for a in _orbits(
+            _prepared(system, solver),
+            jnp.asarray(starts.reshape(len(starts), d)),
+            jnp.asarray(hs),
+            jnp.asarray(float(escape_radius)),
+            n_transient,
+            n_keep,
+            block,
+        )
     )
     lyap = means.mean(axis=-1)
     lyap_se = means.std(axis=-1, ddof=1) / math.sqrt(LYAPUNOV_BLOCKS)
@@ -908,54 +902,48 @@ def orbit_diagram(
 _NEWTON_MAX = 50
 
 
-def _continuation_fn(system, solver):
-    """(y_prev, h, t0) -> Newton's fixed point y of Φ_h from y_prev, its residual
-    |Φ_h(y) - y|, DΦ_h(y), dy*/dh = (I - DΦ_h)⁻¹ ∂Φ_h/∂h, and whether Φ_h(y_prev) is finite."""
+@eqx.filter_jit
+def _follow(prepared: Prepared, y_prev, h, t0):
+    """Newton's fixed point y of Φ_h from y_prev, its residual |Φ_h(y) - y|, DΦ_h(y),
+    dy*/dh = (I - DΦ_h)⁻¹ ∂Φ_h/∂h, and whether Φ_h(y_prev) is finite."""
+    d = y_prev.shape[-1]
+    eye = jnp.eye(d)
 
-    def build():
-        phi, d = _state_fn(system, solver)
-        eye = jnp.eye(d)
+    def evaluate(y):
+        """Φ_h(y), ∂Φ/∂y, ∂Φ/∂h in one forward pass, differentiated only where Φ_h(y)
+        is finite: inside an implicit step a tangent solve raises on non-finite input
+        (lineax), where the primal solve reports it."""
+        value = _phi(prepared, y, h, t0)
 
-        def follow(y_prev, h, t0):
-            def evaluate(y):
-                """Φ_h(y), ∂Φ/∂y, ∂Φ/∂h in one forward pass, differentiated only where Φ_h(y)
-                is finite: inside an implicit step a tangent solve raises on non-finite input
-                (lineax), where the primal solve reports it."""
-                value = phi(y, h, t0)
+        def derivatives(_):
+            f = lambda yh: _phi(prepared, yh[:d], yh[d], t0)  # noqa: E731
+            return jax.jacfwd(f)(jnp.concatenate([y, h[None]]))
 
-                def derivatives(_):
-                    f = lambda yh: phi(yh[:d], yh[d], t0)  # noqa: E731
-                    return jax.jacfwd(f)(jnp.concatenate([y, h[None]]))
+        jac = jax.lax.cond(
+            jnp.all(jnp.isfinite(value)),
+            derivatives,
+            lambda _: jnp.full((d, d + 1), jnp.nan),
+            None,
+        )
+        return value, jac[:, :d], jac[:, d]
 
-                jac = jax.lax.cond(
-                    jnp.all(jnp.isfinite(value)),
-                    derivatives,
-                    lambda _: jnp.full((d, d + 1), jnp.nan),
-                    None,
-                )
-                return value, jac[:, :d], jac[:, d]
+    def cond(state):
+        k, y, dy = state
+        small = jnp.max(jnp.abs(dy)) <= 4e-16 * jnp.maximum(1.0, jnp.max(jnp.abs(y)))
+        return (k < _NEWTON_MAX) & ~small & jnp.all(jnp.isfinite(y))
 
-            def cond(state):
-                k, y, dy = state
-                small = jnp.max(jnp.abs(dy)) <= 4e-16 * jnp.maximum(1.0, jnp.max(jnp.abs(y)))
-                return (k < _NEWTON_MAX) & ~small & jnp.all(jnp.isfinite(y))
+    def body(state):
+        k, y, _ = state
+        value, jac, _ = evaluate(y)
+        dy = jnp.linalg.solve(jac - eye, value - y)
+        return k + 1, y - dy, dy
 
-            def body(state):
-                k, y, _ = state
-                value, jac, _ = evaluate(y)
-                dy = jnp.linalg.solve(jac - eye, value - y)
-                return k + 1, y - dy, dy
-
-            start = (jnp.asarray(0), y_prev, jnp.full(d, jnp.inf))
-            _, y, _ = jax.lax.while_loop(cond, body, start)
-            value, jac, dphi_dh = evaluate(y)
-            dy_dh = jnp.linalg.solve(eye - jac, dphi_dh)
-            residual = jnp.max(jnp.abs(value - y))
-            return y, residual, jac, dy_dh, jnp.all(jnp.isfinite(phi(y_prev, h, t0)))
-
-        return jax.jit(follow)
-
-    return _cached(("continuation", system, _solver_key(solver)), build)
+    start = (jnp.asarray(0), y_prev, jnp.full(d, jnp.inf))
+    _, y, _ = jax.lax.while_loop(cond, body, start)
+    value, jac, dphi_dh = evaluate(y)
+    dy_dh = jnp.linalg.solve(eye - jac, dphi_dh)
+    residual = jnp.max(jnp.abs(value - y))
+    return y, residual, jac, dy_dh, jnp.all(jnp.isfinite(_phi(prepared, y_prev, h, t0)))
 
 
 def max_stable_step(
@@ -1016,7 +1004,7 @@ def max_stable_step(
         raise InvalidArgument(f"rtol={rtol!r} is invalid; it must be in (0, 1)")
     y_tol = require_positive("y_tol", y_tol)
     grid = np.geomspace(h_min, h_max, _check_int("n_grid", n_grid, 2))
-    follow = _continuation_fn(system, solver)
+    prepared = _prepared(system, solver)
     t0 = jnp.asarray(system.t0 if t is None else t, dtype=jnp.result_type(float))
 
     def at(h, prev, depth=0):
@@ -1037,7 +1025,8 @@ def max_stable_step(
             guess = y_prev + slope_prev * (h - h_prev)
             start = guess if np.all(np.isfinite(guess)) else y_prev
         y1, residual, jac, slope, finite = (
-            np.asarray(a) for a in follow(jnp.asarray(start), jnp.asarray(h, dtype=float), t0)
+            np.asarray(a)
+            for a in _follow(prepared, jnp.asarray(start), jnp.asarray(h, dtype=float), t0)
         )
         point = (h, y1, slope, math.inf)
         scale = max(1.0, float(np.abs(y1).max())) if np.all(np.isfinite(y1)) else 1.0

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from analysis import StepAware, StepTerm, discrete, reference, systems
+from analysis import discrete, reference, systems
+from analysis.prepare import prepare
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,18 +143,9 @@ def _logistic_conjugacy(config: Config) -> pd.DataFrame:
 
 def _adaptive_orbit(system, h: float, ts, rtol: float):
     """Tsit5 under an adaptive controller from dt0 = h, saved at `ts`; (states, status)."""
-    sol = diffrax.diffeqsolve(
-        StepTerm(system.vector_field),
-        StepAware(diffrax.Tsit5()),
-        float(ts[0]),
-        float(ts[-1]),
-        h,
-        system.y0,
-        system.args,
-        saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol),
-        max_steps=4096,
-        throw=False,
+    controller = diffrax.PIDController(rtol=rtol, atol=rtol)
+    sol = prepare(system, "Tsit5", controller=controller).solve(
+        h, t0=float(ts[0]), t1=float(ts[-1]), saveat=diffrax.SaveAt(ts=jnp.asarray(ts))
     )
     ok = sol.result == diffrax.RESULTS.successful
     status = (
@@ -203,28 +195,16 @@ def _lifted_drift(config: Config) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _modified(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _modified(config: Config) -> discrete.ModifiedDefects:
     hs = np.geomspace(*config.modified_h[:2], config.modified_h[2])
     ode = systems.get("logistic", r=config.logistic_r)
-    rows = pd.concat(
-        [
-            discrete.modified_equation_defect(
-                solver, ode, config.modified_orders, hs, y=config.modified_y
-            )
-            for solver in config.modified_solvers
-        ],
-        ignore_index=True,
-    )
-    ok = rows[(rows["status"] == "ok") & (rows["defect"] > 0)]
-    slopes = (
-        ok.groupby(["solver", "order"], sort=False)
-        .apply(
-            lambda g: np.polyfit(np.log(g["h"]), np.log(g["defect"]), 1)[0], include_groups=False
-        )
-        .rename("fitted_slope")
-        .reset_index()
-    )
-    return rows, slopes
+    rows = [
+        discrete.modified_equation_defect(
+            solver, ode, config.modified_orders, hs, y=config.modified_y
+        ).rows
+        for solver in config.modified_solvers
+    ]
+    return discrete.ModifiedDefects.from_rows(pd.concat(rows, ignore_index=True))
 
 
 def _residual_limit(config: Config) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -271,13 +251,13 @@ def _residual_limit(config: Config) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
 
 def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
     """All four parts; returns one table per part (two for parts 3 and 4)."""
-    defects, slopes = _modified(config)
+    modified = _modified(config)
     residual_gap, residual_curve, residual_linearization = _residual_limit(config)
     return {
         "logistic_conjugacy": _logistic_conjugacy(config),
         "lifted_drift": _lifted_drift(config),
-        "modified_defects": defects,
-        "modified_slopes": slopes,
+        "modified_defects": modified.rows,
+        "modified_slopes": modified.slopes,
         "residual_gap": residual_gap,
         "residual_curve": residual_curve,
         "residual_linearization": residual_linearization,
@@ -289,10 +269,12 @@ def plot(results: dict[str, pd.DataFrame]) -> dict:
     from analysis import plotting
 
     return {
-        "logistic_conjugacy": plotting.conjugacy_plot(results["logistic_conjugacy"]),
-        "lifted_drift": plotting.drift_plot(results["lifted_drift"]),
-        "modified_defects": plotting.defect_plot(results["modified_defects"]),
-        "residual_limit": plotting.map_vs_limit_plot(
-            results["residual_gap"], results["residual_curve"]
+        "logistic_conjugacy": plotting.conjugacy(results["logistic_conjugacy"]),
+        "lifted_drift": plotting.drift(results["lifted_drift"]),
+        "modified_defects": plotting.defects(
+            discrete.ModifiedDefects(
+                rows=results["modified_defects"], slopes=results["modified_slopes"]
+            )
         ),
+        "residual_limit": plotting.map_vs_limit(results["residual_gap"], results["residual_curve"]),
     }

@@ -21,8 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from analysis import StepAware, StepTerm, solvers, systems
+from analysis import StepAware, systems
 from analysis.batch import status_of
+from analysis.prepare import prepare
 from analysis.stepdep import StaleFSAL
 
 
@@ -54,22 +55,11 @@ CAPTIONS = {
 
 def _table(system, wrapper, solver_name: str, config: Config, limit: float) -> pd.DataFrame:
     """One wrapper over every rtol (one compilation, vmapped): statistics and y(T)."""
-    term = StepTerm(system.vector_field)
-    solver = wrapper(solvers.get(solver_name))
 
     def solve(rtol):
-        sol = diffrax.diffeqsolve(
-            term,
-            solver,
-            system.t0,
-            system.t1,
-            None,
-            system.y0,
-            system.args,
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol / 100),
-            max_steps=config.max_steps,
-            throw=False,
-        )
+        controller = diffrax.PIDController(rtol=rtol, atol=rtol / 100)
+        prepared = prepare(system, solver_name, controller=controller, wrapper=wrapper)
+        sol = prepared.solve(max_steps=config.max_steps)
         stats = sol.stats
         return (
             sol.ys[-1],

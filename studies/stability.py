@@ -371,8 +371,8 @@ def plot(results: dict[str, pd.DataFrame]) -> dict:
         )
         for j, name in enumerate(names):
             g = orbits[orbits["solver"] == name]
-            plotting.orbit_diagram_plot(g, ax=axes[0, j], title=name)
-            plotting.lyapunov_plot(g, ax=axes[1, j])
+            plotting.orbit_diagram(g, ax=axes[0, j], title=name)
+            plotting.lyapunov(g, ax=axes[1, j])
             axes[0, j].set_ylim(-0.5, 2.0)
             axes[0, j].set_xlabel("")
             lyap = g["lyapunov"].replace(-np.inf, np.nan)
@@ -384,18 +384,14 @@ def plot(results: dict[str, pd.DataFrame]) -> dict:
             1, len(names), figsize=(plotting.DOUBLE_WIDTH, 2.6), sharey=True, squeeze=False
         )
         for ax, name in zip(axes[0], names, strict=True):
-            plotting.branches_plot(branches[branches["solver"] == name], ax=ax, title=name)
+            plotting.branches(branches[branches["solver"] == name], ax=ax, title=name)
             if ax is not axes[0, 0]:
                 ax.get_legend().remove()
         figs["logistic_branches"] = fig
 
         fig, axes = plt.subplots(1, 2, figsize=(plotting.DOUBLE_WIDTH, 3.2))
-        plotting.max_step_plot(
-            results["stiff"], ax=axes[0], title="largest stable step", legend=False
-        )
-        plotting.step_check_plot(
-            results["stiff_check"], ax=axes[1], title="real solves", legend=False
-        )
+        plotting.max_step(results["stiff"], ax=axes[0], title="largest stable step", legend=False)
+        plotting.step_check(results["stiff_check"], ax=axes[1], title="real solves", legend=False)
         fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=5)
         figs["stiff"] = fig
 
@@ -405,7 +401,7 @@ def plot(results: dict[str, pd.DataFrame]) -> dict:
             1, len(names), figsize=(plotting.DOUBLE_WIDTH, 2.4), sharey=True, squeeze=False
         )
         for ax, name in zip(axes[0], names, strict=True):
-            plotting.orbit_diagram_plot(
+            plotting.orbit_diagram(
                 lifted[lifted["solver"] == name], ax=ax, x="mu", y="y", title=name
             )
             ax.set_xlabel("map parameter μ")

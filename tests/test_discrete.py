@@ -2,11 +2,12 @@
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
-from helpers import fit_slope
 
-from analysis import InvalidArgument, discrete, systems
+from analysis import InvalidArgument, discrete, plotting, systems
 
 
 def logistic_map(mu):
@@ -19,6 +20,9 @@ def henon_map(a, b):
 
 # mu = 3.2: attracting 2-cycle. Hénon a = 1.0, b = 0.3: attracting 4-cycle (the period-doubling
 # cascade at b = 0.3 reaches period 8 only near a = 1.03). Neither amplifies round-off.
+# The one test of "Euler on a lifted map iterates the map": y + h·(Φ(y) - y)/h = Φ(y) at the
+# step it was lifted at (h_train = 0.25) and at any other h (the orbit replayed on n·h).
+@pytest.mark.parametrize("h", [0.25, 1.0])
 @pytest.mark.parametrize(
     "name, params, phi",
     [
@@ -26,14 +30,14 @@ def henon_map(a, b):
         ("henon", dict(a=1.0, b=0.3), henon_map(1.0, 0.3)),
     ],
 )
-def test_lift_then_euler_reproduces_the_map_to_round_off(name, params, phi):
+def test_lift_then_euler_reproduces_the_map_to_round_off(name, params, phi, h):
     lifted = discrete.lift(name, 0.25, **params)
-    euler = discrete.iterate(discrete.to_map(lifted, "Euler", 0.25), lifted.y0, 100)
+    euler = discrete.iterate(discrete.to_map(lifted, "Euler", h), lifted.y0, 100)
     exact = discrete.iterate(phi, lifted.y0, 100)
     assert euler.shape == (101, *jnp.shape(lifted.y0))
     np.testing.assert_allclose(euler, exact, rtol=0, atol=1e-13)
     # A callable lifts the same way, and Heun iterates a different map: (y + Φ(Φ(y)))/2.
-    heun = discrete.to_map(discrete.lift(phi, 0.25, lifted.y0), "Heun", 0.25)
+    heun = discrete.to_map(discrete.lift(phi, 0.25, lifted.y0), "Heun", h)
     np.testing.assert_allclose(heun(lifted.y0), (lifted.y0 + phi(phi(lifted.y0))) / 2, atol=1e-15)
 
 
@@ -86,11 +90,11 @@ def test_modified_equation_of_a_modifying_integrator_is_the_base_field():
 def test_euler_modified_equation_defect_orders():
     # Nonlinear scalar field (logistic), one step from y = 0.1; slopes 2, 3, 4 for 0, 1, 2 terms.
     hs = np.geomspace(0.005, 0.1, 6)
-    df = discrete.modified_equation_defect("Euler", "logistic", (0, 1, 2), hs, y=0.1)
-    assert (df["status"] == "ok").all()
+    result = discrete.modified_equation_defect("Euler", "logistic", (0, 1, 2), hs, y=0.1)
+    assert (result.rows["status"] == "ok").all()
+    slopes = result.slopes.set_index("order")["fitted_slope"]
     for order, expected in ((0, 2), (1, 3), (2, 4)):
-        g = df[df["order"] == order]
-        assert abs(fit_slope(g["h"], g["defect"]) - expected) < 0.2
+        assert abs(slopes[order] - expected) < 0.2
 
 
 @pytest.mark.parametrize(
@@ -104,10 +108,9 @@ def test_euler_modified_equation_defect_orders():
 )
 def test_modified_equation_for_non_autonomous_and_step_dependent_fields(system, solver, slopes):
     hs = np.geomspace(0.005, 0.05, 4)
-    df = discrete.modified_equation_defect(solver, system, (0, 1, 2), hs, y=0.5)
+    fitted = discrete.modified_equation_defect(solver, system, (0, 1, 2), hs, y=0.5).slopes
     for order, expected in enumerate(slopes):
-        g = df[df["order"] == order]
-        assert abs(fit_slope(g["h"], g["defect"]) - expected) < 0.2, order
+        assert abs(fitted["fitted_slope"][order] - expected) < 0.2, order
 
 
 def test_compare_euler_map_with_its_ode():
@@ -149,3 +152,60 @@ def test_compare_reports_a_blown_up_map_as_rows():
 def test_bad_input_is_rejected_before_compiling(call, name):
     with pytest.raises(InvalidArgument, match=name):
         call()
+
+
+# ----------------------------------------------------------------------------------- figures
+
+
+def test_defects_figure_draws_the_rows_and_the_stored_slopes_without_refitting():
+    # Hand-made rows with defect = h^(order+2) exactly, and stored slopes that are NOT their fit:
+    # the legend must show the stored ones.
+    rows = pd.DataFrame(
+        [
+            dict(solver="Euler", order=k, h=h, defect=h ** (k + 2), status="ok")
+            for k in (0, 1)
+            for h in (0.1, 0.05, 0.025)
+        ]
+    )
+    slopes = pd.DataFrame({"solver": "Euler", "order": [0, 1], "fitted_slope": [7.0, 8.0]})
+    fig = plotting.defects(discrete.ModifiedDefects(rows=rows, slopes=slopes))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "0 terms (slope 7.00)",
+        "1 terms (slope 8.00)",
+    ]
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [0.025, 0.05, 0.1])
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), [0.025**3, 0.05**3, 0.1**3])
+    plt.close(fig)
+
+
+def test_drift_and_map_vs_limit_draw_compare_output_of_a_scalar_system():
+    sys = systems.get("logistic")
+    gap = discrete.compare(sys, discrete.to_map(sys, "Euler", 0.5), 0.5, 5.0, label="Euler")
+    fig = plotting.drift(gap)
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), np.maximum(gap["error"], 1e-17))
+    assert fig.axes[0].get_title() == sys.name
+    plt.close(fig)
+    _, (left, right) = plt.subplots(1, 2)
+    fig = plotting.map_vs_limit(gap, ax=(left, right))
+    assert fig is left.figure
+    np.testing.assert_array_equal(right.lines[0].get_xdata(), gap["t"])  # y against t
+    np.testing.assert_array_equal(right.lines[0].get_ydata(), gap["y_ode_0"])
+    np.testing.assert_array_equal(right.collections[0].get_offsets()[:, 1], gap["y_map_0"])
+    plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    "call, needle",
+    [
+        (lambda: plotting.drift(pd.DataFrame({"map": ["m"]})), "lacks columns"),
+        (lambda: plotting.map_vs_limit(pd.DataFrame({"t": [0.0]})), "map_vs_limit gap"),
+        (lambda: plotting.conjugacy(pd.DataFrame({"h": [1.0]})), "conjugacy input lacks"),
+        (lambda: plotting.defects(pd.DataFrame()), "is a ModifiedDefects"),
+        (lambda: plotting.conjugacy(pd.DataFrame(), ax=plt.gca()), "conjugacy input lacks"),
+    ],
+)
+def test_discrete_figures_name_what_their_input_lacks(call, needle):
+    with pytest.raises(InvalidArgument, match=needle):
+        call()
+    plt.close("all")

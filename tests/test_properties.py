@@ -57,38 +57,6 @@ def _ignores_h(t, y, c, h):
     return _poly_field(t, y, c)
 
 
-def _contraction(y, w):
-    return 0.5 * jnp.tanh(w[:4].reshape(2, 2) @ y) + w[4:6]
-
-
-@SETTINGS
-@given(
-    w=arrays(np.float64, 6, elements=FINITE),
-    y0=arrays(np.float64, 2, elements=FINITE),
-    h=st.floats(0.05, 2.0),
-)
-def test_lifted_contractive_maps_are_reproduced_by_euler(w, y0, h):
-    # ‖∂Φ/∂y‖ ≤ 0.5·‖W‖ ≤ 1 for entries in [-1, 1]: round-off does not grow along the orbit.
-    system = analysis.systems.get(
-        "lifted_map", map=lambda y: _contraction(y, jnp.asarray(w)), y0=y0, h_train=h, steps=30
-    )
-    sol = diffrax.diffeqsolve(
-        StepTerm(system.vector_field),
-        StepAware(diffrax.Euler()),
-        0.0,
-        30 * h,
-        h,
-        system.y0,
-        saveat=diffrax.SaveAt(steps=True),
-        max_steps=32,
-    )
-    y, expected = np.asarray(y0), []
-    for _ in range(30):
-        y = np.asarray(_contraction(jnp.asarray(y), jnp.asarray(w)))
-        expected.append(y)
-    np.testing.assert_allclose(np.asarray(sol.ys[:30]), expected, rtol=0, atol=1e-13)
-
-
 @settings(max_examples=4, deadline=None, derandomize=True)
 @given(dts=st.lists(st.floats(0.01, 0.5), min_size=2, max_size=5, unique=True))
 def test_sweeps_are_deterministic(dts):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import ADAPTIVE_SOLVERS, ALL_SOLVERS, EvaluationLog, fixed_solver
 
-from analysis import InvalidArgument, StepAware, StepTerm, solvers, systems
+from analysis import InvalidArgument, StepAware, StepTerm, solvers
 from analysis.stepdep import StaleFSAL, bind_step
 
 
@@ -208,27 +208,6 @@ def test_reverse_time_h_is_positive_unless_signed(signed, expected_h):
     )
     # Euler backwards: y_{n+1} = y_n - 0.5·(-1 + h)·y_n.
     np.testing.assert_allclose(sol.ys[-1], (1 - 0.5 * (-1 + expected_h)) ** 2, rtol=1e-14)
-
-
-def test_lifted_map_iterates_reproduce_the_map():
-    mu = 3.2
-    system = systems.get("lifted_map", map="logistic", mu=mu, h_train=0.25, steps=100)
-    for h in (0.25, 1.0):
-        sol = diffrax.diffeqsolve(
-            StepTerm(system.vector_field),
-            StepAware(diffrax.Euler()),
-            0.0,
-            100 * h,
-            h,
-            system.y0,
-            saveat=diffrax.SaveAt(steps=True),
-            max_steps=128,
-        )
-        y, iterates = 0.2, []
-        for _ in range(100):
-            y = mu * y * (1 - y)
-            iterates.append(y)
-        np.testing.assert_allclose(np.asarray(sol.ys[:100]), iterates, rtol=0, atol=1e-12)
 
 
 def _solve(dt0, rtol, atol, y0, args, controller="pid"):

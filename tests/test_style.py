@@ -131,13 +131,13 @@ def _branch_rows(d):
 
 
 def test_branches_plot_draws_any_component_of_a_multi_dimensional_state():
-    fig = aplt.branches_plot(_branch_rows(2), component=1)
+    fig = aplt.branches(_branch_rows(2), component=1)
     ax = fig.axes[0]
     assert ax.get_ylabel() == "fixed point $y_{1}^*$"
     drawn = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections])
     assert sorted(drawn) == [0.0, 2.0]  # the y1 column
     aplt.close(fig)
-    fig = aplt.branches_plot(_branch_rows(1))  # a scalar system: column y, as before
+    fig = aplt.branches(_branch_rows(1))  # a scalar system: column y, as before
     assert fig.axes[0].get_ylabel() == "fixed point y*"
     aplt.close(fig)
 
@@ -153,7 +153,7 @@ def test_branches_plot_draws_any_component_of_a_multi_dimensional_state():
 )
 def test_branches_plot_names_the_valid_components_for_a_bad_one(d, component, valid):
     with pytest.raises(InvalidArgument, match=f"component={component!r} is invalid.*{valid}"):
-        aplt.branches_plot(_branch_rows(d), component=component)
+        aplt.branches(_branch_rows(d), component=component)
 
 
 @pytest.mark.slow  # a fresh process importing jax

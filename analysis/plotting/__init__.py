@@ -31,7 +31,7 @@ from .controllers import (
     work_precision,
 )
 from .convergence import error_vs_step, local_orders_vs, observed_orders, order_cap
-from .discrete import conjugacy_plot, defect_plot, drift_plot, map_vs_limit_plot
+from .discrete import conjugacy, defects, drift, map_vs_limit
 from .invariants import invariant_drift
 from .neural import (
     discretization_heatmaps,
@@ -40,12 +40,12 @@ from .neural import (
     trajectory_panels,
 )
 from .stability import (
-    branches_plot,
-    lyapunov_plot,
-    max_step_plot,
-    orbit_diagram_plot,
+    branches,
+    lyapunov,
+    max_step,
+    orbit_diagram,
     stability_regions,
-    step_check_plot,
+    step_check,
 )
 
 __all__ = [
@@ -60,10 +60,10 @@ __all__ = [
     "slope_triangle",
     "solver_style",
     "error_vs_step",
-    "conjugacy_plot",
-    "drift_plot",
-    "defect_plot",
-    "map_vs_limit_plot",
+    "conjugacy",
+    "drift",
+    "defects",
+    "map_vs_limit",
     "invariant_drift",
     "observed_orders",
     "order_cap",
@@ -74,11 +74,11 @@ __all__ = [
     "spread_vs_tolerance",
     "output_vs_tolerance",
     "stability_regions",
-    "orbit_diagram_plot",
-    "lyapunov_plot",
-    "branches_plot",
-    "max_step_plot",
-    "step_check_plot",
+    "orbit_diagram",
+    "lyapunov",
+    "branches",
+    "max_step",
+    "step_check",
     "discretization_heatmaps",
     "trajectory_panels",
     "step_sensitivity",

@@ -1,33 +1,42 @@
 """Discrete-map figures: conjugate orbit diagrams, drift from a lifted map, modified-equation
-defects, and a map against its continuous limit. Each takes the tidy DataFrames of
-`analysis.discrete` (or of the discrete_maps study) and returns a Figure.
+defects, and a map against its continuous limit. Each takes what `analysis.discrete` (or the
+discrete_maps study) returns, draws it without fitting, and returns the Figure; `ax=` draws into
+given Axes instead.
 
 Examples:
     >>> from analysis import discrete, plotting
-    >>> df = discrete.modified_equation_defect("Euler", "logistic", (0, 1, 2), [0.1, 0.05, 0.02])
-    >>> fig = plotting.defect_plot(df)
+    >>> defects = discrete.modified_equation_defect("Euler", "logistic", (0, 1), [0.1, 0.05])
+    >>> fig = plotting.defects(defects)
 """
 
 from __future__ import annotations
 
+import matplotlib.axes
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..errors import InvalidArgument
+from ..result import require_columns
 from ._style import DOUBLE_WIDTH, log_axis, paper_style, solver_style
 
 #: Exact zeros on log axes are drawn at this value (and the caption says so).
 ZERO_FLOOR = 1e-17
 
 
-def _fitted_slope(h, value) -> float:
-    keep = np.isfinite(value) & (value > 0)
-    if keep.sum() < 2:
-        return np.nan
-    return float(np.polyfit(np.log(h[keep]), np.log(value[keep]), 1)[0])
+def _panels(ax, n: int, height: float, **options):
+    """(figure, n Axes): new side-by-side panels when ax is None, else the Axes given (one Axes
+    when n = 1, or a sequence of n)."""
+    if ax is None:
+        fig, axes = plt.subplots(1, n, figsize=(DOUBLE_WIDTH, height), squeeze=False, **options)
+        return fig, list(axes[0])
+    axes = [ax] if isinstance(ax, matplotlib.axes.Axes) else list(np.ravel(ax))
+    if len(axes) != n or not all(isinstance(a, matplotlib.axes.Axes) for a in axes):
+        raise InvalidArgument(f"ax={ax!r} is invalid; this figure draws into {n} Axes: pass {n}")
+    return axes[0].figure, axes
 
 
-def conjugacy_plot(df: pd.DataFrame) -> plt.Figure:
+def conjugacy(df: pd.DataFrame, *, ax=None) -> plt.Figure:
     """Euler's orbit diagram in h (left) and the logistic map's in μ with Euler's rescaled points.
 
     `df` columns: h, mu, y_euler, x_euler, x_logistic (one row per kept iterate).
@@ -35,6 +44,7 @@ def conjugacy_plot(df: pd.DataFrame) -> plt.Figure:
     Args:
         df: Euler iterates y_euler of y' = r·y(1 - y) at step h, their rescaling x_euler =
             h·r·y/(1 + h·r), and logistic-map iterates x_logistic at μ = 1 + h·r (column mu).
+        ax: two Axes (left, right) to draw into (default: a new figure).
 
     Returns:
         The Figure (two panels).
@@ -49,12 +59,13 @@ def conjugacy_plot(df: pd.DataFrame) -> plt.Figure:
         ...         rows.append(dict(h=h, mu=1 + h, y_euler=y, x_euler=h * y / (1 + h),
         ...                          x_logistic=x))
         >>> df = pd.DataFrame(rows)
-        >>> fig = plotting.conjugacy_plot(df)
-        >>> bool(np.allclose(df["x_euler"], df["x_logistic"]))    # the same orbits
+        >>> fig = plotting.conjugacy(df)
+        >>> bool(np.array_equal(fig.axes[1].collections[1].get_offsets()[:, 1], df["x_euler"]))
         True
     """
+    require_columns(df, ["h", "mu", "y_euler", "x_euler", "x_logistic"], "conjugacy input")
     with paper_style():
-        fig, (left, right) = plt.subplots(1, 2, figsize=(DOUBLE_WIDTH, 2.6))
+        fig, (left, right) = _panels(ax, 2, 2.6)
         dots = dict(lw=0, rasterized=True)
         left.scatter(df["h"], df["y_euler"], s=0.2, c="k", alpha=0.4, **dots)
         left.set_xlabel("step size h (time units)")
@@ -77,18 +88,21 @@ def conjugacy_plot(df: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def drift_plot(df: pd.DataFrame) -> plt.Figure:
-    """Gap between solver orbits and the lifted map's orbit against time, one panel per map.
+def drift(df: pd.DataFrame, *, ax=None) -> plt.Figure:
+    """Gap between orbits and a reference orbit against time: one panel per map, one line per run.
 
-    `df` columns: map, solver (label), status, t, drift. Zeros are drawn at ZERO_FLOOR; a run
-    whose status is not "ok" is named in the legend and not drawn.
+    Two inputs. The discrete_maps study's lifted-map drift (columns map, solver, status, t,
+    drift): one panel per lifted map, one line per solver label, the gap to the map's own orbit.
+    Or `analysis.discrete.compare` output (columns system, map, status, t, error): one panel per
+    system, one line per map, the gap to the ODE's solution. Zeros are drawn at ZERO_FLOOR; a
+    run whose first status is not "ok" is named in the legend and not drawn.
 
     Args:
-        df: one row per (map, solver label, time): the gap `drift` between the solver's orbit on
-            the lifted map (`analysis.discrete.lift`) and the map's own orbit.
+        df: one row per (panel, line, time), as above.
+        ax: one Axes per panel to draw into (default: a new figure).
 
     Returns:
-        The Figure, one panel per map.
+        The Figure, one panel per map (or system).
 
     Examples:
         >>> from analysis import discrete, plotting, systems
@@ -101,17 +115,27 @@ def drift_plot(df: pd.DataFrame) -> plt.Figure:
         ...     frames.append(pd.DataFrame({"map": "logistic", "solver": solver, "status": "ok",
         ...                                 "t": np.arange(21.0), "drift": np.abs(orbit - exact)}))
         >>> df = pd.concat(frames)
-        >>> fig = plotting.drift_plot(df)
+        >>> fig = plotting.drift(df)
         >>> (df.groupby("solver")["drift"].max() < 1e-12).tolist()   # Euler replays the map
         [True, False]
+        >>> logistic = systems.get("logistic")                       # compare output
+        >>> gap = discrete.compare(logistic, discrete.to_map(logistic, "Euler", 0.5), 0.5, 5.0)
+        >>> line = plotting.drift(gap).axes[0].lines[0]
+        >>> bool(np.array_equal(line.get_ydata(), np.maximum(gap["error"], ZERO_FLOOR)))
+        True
     """
-    maps = list(dict.fromkeys(df["map"]))
+    compared = isinstance(df, pd.DataFrame) and "drift" not in df.columns
+    panel, line, value = ("system", "map", "error") if compared else ("map", "solver", "drift")
+    require_columns(
+        df,
+        [panel, line, "status", "t", value],
+        "drift input (discrete.compare output, or lifted-map drift rows)",
+    )
+    maps = list(dict.fromkeys(df[panel]))
     with paper_style():
-        fig, axes = plt.subplots(
-            1, len(maps), figsize=(DOUBLE_WIDTH, 2.6), sharey=True, squeeze=False
-        )
-        for ax, name in zip(axes[0], maps, strict=True):
-            for label, g in df[df["map"] == name].groupby("solver", sort=False):
+        fig, axes = _panels(ax, len(maps), 2.6, sharey=True)
+        for ax, name in zip(axes, maps, strict=True):
+            for label, g in df[df[panel] == name].groupby(line, sort=False):
                 style = solver_style(label.split(" ")[0])
                 dashes = "-"
                 if "adaptive" in label:
@@ -129,50 +153,63 @@ def drift_plot(df: pd.DataFrame) -> plt.Figure:
                     continue
                 ax.plot(
                     g["t"],
-                    np.maximum(g["drift"], ZERO_FLOOR),
+                    np.maximum(g[value], ZERO_FLOOR),
                     marker=style["marker"],
                     color=style["color"],
                     ls=dashes,
                     markevery=max(1, len(g) // 10),
                     label=label,
                 )
-            log_axis(ax, "y", r"gap to $\Phi^n(y_0)$, max-norm")
+            reference = "the ODE's solution" if compared else r"$\Phi^n(y_0)$"
+            log_axis(ax, "y", f"gap to {reference}, max-norm")
             ax.set_xlabel("t = n·h (time units)")
-            ax.set_title(f"lifted {name} map")
+            ax.set_title(name if compared else f"lifted {name} map")
             ax.legend(loc="center right", fontsize="small")
     return fig
 
 
-def defect_plot(df: pd.DataFrame) -> plt.Figure:
-    """Modified-equation defect against h, one panel per solver, one line per order (slopes).
+def defects(result, *, ax=None) -> plt.Figure:
+    """Modified-equation defect against h, one panel per solver, one line per order.
 
-    `df` columns: solver, order, h, defect, status (as from `discrete.modified_equation_defect`).
+    Draws `analysis.discrete.modified_equation_defect`'s result: its rows (solver, order, h,
+    defect, status) as lines and its stored slopes (solver, order, fitted_slope) in the legend;
+    nothing is fitted here.
 
     Args:
-        df: defects per (solver, order, h); the legend gives each line's fitted log-log slope.
+        result: an `analysis.discrete.ModifiedDefects` (rows and slopes).
+        ax: one Axes per solver to draw into (default: a new figure).
 
     Returns:
         The Figure, one panel per solver.
 
     Examples:
-        >>> from analysis import plotting
-        >>> df = pd.DataFrame([dict(solver="Euler", order=k, h=h, defect=0.1 * h ** (k + 2),
-        ...                         status="ok") for k in (0, 1) for h in (0.1, 0.05, 0.025)])
-        >>> fig = plotting.defect_plot(df)                  # Euler's O(h^(order+2)), hand-made
+        >>> from analysis import discrete, plotting
+        >>> rows = pd.DataFrame([dict(solver="Euler", order=k, h=h, defect=0.1 * h ** (k + 2),
+        ...                           status="ok") for k in (0, 1) for h in (0.1, 0.05, 0.025)])
+        >>> fig = plotting.defects(discrete.ModifiedDefects.from_rows(rows))   # hand-made
         >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
         ['0 terms (slope 2.00)', '1 terms (slope 3.00)']
+        >>> fig.axes[0].lines[1].get_ydata().tolist() == rows.defect[3:][::-1].tolist()
+        True
     """
+    what = "defects input (discrete.modified_equation_defect output)"
+    if not hasattr(result, "rows") or not hasattr(result, "slopes"):
+        raise InvalidArgument(
+            f"result={type(result).__name__} is invalid; {what} is a ModifiedDefects with rows "
+            "and slopes"
+        )
+    df = require_columns(result.rows, ["solver", "order", "h", "defect", "status"], what)
+    fits = require_columns(result.slopes, ["solver", "order", "fitted_slope"], what)
+    slopes = fits.set_index(["solver", "order"])["fitted_slope"]
     solvers = list(dict.fromkeys(df["solver"]))
     with paper_style():
-        fig, axes = plt.subplots(
-            1, len(solvers), figsize=(DOUBLE_WIDTH, 2.6), sharey=True, squeeze=False
-        )
+        fig, axes = _panels(ax, len(solvers), 2.6, sharey=True)
         markers = "os^D"
-        for ax, solver in zip(axes[0], solvers, strict=True):
+        for ax, solver in zip(axes, solvers, strict=True):
             color = solver_style(solver)["color"]
             for i, (order, g) in enumerate(df[df["solver"] == solver].groupby("order")):
                 ok = g[(g["status"] == "ok") & (g["defect"] > 0)].sort_values("h")
-                slope = _fitted_slope(ok["h"].to_numpy(), ok["defect"].to_numpy())
+                slope = slopes.get((solver, order), np.nan)
                 ax.loglog(
                     ok["h"],
                     ok["defect"],
@@ -185,19 +222,21 @@ def defect_plot(df: pd.DataFrame) -> plt.Figure:
             log_axis(ax, "x", "step size h", "time units")
             ax.set_title(solver)
             ax.legend(loc="lower right", fontsize="small")
-        log_axis(axes[0][0], "y", r"defect $|\varphi_h^{\tilde f_h}(y) - \Phi_h(y)|$")
+        log_axis(axes[0], "y", r"defect $|\varphi_h^{\tilde f_h}(y) - \Phi_h(y)|$")
     return fig
 
 
-def map_vs_limit_plot(gap: pd.DataFrame, curve: pd.DataFrame | None = None) -> plt.Figure:
-    """A map against an ODE: the gap over time (left) and a phase-portrait overlay (right).
+def map_vs_limit(gap: pd.DataFrame, curve: pd.DataFrame | None = None, *, ax=None) -> plt.Figure:
+    """A map against an ODE: the gap over time (left) and the two solutions (right).
 
-    `gap` is `discrete.compare`'s output (2-d states); `curve` optionally a dense ODE solution
-    (columns y_ode_0, y_ode_1) for a smooth line.
+    The right panel is a phase portrait (y_0 against y_1) for a state of two or more components,
+    and the solution against t for a scalar one; map iterates are dots, the ODE a line.
 
     Args:
-        gap: `discrete.compare` rows for a system with a 2-d state.
-        curve: optional dense ODE states (columns y_ode_0, y_ode_1) for the phase-plane line.
+        gap: `discrete.compare` rows (columns t, step, error, status, threshold,
+            time_to_threshold, y_map_0, y_ode_0, ...).
+        curve: optional dense ODE solution (columns t, y_ode_0, y_ode_1, ...) for a smooth line.
+        ax: two Axes (left, right) to draw into (default: a new figure).
 
     Returns:
         The Figure (two panels).
@@ -206,13 +245,24 @@ def map_vs_limit_plot(gap: pd.DataFrame, curve: pd.DataFrame | None = None) -> p
         >>> from analysis import discrete, plotting, systems
         >>> osc = systems.get("harmonic")
         >>> gap = discrete.compare(osc, discrete.to_map(osc, "Euler", 0.1), 0.1, 2.0)
-        >>> fig = plotting.map_vs_limit_plot(gap)
+        >>> fig = plotting.map_vs_limit(gap)
         >>> r = np.hypot(gap["y_map_0"], gap["y_map_1"]).iloc[-1]   # Euler spirals out:
         >>> round(float(r), 4), round(1.01**10, 4)                   # |1 + ih|^n, n = 20
         (1.1046, 1.1046)
+        >>> logistic = systems.get("logistic")                     # a scalar state: y against t
+        >>> gap = discrete.compare(logistic, discrete.to_map(logistic, "Euler", 0.5), 0.5, 5.0)
+        >>> right = plotting.map_vs_limit(gap).axes[1]
+        >>> bool(np.array_equal(right.lines[0].get_ydata(), gap["y_ode_0"]))
+        True
     """
+    columns = ["t", "step", "error", "status", "threshold", "time_to_threshold"]
+    require_columns(gap, columns + ["y_map_0", "y_ode_0"], "map_vs_limit gap (compare output)")
+    phase = "y_map_1" in gap.columns
+    if curve is not None:
+        need = ["y_ode_0", "y_ode_1"] if phase else ["t", "y_ode_0"]
+        require_columns(curve, need, "map_vs_limit curve")
     with paper_style():
-        fig, (left, right) = plt.subplots(1, 2, figsize=(DOUBLE_WIDTH, 2.8))
+        fig, (left, right) = _panels(ax, 2, 2.8)
         ok = gap[gap["status"] == "ok"]
         later = ok[ok["step"] > 0]  # the orbits share their start: no gap at n = 0
         left.plot(later["t"], np.maximum(later["error"], ZERO_FLOOR), color="k", marker="none")
@@ -227,23 +277,23 @@ def map_vs_limit_plot(gap: pd.DataFrame, curve: pd.DataFrame | None = None) -> p
         left.set_xlabel("t (time units)")
         left.legend(loc="lower right", fontsize="small")
         line = curve if curve is not None else ok
-        right.plot(
-            line["y_ode_0"], line["y_ode_1"], color="0.4", lw=0.8, label="continuous limit (ODE)"
-        )
-        right.scatter(ok["y_map_0"], ok["y_map_1"], s=4, c="k", zorder=3, label="map iterates")
+        x, y = ("y_ode_0", "y_ode_1") if phase else ("t", "y_ode_0")
+        dots = ("y_map_0", "y_map_1") if phase else ("t", "y_map_0")
+        right.plot(line[x], line[y], color="0.4", lw=0.8, label="continuous limit (ODE)")
+        right.scatter(ok[dots[0]], ok[dots[1]], s=4, c="k", zorder=3, label="map iterates")
         right.scatter(
-            ok["y_map_0"].iloc[:1],
-            ok["y_map_1"].iloc[:1],
+            ok[dots[0]].iloc[:1],
+            ok[dots[1]].iloc[:1],
             s=20,
             marker="*",
             c="tab:red",
             zorder=4,
             label="start",
         )
-        right.set_xlabel(r"$y_0$")
-        right.set_ylabel(r"$y_1$")
+        right.set_xlabel(r"$y_0$" if phase else "t (time units)")
+        right.set_ylabel(r"$y_1$" if phase else "y")
         right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     return fig
 
 
-__all__ = ["conjugacy_plot", "drift_plot", "defect_plot", "map_vs_limit_plot", "ZERO_FLOOR"]
+__all__ = ["conjugacy", "drift", "defects", "map_vs_limit", "ZERO_FLOOR"]

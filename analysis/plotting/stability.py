@@ -5,7 +5,7 @@ the largest stable step against stiffness. Each takes the tidy DataFrame that
 Examples:
     >>> from analysis import stability, plotting
     >>> df = stability.orbit_diagram("logistic", "Euler", np.linspace(0.1, 3, 200), [0.3])
-    >>> fig = plotting.orbit_diagram_plot(df)
+    >>> fig = plotting.orbit_diagram(df)
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidArgument
+from ..result import require_columns
 from ._style import COLUMN_WIDTH, log_axis, paper_style, solver_style
 
 
@@ -52,6 +53,7 @@ def stability_regions(df: pd.DataFrame, *, ax=None, title: str | None = None) ->
         >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
         ['Euler', 'Heun']
     """
+    require_columns(df, ["label", "re", "im", "abs_r"], "stability_regions input")
     with paper_style():
         fig, ax = _axes(ax, 4.0)
         for label, g in df.groupby("label", sort=False):
@@ -79,7 +81,7 @@ def stability_regions(df: pd.DataFrame, *, ax=None, title: str | None = None) ->
     return fig
 
 
-def orbit_diagram_plot(
+def orbit_diagram(
     df: pd.DataFrame, *, ax=None, x: str = "h", y: str = "y", title: str | None = None
 ) -> plt.Figure:
     """The attractor against a parameter: one dot per kept iterate (columns `x`, `y`, escaped).
@@ -100,10 +102,11 @@ def orbit_diagram_plot(
         >>> from analysis import plotting, stability
         >>> hs = [1.5, 2.2, 2.6, 3.5]                      # μ = 1 + h = 2.5, 3.2, 3.6, 4.5
         >>> df = stability.orbit_diagram("logistic", "Euler", hs, [0.3], n_keep=200)
-        >>> fig = plotting.orbit_diagram_plot(df)
+        >>> fig = plotting.orbit_diagram(df)
         >>> df.groupby("h")["escaped"].any().tolist()     # μ > 4: the orbit escapes
         [False, False, False, True]
     """
+    require_columns(df, [x, y, "escaped"], "orbit_diagram input (stability.orbit_diagram rows)")
     with paper_style():
         fig, ax = _axes(ax)
         kept = df[~df["escaped"]]
@@ -128,7 +131,7 @@ def orbit_diagram_plot(
     return fig
 
 
-def lyapunov_plot(df: pd.DataFrame, *, ax=None, x: str = "h", title: str | None = None):
+def lyapunov(df: pd.DataFrame, *, ax=None, x: str = "h", title: str | None = None):
     """The largest Lyapunov exponent against `x` (the maximum over starts), from an orbit
     diagram's `lyapunov` column; > 0 means chaos, < 0 a stable periodic attractor. With a
     `lyapunov_se` column, a grey band of ±2 standard errors.
@@ -146,10 +149,11 @@ def lyapunov_plot(df: pd.DataFrame, *, ax=None, x: str = "h", title: str | None 
         >>> from analysis import plotting, stability
         >>> hs = [1.5, 2.2, 2.6, 3.5]                      # μ = 1 + h = 2.5, 3.2, 3.6, 4.5
         >>> df = stability.orbit_diagram("logistic", "Euler", hs, [0.3], n_keep=200)
-        >>> fig = plotting.lyapunov_plot(df)
+        >>> fig = plotting.lyapunov(df)
         >>> (df.groupby("h")["lyapunov"].max() > 0).tolist()   # chaos at μ = 3.6 (4.5 escaped)
         [False, False, True, False]
     """
+    require_columns(df, [x, "escaped", "lyapunov"], "lyapunov input (stability.orbit_diagram rows)")
     with paper_style():
         fig, ax = _axes(ax, 1.8)
         alive = df[~df["escaped"]].dropna(subset=["lyapunov"])
@@ -198,7 +202,7 @@ def _branch_component(df: pd.DataFrame, component) -> tuple[str, str]:
     return columns[component], f"fixed point $y_{{{int(component)}}}^*$"
 
 
-def branches_plot(
+def branches(
     df: pd.DataFrame, *, component: int = 0, ax=None, title: str | None = None
 ) -> plt.Figure:
     """Fixed points y* against h (a `fixed_point_branches` frame), one state component.
@@ -222,7 +226,7 @@ def branches_plot(
     Examples:
         >>> from analysis import plotting, stability
         >>> df = stability.fixed_point_branches("logistic", "Heun", [1.0, 3.0], (-1, 3))
-        >>> fig = plotting.branches_plot(df)               # spurious points appear for h > 2
+        >>> fig = plotting.branches(df)               # spurious points appear for h > 2
         >>> df.groupby("h")["spurious"].sum().tolist()
         [0, 2]
 
@@ -230,10 +234,11 @@ def branches_plot(
 
         >>> df2 = stability.fixed_point_branches("lotka_volterra", "Euler", [0.1, 0.5],
         ...                                      [(-1, 4), (-1, 4)], n_starts=16)
-        >>> fig = plotting.branches_plot(df2, component=1)
+        >>> fig = plotting.branches(df2, component=1)
         >>> fig.axes[0].get_ylabel(), df2.groupby("h").size().tolist()
         ('fixed point $y_{1}^*$', [2, 2])
     """
+    require_columns(df, ["h", "stable", "kind" if "kind" in df else "spurious"], "branches input")
     column, label = _branch_component(df, component)
     kind = (
         df["kind"]
@@ -269,7 +274,7 @@ def branches_plot(
     return fig
 
 
-def max_step_plot(
+def max_step(
     df: pd.DataFrame, *, ax=None, title: str | None = None, legend: bool = True
 ) -> plt.Figure:
     """Largest stable step against stiffness, log-log, one line per solver.
@@ -295,10 +300,11 @@ def max_step_plot(
         ...     pd.DataFrame({"solver": "Euler", "stiffness": k, "max_stable_step": 2 / k}),
         ...     pd.DataFrame({"solver": "ImplicitEuler", "stiffness": k,
         ...                   "max_stable_step": np.inf})]).assign(h_max=100.0)
-        >>> fig = plotting.max_step_plot(df)                  # ImplicitEuler: A-stable, capped
+        >>> fig = plotting.max_step(df)                  # ImplicitEuler: A-stable, capped
         >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
         ['Euler', 'ImplicitEuler']
     """
+    require_columns(df, ["solver", "stiffness", "max_stable_step", "h_max"], "max_step input")
     with paper_style():
         fig, ax = _axes(ax)
         for solver, g in df.groupby("solver", sort=False):
@@ -330,7 +336,7 @@ def max_step_plot(
     return fig
 
 
-def step_check_plot(
+def step_check(
     df: pd.DataFrame, *, ax=None, title: str | None = None, legend: bool = True
 ) -> plt.Figure:
     """Errors of real solves near the largest stable step, against stiffness (log-log).
@@ -354,10 +360,13 @@ def step_check_plot(
         ...                    "h_over_max_stable": [0.9, 1.1, 0.9, 1.1],
         ...                    "error": [1e-3, np.inf, 1e-4, np.inf],   # blown up above 1
         ...                    "status": ["ok", "nonfinite", "ok", "nonfinite"]})
-        >>> fig = plotting.step_check_plot(df)
+        >>> fig = plotting.step_check(df)
         >>> fig.axes[0].get_yscale()
         'log'
     """
+    require_columns(
+        df, ["solver", "stiffness", "h_over_max_stable", "error", "status"], "step_check input"
+    )
     with paper_style():
         fig, ax = _axes(ax)
         for solver, g in df.groupby("solver", sort=False):
