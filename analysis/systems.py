@@ -237,6 +237,37 @@ class System(eqx.Module):
             h_dependent=False,
         )
 
+    def freeze(self, h0: float) -> System:
+        """h as a parameter: the h-free System y' = f(t, y, args, h0), named "NAME (h = h0)".
+
+        The ODE a step-dependent model becomes when its step input is held at h0 whatever
+        step the solver takes (`StepTerm.freeze` for a term); its solution is the model's
+        "frozen-h" baseline. Every call with the same h0 returns an equal system.
+
+        Args:
+            h0: the step the field sees, > 0.
+
+        Returns:
+            An h-free `System` (h_dependent=False, no exact solution) with the same y0, span
+            and args.
+
+        Examples:
+            >>> damped = System(name="damped", vector_field=lambda t, y, args, h: -(1.0 + h) * y,
+            ...                 y0=jnp.array(1.0))
+            >>> frozen = damped.freeze(0.5)                          # y' = -1.5·y
+            >>> frozen.name, frozen.h_dependent
+            ('damped (h = 0.5)', False)
+            >>> float(frozen.vector_field(0.0, jnp.array(2.0), None, 0.1))
+            -3.0
+        """
+        h0 = require_positive("h0", h0)
+        return self.with_(
+            name=f"{self.name} (h = {h0:g})",
+            vector_field=_AtStep(self.vector_field, h0),
+            h_dependent=False,
+            exact=None,
+        )
+
     def with_(self, **changes) -> System:
         """A copy with some attributes replaced, e.g. `sys.with_(t1=20.0)`. A new
         `vector_field` without `h_dependent` has its h-dependence read afresh."""
@@ -252,6 +283,16 @@ class _AtZero(eqx.Module):
 
     def __call__(self, t, y, args, h=None):
         return self.field(t, y, args, jnp.zeros((), jnp.result_type(float)))
+
+
+class _AtStep(eqx.Module):
+    """f(t, y, args, h0): a field with its step input held at h0 (h as a parameter)."""
+
+    field: Callable
+    h0: float
+
+    def __call__(self, t, y, args, h=None):
+        return self.field(t, y, args, self.h0)
 
 
 def _describe(tree) -> str:

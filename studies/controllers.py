@@ -25,7 +25,6 @@ factor bounds [0.2, 10]); `controller_options` changes them for every solve.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import numpy as np
 import pandas as pd
@@ -121,16 +120,9 @@ def _limit(system: systems.System) -> systems.System:
 
 def _frozen(system: systems.System, h0: float) -> systems.System:
     """h as a parameter: the field of StepTerm(f).freeze(h0), an ordinary ODE."""
-    f = system.vector_field
-    return system.with_(
-        name=f"frozen({system.name}, h={h0})",
-        vector_field=lambda t, y, args, h: f(t, y, args, h0),
-        h_dependent=False,
-        exact=None,
-    )
+    return system.freeze(h0).with_(name=f"frozen({system.name}, h={h0})")
 
 
-@functools.cache  # one System object per family, so sweeps of it share compiled solves
 def _family(name: str) -> systems.System:
     if name == "perturbed":  # the issue's toy: f = -y + h·sin(y) on [0, 10]
         return systems.get("perturbed", base=systems.get("linear", t1=10.0), q=1, g="sin")
