@@ -65,6 +65,16 @@ __all__ = [
 ]
 
 
+class _ModelField(eqx.Module):
+    """f(t, y, args, h) = model(t, y, h): the model's weights are leaves of the System, so
+    trained models of one structure share compiled solves."""
+
+    model: eqx.Module
+
+    def __call__(self, t, y, args, h):
+        return self.model(t, y, h)
+
+
 def as_system(model, like) -> _systems.System:
     """The model as a catalog `System` with the initial value and time span of `like`.
 
@@ -94,7 +104,7 @@ def as_system(model, like) -> _systems.System:
     like = _systems.get(like)
     return like.with_(
         name=f"neural({kind_of(model)}, {like.name}, params={fingerprint(model)})",
-        vector_field=lambda t, y, args, h: model(t, y, h),
+        vector_field=_ModelField(model),
         args=None,
         exact=None,
         equilibria=None,
