@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .errors import warn_if_float32
+from .prepare import prepare
 from .systems import System
 
 __all__ = [
@@ -121,14 +122,32 @@ def settings(system: System) -> tuple[str, float, float, str]:
     return name, floor, FLOORED_LOOSER * floor, note
 
 
-def solve_limit(system: System, ts, *, rtol: float, solver_name: str | None = None):
+def solve_limit(
+    system: System,
+    ts,
+    *,
+    rtol: float,
+    solver_name: str | None = None,
+    y0=None,
+    t0=None,
+    t1=None,
+    args=None,
+):
     """Solve the h → 0 limit ODE of `system` adaptively and return y at the times `ts`.
+
+    The solve is `analysis.prepare.prepare` of the limit system y' = f(t, y, args, 0) (the
+    system itself when its field does not read h) with a PID controller at rtol = atol:
+    the toolkit's one solve path.
 
     Args:
         system: the System; its limit field f(t, y, args, 0) is solved from t0.
         ts: increasing times in [t0, t1] at which to return y.
         rtol: relative tolerance of the PID controller (atol = rtol).
         solver_name: a diffrax solver class name (default: Dopri8, or Kvaerno5 if stiff).
+        y0: the initial state (default: the system's).
+        t0: the start time (default: the system's).
+        t1: the end time (default: the system's).
+        args: the field's args (default: the system's).
 
     Returns:
         (ys, result): y at `ts` (shape (len(ts), *y0.shape)) and the diffrax result code; the
@@ -140,22 +159,21 @@ def solve_limit(system: System, ts, *, rtol: float, solver_name: str | None = No
         >>> ys, result = solve_limit(sys, [1.0, 5.0], rtol=1e-10)
         >>> result == diffrax.RESULTS.successful, [round(float(y), 6) for y in ys]
         (Array(True, dtype=bool), [0.231969, 0.942826])
+        >>> ys, _ = solve_limit(sys, [1.0], rtol=1e-10, y0=jnp.array(0.5))   # 1/(1 + e^-1)
+        >>> round(float(ys[0]), 6)
+        0.731059
     """
     kind = "stiff" if system.stiff else "nonstiff"
     name = solver_name or REFERENCE_SETTINGS[kind][0]
-    solver = getattr(diffrax, name)()
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(system.limit_field),
-        solver,
-        system.t0,
-        system.t1,
-        None,
-        system.y0,
-        system.args,
+    limit = system.limit() if system.h_dependent else system
+    controller = diffrax.PIDController(rtol=rtol, atol=rtol)
+    sol = prepare(limit, getattr(diffrax, name)(), controller=controller).solve(
+        y0=y0,
+        args=args,
+        t0=t0,
+        t1=t1,
         saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol),
         max_steps=_MAX_STEPS,
-        throw=False,
     )
     return sol.ys, sol.result
 
