@@ -38,9 +38,11 @@ __all__ = [
     "EPS_FACTOR",
     "REFERENCE_SETTINGS",
     "Reference",
+    "Trajectory",
     "final_state",
     "settings",
     "solve_limit",
+    "trajectory",
 ]
 
 #: (solver, rtol) used for non-stiff and stiff reference solves (in float64).
@@ -208,6 +210,73 @@ def final_state(system: System) -> Reference:
         ref = _reference_solve(system)
     _CACHE[system] = ref
     return ref
+
+
+@dataclasses.dataclass(frozen=True)
+class Trajectory:
+    """y of the limit ODE at a grid of times, with an error estimate per time and its source.
+
+    Attributes:
+        ys: y at the times, shape (len(ts), *y0.shape); NaN where the solve failed.
+        error_estimate: per time, 0 for an exact solution, else the max-norm distance to the
+            looser solve (see `final_state`); NaN where the solve failed.
+        source: "exact", "reference (SOLVER, rtol=...)" or "none (reference solve failed:
+            WHY; SOLVER, rtol=...)"; ", float32" is added where the tolerance was floored.
+
+    Examples:
+        >>> from analysis import systems
+        >>> ref = trajectory(systems.get("linear"), np.array([0.5, 1.0]))   # e^-t
+        >>> ref.source, ref.ys.round(6).tolist(), ref.error_estimate.tolist()
+        ('exact', [0.606531, 0.367879], [0.0, 0.0])
+    """
+
+    ys: np.ndarray
+    error_estimate: np.ndarray
+    source: str
+
+
+_TRAJECTORIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def trajectory(system: System, ts, *, exact: bool = True) -> Trajectory:
+    """The limit ODE's solution at the times `ts` (increasing, last t1): exact where the system
+    has an exact solution (unless `exact` is False), else the reference solve of `settings`
+    with its error estimated by the looser solve. Cached per system object and grid.
+
+    Args:
+        system: the System.
+        ts: the times (NumPy array, from t0 to t1).
+        exact: use the system's exact solution where it has one (False: always solve).
+
+    Returns:
+        A `Trajectory`; a failed solve gives NaN values and says why in its source.
+
+    Examples:
+        >>> from analysis import systems
+        >>> sys = systems.get("linear")
+        >>> ref = trajectory(sys, np.array([1.0]), exact=False)
+        >>> close = bool(abs(ref.ys[0] - np.exp(-1)) < 1e-12)
+        >>> ref.source, close, bool(ref.error_estimate[0] < 1e-10)
+        ('reference (Dopri8, rtol=1e-13)', True, True)
+    """
+    ts = np.asarray(ts, dtype=float)
+    cache = _TRAJECTORIES.setdefault(system, {})
+    key = (tuple(ts.tolist()), exact and system.exact is not None)
+    if key not in cache:
+        if key[1]:
+            ys = np.asarray(jax.vmap(system.exact)(jnp.asarray(ts)))
+            cache[key] = Trajectory(ys, np.zeros(len(ts)), "exact")
+        else:
+            name, rtol, _, _ = settings(system)
+            setting = f"{name}, rtol={rtol:.2g}{_precision_suffix(system)}"
+            fine, est, failed = _estimated_solve(system, ts)
+            if failed:  # no reference: NaN values and the reason
+                nan = np.full((len(ts), *np.shape(system.y0)), np.nan)
+                source = f"none (reference solve failed: {failed}; {setting})"
+                cache[key] = Trajectory(nan, np.full(len(ts), np.nan), source)
+            else:
+                cache[key] = Trajectory(fine, est, f"reference ({setting})")
+    return cache[key]
 
 
 def _reference_solve(system: System) -> Reference:
