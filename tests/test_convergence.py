@@ -6,6 +6,7 @@ from fractions import Fraction
 import diffrax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 import analysis
@@ -330,3 +331,82 @@ def test_reference_solve_is_checked_against_the_runs():
     table = result.fits
     assert (table["status"] == "ok").all() and (table["excluded"] == "").all()
     assert np.all(np.abs(table["order"] - 2) < 0.1)
+
+
+# ---------------------------------------------------------------------------- the plot of fits
+
+
+@pytest.fixture(scope="module")
+def two_systems():
+    """Euler and Heun on y' = -y and on y' = -y + h·sin(y): four lines of one measurement each."""
+    dts = [1 / n for n in (10, 20, 40, 80)]
+    parts = [
+        convergence.measure(system, ["Euler", "Heun"], dt0=dts)
+        for system in ("linear", systems.get("perturbed", base="linear", c=1.0, q=1))
+    ]
+    return convergence.ConvergenceResult(
+        rows=pd.concat([p.rows for p in parts], ignore_index=True),
+        fits=pd.concat([p.fits for p in parts], ignore_index=True),
+    )
+
+
+def test_error_vs_step_draws_the_stored_fits_as_separate_lines(two_systems):
+    import matplotlib.pyplot as plt
+
+    from analysis import plotting
+
+    fits = two_systems.fits
+    fig = plotting.error_vs_step(two_systems)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    # one line per (solver, system), never one zig-zag line per solver; legend in the fits' order
+    assert len(labels) == 4 and [lab.split(",")[0] for lab in labels] == fits["solver"].tolist()
+    for label, (_, fit) in zip(labels, fits.iterrows(), strict=True):
+        assert fit["system"] in label and f"order {fit['order']:.2f}" in label
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 4
+    for line, (_, fit) in zip(dashed, fits.iterrows(), strict=True):
+        h = np.array([fit["h_min"], fit["h_max"]])
+        np.testing.assert_array_equal(line.get_xdata(), h)
+        np.testing.assert_array_equal(
+            line.get_ydata(), np.exp(fit["log_constant"]) * h ** fit["order"]
+        )
+    # the fitted line passes through the finest fitted error: e(h_min) = exp(log C)·h_min^order
+    heun = two_systems.rows[
+        (two_systems.rows["solver"] == "Heun") & (two_systems.rows["system"] == "linear")
+    ]
+    finest = heun["error"][heun["h"] == fits["h_min"].iloc[1]].iloc[0]
+    assert dashed[1].get_ydata()[0] == pytest.approx(finest, rel=1e-12)
+    plt.close(fig)
+
+
+def test_error_vs_step_on_bare_rows_draws_points_only_and_names_missing_columns(two_systems):
+    import matplotlib.pyplot as plt
+
+    from analysis import plotting
+
+    fig = plotting.error_vs_step(two_systems.rows)
+    ax = fig.axes[0]
+    assert all(line.get_linestyle() != "--" for line in ax.get_lines())
+    assert [t.get_text() for t in ax.get_legend().get_texts()][0] == "Euler, linear"
+    plt.close(fig)
+    with pytest.raises(InvalidArgument, match="lacks column 'error'"):
+        plotting.error_vs_step(two_systems.rows.drop(columns="error"))
+    with pytest.raises(InvalidArgument, match="fits lacks column 'log_constant'"):
+        plotting.error_vs_step(
+            convergence.ConvergenceResult(
+                rows=two_systems.rows, fits=two_systems.fits.drop(columns="log_constant")
+            )
+        )
+
+
+def test_log_slope_of_a_power_law_and_bad_input():
+    h = np.array([0.1, 0.05, 0.02, 0.01])
+    fit = convergence.log_slope(h, 3 * h**2.5)
+    assert fit.slope == pytest.approx(2.5, abs=1e-12) and fit.points == 4
+    assert np.exp(fit.intercept) == pytest.approx(3.0, rel=1e-12)
+    np.testing.assert_allclose(fit.at(h), 3 * h**2.5, rtol=1e-12)
+    with pytest.raises(InvalidArgument, match="y="):
+        convergence.log_slope(h, [1.0, 0.0, 1.0, 1.0])
+    with pytest.raises(InvalidArgument, match="≥ 2"):
+        convergence.log_slope([0.1], [1.0])

@@ -13,11 +13,11 @@ def results():
 
 
 def test_table_lists_every_solver_with_observed_and_nominal_order(results):
-    orders = results["orders"]
-    smooth = orders[orders["experiment"] == "smooth"]
+    fits = results["fits"]
+    smooth = fits[fits["experiment"] == "smooth"]
     assert set(smooth["solver"]) == set(solvers.NAMES)
     for col in ("order", "ci_low", "ci_high", "nominal_order", "points_used", "excluded"):
-        assert col in orders
+        assert col in fits
     final = smooth[smooth["norm"] == "final"]
     paper = results["observed_orders"]  # the exported paper table
     assert set(paper["solver"]) == set(solvers.NAMES)
@@ -44,9 +44,9 @@ def test_table_lists_every_solver_with_observed_and_nominal_order(results):
 
 
 def test_step_dependent_cap_and_modified_euler_orders(results):
-    orders = results["orders"]
+    fits = results["fits"]
     for exp in ("cap", "modified"):
-        part = orders[orders["experiment"] == exp]
+        part = fits[fits["experiment"] == exp]
         assert len(part) and (part["status"] == "ok").all()
         assert np.all(np.abs(part["order"] - part["expected_order"]) < 0.15), part[
             ["solver", "q", "terms", "order", "expected_order"]
@@ -54,7 +54,7 @@ def test_step_dependent_cap_and_modified_euler_orders(results):
 
 
 def test_stiff_problem_shows_order_reduction_to_the_stage_order(results):
-    stiff = results["orders"][results["orders"]["experiment"] == "stiff"]
+    stiff = results["fits"][results["fits"]["experiment"] == "stiff"]
     rows = results["rows"][results["rows"]["experiment"] == "stiff"]
     assert (rows["status"] == "ok").all()  # every implicit solve converges, λ = 1e6 included
     assert (stiff["status"] == "ok").all(), stiff
