@@ -56,6 +56,7 @@ __all__ = [
     "Target",
     "TargetValues",
     "as_target",
+    "three_grid_order",
 ]
 
 
