@@ -30,7 +30,7 @@ def _axes(ax, height=2.6):
 
 def _order_text(fit) -> str:
     """A stored fit's order for a legend, e.g. '2.00', or '5.07, pre_asymptotic' if not ok."""
-    if not np.isfinite(fit["order"]):
+    if fit is None or not np.isfinite(fit["order"]):
         return "n/a"
     return (
         f"{fit['order']:.2f}" if fit["status"] == "ok" else f"{fit['order']:.2f}, {fit['status']}"
@@ -42,7 +42,8 @@ _FITS = ("order", "status", "log_constant", "h_min", "h_max")
 
 
 def _lines(rows: pd.DataFrame, fits: pd.DataFrame | None, by: str):
-    """(label, rows, matching fit or None) per line, in the order of the fits.
+    """(name of `by`, label, rows, matching fit or None) per line, in the order of the fits
+    (lines without a fit last, in the order of the rows).
 
     A line is one value of `by`, split further by any of the fit's line columns (system,
     solver, target, norm, relative) that take several values under one value of `by`: rows
@@ -57,7 +58,7 @@ def _lines(rows: pd.DataFrame, fits: pd.DataFrame | None, by: str):
     lines = []
     for key, g in rows.groupby([by, *split], sort=False):
         name = ", ".join(str(k) for k in key)
-        fit, rank = None, len(lines)
+        fit, rank = None, (1, len(lines))
         if fits is not None:
             first = g.iloc[0]
             match = np.flatnonzero(
@@ -66,7 +67,7 @@ def _lines(rows: pd.DataFrame, fits: pd.DataFrame | None, by: str):
                 else np.ones(len(fits), bool)
             )
             if len(match):
-                fit, rank = fits.iloc[match[0]], match[0]
+                fit, rank = fits.iloc[match[0]], (0, match[0])
         lines.append((rank, key[0], name, g, fit))
     return [line[1:] for line in sorted(lines, key=lambda line: line[0])]
 
@@ -125,11 +126,7 @@ def error_vs_step(
         for name, label, g, fit in _lines(rows, fits, by):
             ok = g[(g["status"] == "ok") & (g["error"] > 0)].sort_values("h")
             style = solver_style(str(name))
-            text = (
-                label
-                if fits is None
-                else f"{label} (order {_order_text(fit) if fit is not None else 'n/a'})"
-            )
+            text = label if fits is None else f"{label} (order {_order_text(fit)})"
             ax.loglog(ok["h"], ok["error"], label=text, **style)
             if fitted_lines and fit is not None and np.isfinite(fit["log_constant"]):
                 h = np.array([fit["h_min"], fit["h_max"]])
