@@ -10,20 +10,14 @@ asymptotic; "pre_asymptotic" (local orders still drifting), "uncertain", "not_co
 "no_asymptotic_range" or "too_few_points" otherwise, each with its reason.
 
 For a step-dependent field f(t, y, args, h) the question "converges to what?" has a choice of
-answer, the `target`:
+answer, the `target` (`analysis.targets`): the h = 0 limit (``"limit"``, the default: exact or a
+reference solve), the exact solution, a reference solve, Richardson extrapolation from the runs
+themselves, or another discrete `Setting` (the model at the step it was trained at).
 
-- ``"limit"`` (default): the flow of the h = 0 ODE, exact when the system has an exact solution,
-  else a high-accuracy solve (`analysis.reference.REFERENCE_SETTINGS`: Dopri8 at rtol = atol =
-  1e-13, Kvaerno5 at 1e-12 if stiff) whose error is estimated by a 100× looser solve (in
-  float32, 100 eps ≈ 1.2e-5 and a 10× looser solve: `analysis.reference.settings`). If that solve
-  fails, the rows keep their statuses with error NaN and error_source/target saying why;
-- ``"richardson"``: the h → 0 limit extrapolated from the sweep itself,
-  y* = y_1 + (y_1 - y_2)/((h_2/h_1)^p - 1) from the two finest runs, with its error estimated by
-  extrapolating the next pair. p is `richardson_order` if given, else the solver's nominal order
-  for an h-free field, else (a step-dependent field, whose order need not be nominal) the
-  three-grid observed order of the three finest runs; the target's label says which;
-- ``Setting(solver, h)``: another discrete solution, e.g. the discretization a model was trained
-  at, to ask how far a run is from it.
+`measure` returns a `ConvergenceResult`: its rows (one per solve and norm, the error taken once
+against the target) and its fits (`fit`: one `fit_order` per line, with the fitted range and
+log_constant, so that `analysis.plotting.error_vs_step` draws them without fitting again).
+`log_slope` is the plain least-squares slope of log error on log h, for where that is wanted.
 
 Every measured error must be `REFERENCE_MARGIN` times larger than the target's own error estimate;
 points that are not are excluded from the fit, and the fit says so.
@@ -38,40 +32,38 @@ Norms (each absolute, or relative: divided by the same norm of the target):
 
 Examples:
     >>> from analysis import convergence
-    >>> df = convergence.measure("linear", ["Euler", "Heun"], dt0=[1 / n for n in (10, 20, 40, 80)])
-    >>> table = convergence.orders(df)
-    >>> table[["solver", "order", "nominal_order"]].round(1).values.tolist()
+    >>> result = convergence.measure("linear", ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025, 0.0125])
+    >>> result.fits[["solver", "order", "nominal_order"]].round(1).values.tolist()
     [['Euler', 1.0, 1], ['Heun', 2.0, 2]]
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
-import weakref
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-import scipy.optimize
 
-from . import reference as _reference
 from . import solvers as _solvers
 from . import systems as _systems
+from . import targets as _targets
 from ._sweep import sweep
 from .errors import InvalidArgument, PrecisionWarning, require_positive, warn_if_float32
+from .result import Result, require_columns
 
 __all__ = [
     "NORMS",
-    "FrozenFieldWarning",
+    "ConvergenceResult",
+    "LogSlope",
     "OrderFit",
-    "Setting",
+    "fit",
     "fit_order",
     "fit_rows",
     "local_orders",
+    "log_slope",
     "measure",
-    "orders",
     "REFERENCE_MARGIN",
     "ROUNDOFF_FACTOR",
 ]
@@ -391,78 +383,6 @@ def fit_order(
     return result("ok", "", **fit)
 
 
-# ------------------------------------------------------------------------------------ targets
-
-
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    """A discrete solution as convergence target: `solver` at the fixed step `h` on `system`
-    (default: the system being measured).
-
-    Example: ``Setting("Euler", 0.1)`` asks how far each run is from Euler at h = 0.1 — for a
-    model trained at that discretization, how far it drifts from its training setting.
-
-    Args:
-        solver: the target's solver (name or object).
-        h: its fixed step.
-        system: the target's System or catalog name (default: the measured system).
-
-    Examples:
-        >>> target = Setting("Euler", 0.0125)
-        >>> df = measure("linear", "Euler", dt0=[1 / n for n in (10, 20, 40, 80)], target=target)
-        >>> df["target"].iloc[0], bool(df["error"].iloc[-1] < 1e-12)   # the run at h = 0.0125
-        ('Euler at h=0.0125', True)
-    """
-
-    solver: str
-    h: float
-    system: object = None
-
-    def label(self) -> str:
-        """The setting in words, e.g. 'Euler at h=0.1'."""
-        return f"{self.solver} at h={self.h:g}"
-
-
-class FrozenFieldWarning(UserWarning):
-    """A convergence target called "limit" is a field frozen at some h (`System.frozen_h`), such
-    as a lifted map's (Φ(y) − y)/h_train: the errors measure convergence to that ODE, which is
-    no h → 0 limit of the model.
-
-    Examples:
-        >>> from analysis import discrete
-        >>> lifted = discrete.lift(lambda y: 0.5 * y, h_train=0.25, y0=1.0)
-        >>> with warnings.catch_warnings(record=True) as caught:
-        ...     warnings.simplefilter("always")
-        ...     _ = measure(lifted, "Euler", dt0=[0.25, 0.125, 0.0625])
-        >>> [w.category.__name__ for w in caught]
-        ['FrozenFieldWarning']
-    """
-
-
-_LIMIT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _limit_trajectory(system: _systems.System, ts: np.ndarray):
-    """y of the h = 0 ODE at `ts` (last entry t1), its per-time error estimate, and its source."""
-    cache = _LIMIT_CACHE.setdefault(system, {})
-    key = tuple(ts.tolist())
-    if key not in cache:
-        if system.exact is not None:
-            ys = np.asarray(jax.vmap(system.exact)(jnp.asarray(ts)))
-            cache[key] = (ys, np.zeros(len(ts)), "exact")
-        else:
-            name, rtol, _, _ = _reference.settings(system)
-            setting = f"{name}, rtol={rtol:.2g}{_reference._precision_suffix(system)}"
-            fine, est, failed = _reference._estimated_solve(system, ts)
-            if failed:  # no target: the rows keep their statuses, with error NaN and the reason
-                nan = np.full((len(ts), *np.shape(system.y0)), np.nan)
-                source = f"none (reference solve failed: {failed}; {setting})"
-                cache[key] = (nan, np.full(len(ts), np.nan), source)
-            else:
-                cache[key] = (fine, est, f"reference ({setting})")
-    return cache[key]
-
-
 # -------------------------------------------------------------------------------------- norms
 
 
@@ -506,31 +426,26 @@ def _grid(system, norms, save_ts, n_dense):
     return ts, idx
 
 
-def _three_grid_order(ys: np.ndarray, h: np.ndarray) -> float:
-    """The order p with (h₃^p − h₂^p)/(h₂^p − h₁^p) = ‖y₃ − y₂‖/‖y₂ − y₁‖ from the three finest
-    runs (h₁ < h₂ < h₃; final states), i.e. y_h = y* + C·h^p solved for p; NaN if none in (0, 20).
+@dataclasses.dataclass(frozen=True, repr=False)
+class ConvergenceResult(Result):
+    """A convergence measurement: its rows and the order fitted to each line of them, once.
+
+    Attributes:
+        rows: one row per (solve, norm), see `measure`.
+        fits: one row per (system, solver, target, norm, relative) line, see `fit`: the order,
+            its interval and status, the fitted range [h_min, h_max] and log_constant, so the
+            fitted line is e(h) = exp(log_constant)·h^order there.
+
+    Examples:
+        >>> result = measure("linear", "Euler", dt0=[0.1, 0.05, 0.025])
+        >>> list(result.tables()), len(result.rows), len(result.fits)
+        (['rows', 'fits'], 3, 1)
+        >>> result.fits[["solver", "status"]].values.tolist()
+        [['Euler', 'ok']]
     """
-    order = np.argsort(h)[:3]
-    (y1, y2, y3), (h1, h2, h3) = ys[order][:, -1], h[order]
-    ratio = np.max(np.abs(y3 - y2)) / np.max(np.abs(y2 - y1))
 
-    def mismatch(p):
-        return np.log((h3**p - h2**p) / (h2**p - h1**p)) - np.log(ratio)
-
-    lo, hi = 1e-3, 20.0
-    if not np.isfinite(ratio) or mismatch(lo) * mismatch(hi) > 0:
-        return np.nan
-    return float(scipy.optimize.brentq(mismatch, lo, hi, xtol=1e-10))
-
-
-def _richardson(ys: np.ndarray, h: np.ndarray, p: float):
-    """Extrapolated limit from the two finest runs and an error estimate from the next pair."""
-    order = np.argsort(h)
-    y1, y2, y3 = (ys[order[k]] for k in range(3))
-    h1, h2, h3 = h[order[:3]]
-    best = y1 + (y1 - y2) / ((h2 / h1) ** p - 1)
-    next_ = y2 + (y2 - y3) / ((h3 / h2) ** p - 1)
-    return best, np.abs(best - next_), order[:2]
+    rows: pd.DataFrame
+    fits: pd.DataFrame
 
 
 def measure(
@@ -544,8 +459,11 @@ def measure(
     save_ts=None,
     n_dense: int = 201,
     richardson_order: float | None = None,
-) -> pd.DataFrame:
-    """Fixed-step solves of `system` with each solver at steps `dt0`, and their errors.
+) -> ConvergenceResult:
+    """Fixed-step solves of `system` with each solver at steps `dt0`, their errors, fitted orders.
+
+    The errors are those of the runs against the `target` (an `analysis.targets` object or its
+    string form), taken once here in each norm; `fit` then fits each line once.
 
     Args:
         system: a System or catalog name.
@@ -553,21 +471,23 @@ def measure(
         dt0: step sizes (each snapped to (t1 - t0)/N as in `analysis.sweep`).
         norms: any of NORMS ("final", "max", "l2").
         relative: divide each error by the same norm of the target.
-        target: "limit", "richardson" or a `Setting` (see the module docstring).
+        target: a target (`analysis.targets`) or "limit", "exact", "reference", "richardson".
         save_ts: save times of the "max" norm (default: 10 evenly spaced in (t0, t1]).
         n_dense: grid points of the "l2" norm.
         richardson_order: order used by the "richardson" target (default: the solver's nominal
             order for an h-free field, the three-grid observed order for a step-dependent one).
 
     Returns:
-        The sweep's rows (without trajectories), one per (solve, norm), with `error` replaced by
-        that norm and new columns target, norm, relative, reference_error (the target's own
-        error estimate in that norm), roundoff_floor (eps·‖target‖·max(ROUNDOFF_FACTOR, N) for
-        N steps), target_size (‖target‖ in that norm; 1 if relative), reference_point (True for
-        the runs a Richardson target was built from).
+        A `ConvergenceResult`. Its rows are the sweep's rows (without trajectories), one per
+        (solve, norm), with `error` that norm against the target and new columns target, norm,
+        relative, reference_error (the target's own error estimate in that norm),
+        roundoff_floor (eps·‖target‖·max(ROUNDOFF_FACTOR, N) for N steps), target_size
+        (‖target‖ in that norm; 1 if relative), reference_point (True for the runs a
+        Richardson target was built from); its fits are `fit(rows)`.
 
     Examples:
-        >>> df = measure("linear", ["Euler", "Heun"], dt0=[1 / n for n in (10, 20, 40, 80)])
+        >>> result = measure("linear", ["Euler", "Heun"], dt0=[1 / n for n in (10, 20, 40, 80)])
+        >>> df = result.rows
         >>> len(df), df["target"].iloc[0]                  # y' = -y has an exact solution
         (8, 'limit: exact')
         >>> e = df[df["solver"] == "Heun"]["error"].to_numpy()
@@ -577,48 +497,34 @@ def measure(
     warn_if_float32("a convergence measurement")
     with warnings.catch_warnings():  # one warning per measurement, not one per nested step
         warnings.simplefilter("ignore", PrecisionWarning)
-        return _measure(
+        rows = _measure(
             system, solvers, dt0, norms, relative, target, save_ts, n_dense, richardson_order
         )
+    return ConvergenceResult(rows=rows, fits=fit(rows))
 
 
 def _measure(system, solvers, dt0, norms, relative, target, save_ts, n_dense, richardson_order):
     system = _systems.get(system)
     norms = _check_norms(norms)
-    if not (target in ("limit", "richardson") or isinstance(target, Setting)):
-        raise InvalidArgument(
-            f"target={target!r} is invalid; use 'limit', 'richardson' or a convergence.Setting"
-        )
-    if richardson_order is not None and not richardson_order > 0:
-        raise InvalidArgument(f"richardson_order={richardson_order!r} must be > 0")
-    if target == "limit" and getattr(system, "frozen_h", None) is not None:
-        warnings.warn(
-            f"system {system.name!r} is frozen at h = {system.frozen_h:g} (a lifted map): its "
-            "target='limit' is the ODE of that frozen field, not an h → 0 limit of the map",
-            FrozenFieldWarning,
-            stacklevel=3,
-        )
+    target = _targets.as_target(target, richardson_order)
     ts, idx = _grid(system, norms, save_ts, n_dense)
+    shared = None if target.from_runs else target.values(system, ts)  # refused before the sweep
     rows = sweep(system, solvers, dt0=dt0, save_ts=ts)
-    if target == "richardson" and rows.groupby("solver").size().min() < 3:
+    if target.from_runs and rows.groupby("solver").size().min() < 3:
         raise InvalidArgument("target='richardson' needs at least 3 step sizes per solver")
-    label, ref_ys, ref_err = _target(system, target, ts)
     frames = []
     for solver, g in rows.groupby("solver", sort=False):
         ok = (g["status"] == "ok").to_numpy()
         ys = np.stack([np.asarray(y).reshape(len(ts), -1) for y in g["ys"]])
+        values = (
+            shared
+            if shared is not None
+            else target.values_from_runs(system, solver, ys[ok], g["h"].to_numpy()[ok])
+        )
         is_ref = np.zeros(len(g), bool)
-        if target == "richardson":
-            p, label = _richardson_order(
-                system, solver, ys[ok], g["h"].to_numpy()[ok], richardson_order
-            )
-            if ok.sum() < 3 or not np.isfinite(p):
-                ref_ys, ref_err = np.full(ys.shape[1:], np.nan), np.full(ys.shape[1:], np.nan)
-            else:
-                ref_ys, ref_err, used = _richardson(ys[ok], g["h"].to_numpy()[ok], p)
-                is_ref[np.flatnonzero(ok)[used]] = True
-        ref = np.asarray(ref_ys).reshape(len(ts), -1)
-        ref_e = np.broadcast_to(np.asarray(ref_err).reshape(len(ts), -1), ref.shape)
+        is_ref[np.flatnonzero(ok)[values.built_from]] = True
+        ref = np.asarray(values.ys).reshape(len(ts), -1)
+        ref_e = np.broadcast_to(np.asarray(values.error).reshape(len(ts), -1), ref.shape)
         for norm in norms:
             err = _norm(ys - ref[None], norm, ts, idx)
             ref_error = float(_norm(ref_e[None], norm, ts, idx)[0])
@@ -626,8 +532,8 @@ def _measure(system, solvers, dt0, norms, relative, target, save_ts, n_dense, ri
             denom = size if relative else 1.0
             out = g.drop(columns="ys").copy()
             out["error"] = np.where(ok, err / denom, np.nan)
-            out["error_source"] = label
-            out["target"] = label
+            out["error_source"] = values.label
+            out["target"] = values.label
             out["norm"] = norm
             out["relative"] = relative
             out["reference_error"] = ref_error / denom
@@ -638,44 +544,6 @@ def _measure(system, solvers, dt0, norms, relative, target, save_ts, n_dense, ri
             out["reference_point"] = is_ref
             frames.append(out)
     return pd.concat(frames, ignore_index=True)
-
-
-def _richardson_order(system, solver, ys, h, given) -> tuple[float, str]:
-    """The order a Richardson target extrapolates with, and the target's label saying which.
-
-    The given `richardson_order`; else the solver's nominal order for an h-free field; else
-    (a step-dependent field, whose order is min(p, q) or other) the three-grid observed order.
-    """
-    if given is not None:
-        return float(given), f"richardson (order {given:g}, given)"
-    if not system.h_dependent:
-        p = _solvers.info(solver).order
-        return float(p), f"richardson (nominal order {p:g})"
-    if len(h) < 3:
-        return np.nan, "richardson (no order: fewer than 3 successful runs)"
-    p = _three_grid_order(ys, h)
-    if not np.isfinite(p):
-        return p, "richardson (no order: the 3 finest runs do not converge)"
-    return p, f"richardson (order {p:.2f} observed on the 3 finest runs)"
-
-
-def _target(system, target, ts):
-    """(label, trajectory on ts, its error estimate) of a target."""
-    if target == "richardson":
-        return "richardson", None, None
-    if isinstance(target, Setting):
-        other = _systems.get(target.system) if target.system is not None else system
-        if (other.t0, other.t1) != (system.t0, system.t1):
-            raise InvalidArgument(
-                f"target system {other.name!r} spans [{other.t0}, {other.t1}], but the measured "
-                f"system spans [{system.t0}, {system.t1}]; they must agree"
-            )
-        row = sweep(other, target.solver, dt0=[target.h], save_ts=ts).iloc[0]
-        if row["status"] != "ok":
-            raise RuntimeError(f"the target solve {target.label()} failed ({row['status']})")
-        return target.label(), np.asarray(row["ys"]), np.zeros(len(ts))
-    ys, est, source = _limit_trajectory(system, ts)
-    return f"limit: {source}", ys, est
 
 
 # ------------------------------------------------------------------------------------- tables
@@ -695,9 +563,9 @@ def fit_rows(rows: pd.DataFrame, **fit_options) -> OrderFit:
         The OrderFit.
 
     Examples:
-        >>> df = measure("linear", "Heun", dt0=[1 / n for n in (10, 20, 40, 80)])
-        >>> fit = fit_rows(df)
-        >>> fit.status, round(fit.order, 2)
+        >>> rows = measure("linear", "Heun", dt0=[1 / n for n in (10, 20, 40, 80)]).rows
+        >>> line = fit_rows(rows)
+        >>> line.status, round(line.order, 2)
         ('ok', 2.0)
     """
 
@@ -720,59 +588,134 @@ def fit_rows(rows: pd.DataFrame, **fit_options) -> OrderFit:
     )
 
 
-def orders(df: pd.DataFrame, **fit_options) -> pd.DataFrame:
-    """Fit an order per (system, solver, target, norm, relative) group of `measure` rows.
+#: The columns of a line of rows: one fit each.
+LINE = ["system", "solver", "target", "norm", "relative"]
 
-    Returns one row per group: system, solver, target, norm, relative, order (the estimated
+
+def fit(rows: pd.DataFrame, **fit_options) -> pd.DataFrame:
+    """Fit an order per (system, solver, target, norm, relative) line of `measure` rows.
+
+    Returns one row per line: system, solver, target, norm, relative, order (the estimated
     asymptotic order), ci_low, ci_high (its interval), drift (finest local order − order),
     nominal_order, points_used, excluded (text: each left-out h and why), n_failed, status,
     reason, h_min, h_max (of the fitted range), local_orders (text, between consecutive valid
-    points from the smallest h up), reference_error (the target's own error).
-    `fit_options` go to `fit_order` (min_points, order_tol).
+    points from the smallest h up), reference_error (the target's own error) and log_constant:
+    the fitted line is e(h) = exp(log_constant)·h^order on [h_min, h_max], through the error
+    at h_min. `fit_options` go to `fit_order` (min_points, order_tol).
+
+    Plain `analysis.sweep` rows (with their error column) are fitted per (system, solver).
 
     Args:
-        df: rows from `measure`.
+        rows: rows from `measure` (`ConvergenceResult.rows`), or `analysis.sweep` rows.
         **fit_options: min_points, order_tol (see `fit_order`).
 
     Returns:
-        A DataFrame, one row per group, columns as above.
+        A DataFrame, one row per line, columns as above.
 
     Examples:
-        >>> df = measure("linear", ["Euler", "Heun"], dt0=[1 / n for n in (10, 20, 40, 80)])
-        >>> table = orders(df)
+        >>> result = measure("linear", ["Euler", "Heun"], dt0=[1 / n for n in (10, 20, 40, 80)])
+        >>> fits = fit(result.rows)
         >>> columns = ["solver", "order", "nominal_order", "points_used", "status"]
-        >>> table[columns].round(1).values.tolist()         # Heun's observed order ≈ 2
+        >>> fits[columns].round(1).values.tolist()         # Heun's observed order ≈ 2
         [['Euler', 1.0, 1, 4, 'ok'], ['Heun', 2.0, 2, 4, 'ok']]
     """
-    keys = ["system", "solver", "target", "norm", "relative"]
+    require_columns(rows, ["system", "solver", "h", "error", "status"], "fit's rows")
+    keys = [c for c in LINE if c in rows]  # plain sweep rows: system, solver
     out = []
-    for key, g in df.groupby(keys, sort=False):
-        refs = g["reference_point"].to_numpy(bool)
-        fit = fit_rows(g, **fit_options)
-        if np.isnan(g["reference_error"].iloc[0]):  # e.g. a failed reference: every error NaN
-            fit = dataclasses.replace(fit, reason=f"{fit.reason}; no errors: {key[2]}")
-        excluded = fit.excluded_text()
+    for key, g in rows.groupby(keys, sort=False):
+        refs = g["reference_point"].to_numpy(bool) if "reference_point" in g else np.zeros(0, bool)
+        line = fit_rows(g, **fit_options)
+        ref_error = float(g["reference_error"].iloc[0]) if "reference_error" in g else 0.0
+        if np.isnan(ref_error):  # e.g. a failed reference: every error NaN
+            line = dataclasses.replace(line, reason=f"{line.reason}; no errors: {key[2]}")
+        excluded = line.excluded_text()
         if refs.any():
             hs = ", ".join(f"{h:.3g}" for h in g["h"][refs])
             excluded = "; ".join(filter(None, [f"h={hs}: build the Richardson target", excluded]))
-        used_h = fit.h[fit.used]
+        used_h = line.h[line.used]
         out.append(
             dict(
                 zip(keys, key, strict=True),
-                order=fit.order,
-                ci_low=fit.ci_low,
-                ci_high=fit.ci_high,
-                drift=fit.drift,
+                order=line.order,
+                ci_low=line.ci_low,
+                ci_high=line.ci_high,
+                drift=line.drift,
                 nominal_order=_solvers.info(key[1]).order,
-                points_used=fit.points_used,
+                points_used=line.points_used,
                 excluded=excluded,
-                n_failed=fit.n_failed,
-                status=fit.status,
-                reason=fit.reason,
+                n_failed=line.n_failed,
+                status=line.status,
+                reason=line.reason,
                 h_min=float(used_h.min()) if len(used_h) else np.nan,
                 h_max=float(used_h.max()) if len(used_h) else np.nan,
-                local_orders=" ".join(f"{x:.2f}" for x in fit.local_orders),
-                reference_error=float(g["reference_error"].iloc[0]),
+                local_orders=" ".join(f"{x:.2f}" for x in line.local_orders),
+                reference_error=ref_error,
+                log_constant=line.log_constant,
             )
         )
     return pd.DataFrame(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class LogSlope:
+    """A least-squares line log y = slope·log x + intercept.
+
+    Attributes:
+        slope: the fitted power (an order, when x is a step and y an error).
+        intercept: log of the constant: y ≈ base^intercept·x^slope.
+        points: how many (x, y) points were fitted.
+        base: the base of the logarithms (e, or 10 for decades).
+
+    Examples:
+        >>> LogSlope(2.0, 0.0, 3).at([0.1, 0.2]).round(12).tolist()
+        [0.01, 0.04]
+    """
+
+    slope: float
+    intercept: float
+    points: int
+    base: float = math.e
+
+    def at(self, x) -> np.ndarray:
+        """The fitted line base^intercept·x^slope at `x`."""
+        constant = np.exp(self.intercept) if self.base == math.e else self.base**self.intercept
+        return constant * np.asarray(x, dtype=float) ** self.slope
+
+
+def log_slope(x, y, *, base: float = math.e) -> LogSlope:
+    """Least-squares slope of log y on log x: the one slope fit of the toolkit.
+
+    Minimises Σ (log y_i − s·log x_i − c)² over (s, c) (NumPy's polyfit of degree 1). Unlike
+    `fit_order`, it takes every point as given: no floor, no exclusions, no status.
+
+    Args:
+        x: positive abscissae (e.g. step sizes h).
+        y: positive values (e.g. errors), as many as x.
+        base: the logarithms' base: e (default) or 10 (the intercept is then in decades).
+
+    Returns:
+        A `LogSlope`.
+
+    Raises:
+        InvalidArgument: fewer than 2 points, unequal lengths, or a value not finite and > 0.
+
+    Examples:
+        >>> fit = log_slope([0.1, 0.05, 0.025], [3e-2, 7.5e-3, 1.875e-3])   # 3·h²
+        >>> round(fit.slope, 12), round(float(np.exp(fit.intercept)), 12)
+        (2.0, 3.0)
+        >>> round(log_slope([1e-4, 1e-6], [1e-3, 1e-5], base=10).intercept, 12)  # 10·rtol
+        1.0
+    """
+    if base not in (math.e, 10):
+        raise InvalidArgument(f"base={base!r} is invalid; it must be math.e or 10")
+    log = np.log if base == math.e else np.log10
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if x.shape != y.shape or len(x) < 2:
+        raise InvalidArgument(
+            f"x and y have {len(x)} and {len(y)} points; a slope needs ≥ 2 of each, as many"
+        )
+    for name, v in (("x", x), ("y", y)):
+        if not np.all(np.isfinite(v) & (v > 0)):
+            raise InvalidArgument(f"{name}={v.tolist()!r} is invalid; every value must be > 0")
+    slope, intercept = np.polyfit(log(x), log(y), 1)
+    return LogSlope(float(slope), float(intercept), len(x), base)

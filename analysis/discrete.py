@@ -30,6 +30,7 @@ import pandas as pd
 
 from . import solvers as _solvers
 from . import systems as _systems
+from .convergence import log_slope
 from .errors import InvalidArgument, require_positive, warn_if_float32
 from .prepare import prepare
 from .reference import solve_limit
@@ -366,9 +367,7 @@ class ModifiedDefects(Result):
             {
                 "solver": solver,
                 "order": order,
-                "fitted_slope": float(np.polyfit(np.log(g["h"]), np.log(g["defect"]), 1)[0])
-                if len(g) >= 2
-                else np.nan,
+                "fitted_slope": log_slope(g["h"], g["defect"]).slope if len(g) >= 2 else np.nan,
             }
             for (solver, order), g in ok.groupby(["solver", "order"], sort=False)
         ]

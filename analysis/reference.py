@@ -32,15 +32,18 @@ import numpy as np
 
 from .batch import flat_state
 from .errors import warn_if_float32
+from .prepare import prepare
 from .systems import System
 
 __all__ = [
     "EPS_FACTOR",
     "REFERENCE_SETTINGS",
     "Reference",
+    "Trajectory",
     "final_state",
     "settings",
     "solve_limit",
+    "trajectory",
 ]
 
 #: (solver, rtol) used for non-stiff and stiff reference solves (in float64).
@@ -122,14 +125,32 @@ def settings(system: System) -> tuple[str, float, float, str]:
     return name, floor, FLOORED_LOOSER * floor, note
 
 
-def solve_limit(system: System, ts, *, rtol: float, solver_name: str | None = None):
+def solve_limit(
+    system: System,
+    ts,
+    *,
+    rtol: float,
+    solver_name: str | None = None,
+    y0=None,
+    t0=None,
+    t1=None,
+    args=None,
+):
     """Solve the h → 0 limit ODE of `system` adaptively and return y at the times `ts`.
+
+    The solve is `analysis.prepare.prepare` of the limit system y' = f(t, y, args, 0) (the
+    system itself when its field does not read h) with a PID controller at rtol = atol:
+    the toolkit's one solve path.
 
     Args:
         system: the System; its limit field f(t, y, args, 0) is solved from t0.
         ts: increasing times in [t0, t1] at which to return y.
         rtol: relative tolerance of the PID controller (atol = rtol).
         solver_name: a diffrax solver class name (default: Dopri8, or Kvaerno5 if stiff).
+        y0: the initial state (default: the system's).
+        t0: the start time (default: the system's).
+        t1: the end time (default: the system's).
+        args: the field's args (default: the system's).
 
     Returns:
         (ys, result): y at `ts` (shape (len(ts), *y0.shape)) and the diffrax result code; the
@@ -141,22 +162,21 @@ def solve_limit(system: System, ts, *, rtol: float, solver_name: str | None = No
         >>> ys, result = solve_limit(sys, [1.0, 5.0], rtol=1e-10)
         >>> result == diffrax.RESULTS.successful, [round(float(y), 6) for y in ys]
         (Array(True, dtype=bool), [0.231969, 0.942826])
+        >>> ys, _ = solve_limit(sys, [1.0], rtol=1e-10, y0=jnp.array(0.5))   # 1/(1 + e^-1)
+        >>> round(float(ys[0]), 6)
+        0.731059
     """
     kind = "stiff" if system.stiff else "nonstiff"
     name = solver_name or REFERENCE_SETTINGS[kind][0]
-    solver = getattr(diffrax, name)()
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(system.limit_field),
-        solver,
-        system.t0,
-        system.t1,
-        None,
-        system.y0,
-        system.args,
+    limit = system.limit() if system.h_dependent else system
+    controller = diffrax.PIDController(rtol=rtol, atol=rtol)
+    sol = prepare(limit, getattr(diffrax, name)(), controller=controller).solve(
+        y0=y0,
+        args=args,
+        t0=t0,
+        t1=t1,
         saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol),
         max_steps=_MAX_STEPS,
-        throw=False,
     )
     return sol.ys, sol.result
 
@@ -191,6 +211,73 @@ def final_state(system: System) -> Reference:
         ref = _reference_solve(system)
     _CACHE[system] = ref
     return ref
+
+
+@dataclasses.dataclass(frozen=True)
+class Trajectory:
+    """y of the limit ODE at a grid of times, with an error estimate per time and its source.
+
+    Attributes:
+        ys: y at the times, shape (len(ts), *y0.shape); NaN where the solve failed.
+        error_estimate: per time, 0 for an exact solution, else the max-norm distance to the
+            looser solve (see `final_state`); NaN where the solve failed.
+        source: "exact", "reference (SOLVER, rtol=...)" or "none (reference solve failed:
+            WHY; SOLVER, rtol=...)"; ", float32" is added where the tolerance was floored.
+
+    Examples:
+        >>> from analysis import systems
+        >>> ref = trajectory(systems.get("linear"), np.array([0.5, 1.0]))   # e^-t
+        >>> ref.source, ref.ys.round(6).tolist(), ref.error_estimate.tolist()
+        ('exact', [0.606531, 0.367879], [0.0, 0.0])
+    """
+
+    ys: np.ndarray
+    error_estimate: np.ndarray
+    source: str
+
+
+_TRAJECTORIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def trajectory(system: System, ts, *, exact: bool = True) -> Trajectory:
+    """The limit ODE's solution at the times `ts` (increasing, last t1): exact where the system
+    has an exact solution (unless `exact` is False), else the reference solve of `settings`
+    with its error estimated by the looser solve. Cached per system object and grid.
+
+    Args:
+        system: the System.
+        ts: the times (NumPy array, from t0 to t1).
+        exact: use the system's exact solution where it has one (False: always solve).
+
+    Returns:
+        A `Trajectory`; a failed solve gives NaN values and says why in its source.
+
+    Examples:
+        >>> from analysis import systems
+        >>> sys = systems.get("linear")
+        >>> ref = trajectory(sys, np.array([1.0]), exact=False)
+        >>> close = bool(abs(ref.ys[0] - np.exp(-1)) < 1e-12)
+        >>> ref.source, close, bool(ref.error_estimate[0] < 1e-10)
+        ('reference (Dopri8, rtol=1e-13)', True, True)
+    """
+    ts = np.asarray(ts, dtype=float)
+    cache = _TRAJECTORIES.setdefault(system, {})
+    key = (tuple(ts.tolist()), exact and system.exact is not None)
+    if key not in cache:
+        if key[1]:
+            ys = np.asarray(jax.vmap(system.exact)(jnp.asarray(ts)))
+            cache[key] = Trajectory(ys, np.zeros(len(ts)), "exact")
+        else:
+            name, rtol, _, _ = settings(system)
+            setting = f"{name}, rtol={rtol:.2g}{_precision_suffix(system)}"
+            fine, est, failed = _estimated_solve(system, ts)
+            if failed:  # no reference: NaN values and the reason
+                nan = np.full((len(ts), *np.shape(system.y0)), np.nan)
+                source = f"none (reference solve failed: {failed}; {setting})"
+                cache[key] = Trajectory(nan, np.full(len(ts), np.nan), source)
+            else:
+                cache[key] = Trajectory(fine, est, f"reference ({setting})")
+    return cache[key]
 
 
 def _reference_solve(system: System) -> Reference:

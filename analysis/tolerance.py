@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import chunk_store as _chunk_store
+from . import convergence as _convergence
 from . import systems as _systems
 from ._sweep import sweep
 from .errors import InvalidArgument
@@ -159,8 +160,8 @@ def proportionality(rows: pd.DataFrame, by=("system", "solver", "controller")) -
             )
             record |= {"slope": np.nan, "intercept": np.nan, "status": "too_few_points"}
         else:
-            slope, intercept = np.polyfit(np.log10(use["rtol"]), np.log10(use["error"]), 1)
-            record |= {"slope": slope, "intercept": intercept, "status": "ok"}
+            fit = _convergence.log_slope(use["rtol"], use["error"], base=10)
+            record |= {"slope": fit.slope, "intercept": fit.intercept, "status": "ok"}
         records.append(record | {"reason": "; ".join(why)})
     columns = [*by, "slope", "intercept", "points", "n_failed", "status", "reason"]
     out = pd.DataFrame(records, columns=columns)

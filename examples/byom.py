@@ -28,9 +28,9 @@ quick = "--quick" in sys.argv
 steps = [5.0 / n for n in ((25, 50, 100) if quick else (25, 35, 50, 70, 100, 140, 200))]
 
 # 1. Convergence: observed order towards the h -> 0 limit (a reference solve of my_field at h=0).
-rows = convergence.measure(model, ["Euler", "Heun", "Tsit5"], dt0=steps)
-print(convergence.orders(rows)[["solver", "order", "ci_low", "ci_high", "nominal_order"]])
-figure = plotting.error_vs_step(rows, title="my_model: error against h")
+result = convergence.measure(model, ["Euler", "Heun", "Tsit5"], dt0=steps)
+print(result.fits[["solver", "order", "ci_low", "ci_high", "nominal_order"]])
+figure = plotting.error_vs_step(result, title="my_model: error against h")
 figure.savefig("my_model_convergence.png", dpi=200)  # your first figure of your own model
 
 # 2. Stability: fixed points of the one-step map at the training step, and their multipliers.

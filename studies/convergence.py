@@ -127,20 +127,25 @@ def _step_counts(system, order: float, config: Config) -> list[int]:
     return sorted({int(m * max(1, round(k / m))) for k in n})
 
 
-def _measure(system, solver, order, config, norms, **extra) -> pd.DataFrame:
+def _measure(system, solver, order, config, norms, **extra) -> convergence.ConvergenceResult:
     ns = _step_counts(system, order, config)
     span = abs(system.t1 - system.t0)
     m = config.save_points
     save_ts = system.t0 + span * np.arange(1, m + 1) / m
-    df = convergence.measure(
+    result = convergence.measure(
         system, solver, dt0=[span / n for n in ns], norms=norms, save_ts=save_ts
     )
-    for k, v in extra.items():
-        df[k] = v
-    return df
+    return _tagged(result, **extra)
 
 
-def _smooth(config: Config) -> list[pd.DataFrame]:
+def _tagged(result: convergence.ConvergenceResult, **extra) -> convergence.ConvergenceResult:
+    """The result with the experiment's columns (experiment, q, terms, ...) on rows and fits."""
+    return convergence.ConvergenceResult(
+        **{name: table.assign(**extra) for name, table in result.tables().items()}
+    )
+
+
+def _smooth(config: Config) -> list[convergence.ConvergenceResult]:
     frames = []
     for name, params in config.smooth_systems:
         system = systems.get(name, **dict(params))
@@ -152,7 +157,7 @@ def _smooth(config: Config) -> list[pd.DataFrame]:
     return frames
 
 
-def _cap(config: Config) -> list[pd.DataFrame]:
+def _cap(config: Config) -> list[convergence.ConvergenceResult]:
     frames = []
     for q in config.cap_q:
         system = systems.get("perturbed", base="harmonic", c=1.0, q=q, g="sin")
@@ -164,7 +169,7 @@ def _cap(config: Config) -> list[pd.DataFrame]:
     return frames
 
 
-def _modified(config: Config) -> list[pd.DataFrame]:
+def _modified(config: Config) -> list[convergence.ConvergenceResult]:
     frames = []
     for terms in config.modified_terms:
         base = systems.get("logistic")
@@ -177,7 +182,7 @@ def _modified(config: Config) -> list[pd.DataFrame]:
     return frames
 
 
-def _stiff(config: Config) -> list[pd.DataFrame]:
+def _stiff(config: Config) -> list[convergence.ConvergenceResult]:
     frames = []
     span = 2.0
     h_max, h_min = config.stiff_h
@@ -187,11 +192,10 @@ def _stiff(config: Config) -> list[pd.DataFrame]:
     for lam in config.stiffness:
         system = systems.get("prothero_robinson", stiffness=lam, t1=span)
         for solver in config.stiff_solvers:
-            df = convergence.measure(system, solver, dt0=[span / n for n in ns])
-            df["experiment"] = "stiff"
-            df["stiffness"] = lam
-            df["h_lambda"] = df["h"] * lam
-            frames.append(df)
+            result = convergence.measure(system, solver, dt0=[span / n for n in ns])
+            result = _tagged(result, experiment="stiff", stiffness=lam)
+            rows = result.rows.assign(h_lambda=result.rows["h"] * lam)
+            frames.append(dataclasses.replace(result, rows=rows))
     return frames
 
 
@@ -268,33 +272,35 @@ def _expected(row, config: Config) -> float:
 
 
 def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
-    """All four experiments: the measured rows and the fitted orders."""
-    frames = _smooth(config) + _cap(config) + _modified(config) + _stiff(config)
-    rows = pd.concat(frames, ignore_index=True)
+    """All four experiments: the measured rows and the orders fitted once by `measure`."""
+    results = _smooth(config) + _cap(config) + _modified(config) + _stiff(config)
+    rows = pd.concat([r.rows for r in results], ignore_index=True)
+    fits = pd.concat([r.fits for r in results], ignore_index=True)
     for col in ("q", "terms", "stiffness", "h_lambda"):
         if col not in rows:
             rows[col] = np.nan
-    fits = []
-    for (exp, q, terms, lam), g in rows.groupby(
-        ["experiment", "q", "terms", "stiffness"], sort=False, dropna=False
-    ):
-        table = convergence.orders(g)
-        table.insert(0, "experiment", exp)
-        table["predicted_order"] = [
-            _predicted_order(
-                g[(g["system"] == r.system) & (g["solver"] == r.solver) & (g["norm"] == r.norm)],
-                config,
-            )
-            if exp == "smooth" and r.norm == "final" and r.system.split("(")[0] in LINEAR_SYSTEMS
-            else np.nan
-            for r in table.itertuples()
-        ]
-        table["q"], table["terms"], table["stiffness"] = q, terms, lam
-        fits.append(table)
-    orders = pd.concat(fits, ignore_index=True)
-    orders["expected_order"] = orders.apply(_expected, axis=1, config=config)
-    orders["stage_order"] = [solvers.info(s).stage_order for s in orders["solver"]]
-    smooth = orders[(orders["experiment"] == "smooth") & (orders["norm"] == "final")]
+        if col != "h_lambda" and col not in fits:
+            fits[col] = np.nan
+    fits.insert(0, "experiment", fits.pop("experiment"))
+    fits["predicted_order"] = [
+        _predicted_order(
+            rows[
+                (rows["experiment"] == r.experiment)
+                & (rows["system"] == r.system)
+                & (rows["solver"] == r.solver)
+                & (rows["norm"] == r.norm)
+            ],
+            config,
+        )
+        if r.experiment == "smooth"
+        and r.norm == "final"
+        and r.system.split("(")[0] in LINEAR_SYSTEMS
+        else np.nan
+        for r in fits.itertuples()
+    ]
+    fits["expected_order"] = fits.apply(_expected, axis=1, config=config)
+    fits["stage_order"] = [solvers.info(s).stage_order for s in fits["solver"]]
+    smooth = fits[(fits["experiment"] == "smooth") & (fits["norm"] == "final")]
     observed = smooth[
         [
             "system",
@@ -310,7 +316,7 @@ def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
     ].reset_index(drop=True)
     return {
         "rows": rows.drop(columns=[c for c in rows if c.startswith("y_final_")]),
-        "orders": orders,
+        "fits": fits,
         "observed_orders": observed,
     }
 
@@ -328,7 +334,12 @@ def plot(results: dict[str, pd.DataFrame]) -> dict:
 
     from analysis import plotting
 
-    rows, orders = results["rows"], results["orders"]
+    rows, fits = results["rows"], results["fits"]
+
+    def measured(experiment: str, part: pd.DataFrame) -> convergence.ConvergenceResult:
+        """Rows of one experiment with that experiment's stored fits (drawn, never refitted)."""
+        return convergence.ConvergenceResult(rows=part, fits=fits[fits["experiment"] == experiment])
+
     figs = {}
     smooth = rows[(rows["experiment"] == "smooth") & (rows["norm"] == "final")]
     first = smooth["system"].iloc[0]
@@ -337,20 +348,30 @@ def plot(results: dict[str, pd.DataFrame]) -> dict:
         for ax, (title, names) in zip(axes, _GROUPS.items(), strict=True):
             part = smooth[(smooth["system"] == first) & smooth["solver"].isin(names)]
             orders_here = sorted({solvers.info(s).order for s in part["solver"]})
-            plotting.error_vs_step(part, ax=ax, title=f"{first}: {title}", triangles=orders_here)
+            plotting.error_vs_step(
+                measured("smooth", part),
+                ax=ax,
+                title=f"{first}: {title}",
+                triangles=orders_here,
+                fitted_lines=False,
+            )
         figs["smooth"] = fig
     figs["observed_vs_nominal"] = plotting.observed_orders(
-        orders[orders["experiment"] == "smooth"], title="smooth problems, h → 0 limit"
+        fits[fits["experiment"] == "smooth"], title="smooth problems, h → 0 limit"
     )
     figs["cap"] = plotting.order_cap(
-        orders[orders["experiment"] == "cap"], title="f + h^q sin(y) (harmonic base)"
+        fits[fits["experiment"] == "cap"], title="f + h^q sin(y) (harmonic base)"
     )
     modified = rows[rows["experiment"] == "modified"].copy()
     modified["field"] = modified["terms"].map(
         {0: "Euler on f", 1: "Euler, 1 correction", 2: "Euler, 2 corrections"}
     )
     figs["modified"] = plotting.error_vs_step(
-        modified, by="field", triangles=(1, 2, 3), title="modified_euler(logistic)"
+        measured("modified", modified),
+        by="field",
+        triangles=(1, 2, 3),
+        title="modified_euler(logistic)",
+        fitted_lines=False,
     )
     stiff = rows[rows["experiment"] == "stiff"]
     names = list(dict.fromkeys(stiff["solver"]))

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 import analysis
-from analysis import systems
+from analysis import convergence, systems
+from analysis.convergence import log_slope
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +40,8 @@ CAPTIONS = {
 
 
 def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
-    """Fixed-step sweeps of both systems; returns the rows and the fitted orders."""
+    """Fixed-step sweeps of both systems; returns the rows, the least-squares orders (the paper
+    table) and the orders of `analysis.convergence.fit` that the figure's legends show."""
     base = systems.get("linear", t1=config.t1)
     stepdep = systems.get("perturbed", base=base, c=1.0, q=1, g="sin")
     dts = [config.t1 / n for n in config.steps]
@@ -48,12 +50,12 @@ def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
     orders = (
         rows[rows["status"] == "ok"]
         .groupby(["field", "solver"], sort=False)
-        .apply(lambda g: np.polyfit(np.log(g["h"]), np.log(g["error"]), 1)[0], include_groups=False)
+        .apply(lambda g: log_slope(g["h"], g["error"]).slope, include_groups=False)
         .rename("observed_order")
         .reset_index()
     )
     orders["nominal_order"] = [analysis.solvers.info(s).order for s in orders["solver"]]
-    return {"rows": rows, "orders": orders}
+    return {"rows": rows, "orders": orders, "fits": convergence.fit(rows)}
 
 
 def plot(results: dict[str, pd.DataFrame]) -> dict:
@@ -62,19 +64,21 @@ def plot(results: dict[str, pd.DataFrame]) -> dict:
 
     from analysis import plotting
 
-    rows = results["rows"]
+    rows, fits = results["rows"], results["fits"]
     with plotting.paper_style():
         fig, axes = plt.subplots(1, 2, figsize=(plotting.DOUBLE_WIDTH, 2.6), sharey=True)
         plotting.error_vs_step(
-            rows[rows["field"] == "h-free"],
+            convergence.ConvergenceResult(rows=rows[rows["field"] == "h-free"], fits=fits),
             ax=axes[0],
             title="h-free: y' = -y",
             triangles=(1, 2, 5),
+            fitted_lines=False,
         )
         plotting.error_vs_step(
-            rows[rows["field"] == "h-input"],
+            convergence.ConvergenceResult(rows=rows[rows["field"] == "h-input"], fits=fits),
             ax=axes[1],
             title="h as input: f = -y + h sin y",
             triangles=(1,),
+            fitted_lines=False,
         )
     return {"orders": fig}

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import diffrax
 import jax
-import numpy as np
 
 from analysis import solvers, systems
+from analysis.convergence import log_slope
 
 #: The checkout under test (the folder holding analysis/, studies/, tests/).
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,8 +31,7 @@ def checkout_env(base=None, **extra) -> dict:
 
 def fit_slope(h, err):
     """Least-squares slope of log(err) against log(h) (never assumes the steps halve)."""
-    slope, _ = np.polyfit(np.log(np.asarray(h)), np.log(np.asarray(err)), 1)
-    return slope
+    return log_slope(h, err).slope
 
 
 class EvaluationLog:

@@ -7,6 +7,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 import analysis
@@ -136,20 +137,21 @@ def test_euler_on_a_forcing_that_jumps_at_an_irrational_time_is_not_ok():
         exact=lambda t: jnp.maximum(t - t_jump, 0.0),
     )
     ns = np.array([10, 14, 20, 28, 40, 56, 80, 113, 160, 226, 320])
-    df = convergence.measure(system, "Euler", dt0=list(1 / ns))
+    df = convergence.measure(system, "Euler", dt0=list(1 / ns)).rows
     # Euler adds h for each step whose left end is ≥ t_jump: y_N = (N − ⌈N·t_jump⌉)/N.
     np.testing.assert_allclose(
         df["error"], np.abs((ns - np.ceil(ns * t_jump)) / ns - (1 - t_jump)), atol=1e-12
     )
-    table = convergence.orders(df)
+    table = convergence.fit(df)
     assert table["status"].iloc[0] == "no_asymptotic_range" and np.isnan(table["order"].iloc[0])
 
 
 def test_euler_on_kepler_with_errors_of_order_one_is_not_ok():
     kepler = systems.get("kepler")
-    df = convergence.measure(kepler, "Euler", dt0=[kepler.t1 / n for n in (20, 28, 40, 56, 80)])
+    result = convergence.measure(kepler, "Euler", dt0=[kepler.t1 / n for n in (20, 28, 40, 56, 80)])
+    df = result.rows
     assert (df["error"] > 1).all()  # no correct digit
-    assert convergence.orders(df)["status"].iloc[0] != "ok"
+    assert result.fits["status"].iloc[0] != "ok"
 
 
 def test_local_orders_need_no_halving():
@@ -223,7 +225,7 @@ def euler_decay(decay):
     dts = [1 / n for n in STEPS]
     jax.clear_caches()  # an empty compile cache, as fresh_compile_cache
     before = analysis.compile_count()
-    df = convergence.measure(decay, "Euler", dt0=dts, norms=("final", "max", "l2"))
+    df = convergence.measure(decay, "Euler", dt0=dts, norms=("final", "max", "l2")).rows
     assert analysis.compile_count() - before == 1  # one compiled solve serves every norm
     return df
 
@@ -246,13 +248,13 @@ def test_norms_match_closed_forms_for_euler_on_decay(euler_decay):
 
 def test_relative_norm_divides_by_the_same_norm_of_the_target(decay, euler_decay):
     dts = [1 / n for n in STEPS[:3]]
-    rel = convergence.measure(decay, "Euler", dt0=dts, norms="final", relative=True)
+    rel = convergence.measure(decay, "Euler", dt0=dts, norms="final", relative=True).rows
     absolute = euler_decay[euler_decay["norm"] == "final"].iloc[:3]
     np.testing.assert_allclose(rel["error"], absolute["error"].to_numpy() / np.exp(-1))
 
 
 def test_euler_and_tsit5_on_decay_have_orders_1_and_5(decay, euler_decay):
-    euler = convergence.orders(euler_decay)
+    euler = convergence.fit(euler_decay)
     assert (euler["status"] == "ok").all()
     local = np.array(euler["local_orders"].iloc[0].split(), dtype=float)
     assert len(local) == len(STEPS) - 1 and np.all(np.abs(local - 1) < 0.1)
@@ -262,7 +264,7 @@ def test_euler_and_tsit5_on_decay_have_orders_1_and_5(decay, euler_decay):
     # (see the next test), and float64 resolves little beyond N = 48. The fit extrapolates the
     # drifting local orders to h → 0 and its interval holds 5.
     dts = [1 / n for n in (16, 24, 32, 40, 48, 56, 64)]
-    tsit5 = convergence.orders(convergence.measure(decay, "Tsit5", dt0=dts)).iloc[0]
+    tsit5 = convergence.measure(decay, "Tsit5", dt0=dts).fits.iloc[0]
     assert tsit5["status"] in ("ok", "pre_asymptotic") and tsit5["nominal_order"] == 5
     assert tsit5["ci_low"] <= 5 <= tsit5["ci_high"] and abs(tsit5["order"] - 5) < 0.1
 
@@ -280,7 +282,7 @@ def _stability_function(tableau, z: Fraction) -> Fraction:
 def test_tsit5_errors_on_decay_equal_its_stability_function(decay):
     """On y' = -y, N steps give R(-h)^N exactly; its distance to e^{-1} is the error."""
     ns = (16, 24, 32, 48)
-    df = convergence.measure(decay, "Tsit5", dt0=[1 / n for n in ns])
+    df = convergence.measure(decay, "Tsit5", dt0=[1 / n for n in ns]).rows
     decimal.getcontext().prec = 40
     e = decimal.Decimal(-1).exp()
     for n, measured in zip(ns, df["error"], strict=True):
@@ -291,7 +293,7 @@ def test_tsit5_errors_on_decay_equal_its_stability_function(decay):
 
 def test_heun_on_perturbed_q1_converges_at_order_1():
     sys = systems.get("perturbed", base="linear", c=1.0, q=1)
-    table = convergence.orders(convergence.measure(sys, "Heun", dt0=[1 / n for n in STEPS]))
+    table = convergence.measure(sys, "Heun", dt0=[1 / n for n in STEPS]).fits
     assert table["status"].iloc[0] == "ok" and table["nominal_order"].iloc[0] == 2
     assert abs(table["order"].iloc[0] - 1) < 0.15
 
@@ -299,39 +301,9 @@ def test_heun_on_perturbed_q1_converges_at_order_1():
 def test_euler_on_modified_euler_with_one_correction_is_second_order():
     sys = systems.get("modified_euler", base="logistic", terms=1)
     dts = [sys.t1 / n for n in (80, 120, 160, 240, 320, 480, 640)]
-    table = convergence.orders(convergence.measure(sys, "Euler", dt0=dts, norms=("final", "max")))
+    table = convergence.measure(sys, "Euler", dt0=dts, norms=("final", "max")).fits
     assert (table["status"] == "ok").all()
     assert np.all(np.abs(table["order"] - 2) < 0.15)
-
-
-def test_richardson_target_extrapolates_to_the_limit(decay):
-    dts = [1 / n for n in STEPS]
-    df = convergence.measure(decay, "Heun", dt0=dts, target="richardson")
-    assert df["reference_point"].sum() == 2  # the two finest runs build the target
-    # Measured against the extrapolated target, the other runs' errors equal their errors
-    # against e^{-1} to 0.1 %: the target is far more accurate than any of them.
-    err_vs_exact = np.abs(df["y_final_0"] - np.exp(-1)).to_numpy()
-    err_vs_target = df["error"].to_numpy()
-    mask = ~df["reference_point"].to_numpy()
-    np.testing.assert_allclose(err_vs_target[mask], err_vs_exact[mask], rtol=1e-3)
-    table = convergence.orders(df)
-    assert abs(table["order"].iloc[0] - 2) < 0.15
-    assert "build the Richardson target" in table["excluded"].iloc[0]
-
-
-def test_setting_target_measures_distance_to_a_discretization(decay):
-    h0 = 0.1
-    df = convergence.measure(
-        decay, "Euler", dt0=[1 / n for n in STEPS], target=convergence.Setting("Euler", h0)
-    )
-    distance = abs(np.exp(-1) - (1 - h0) ** 10)  # limit minus the h0 discretization
-    own = df.set_index("h")["error"]
-    assert own[h0] == 0.0
-    finest = df.loc[df["h"].idxmin()]
-    own_error = abs((1 - finest["h"]) ** round(1 / finest["h"]) - np.exp(-1))
-    assert abs(finest["error"] - distance) <= own_error * (1 + 1e-9)
-    table = convergence.orders(df)
-    assert "zero error" in table["excluded"].iloc[0]
 
 
 def test_bad_measure_arguments_fail_before_compiling(decay):
@@ -339,7 +311,7 @@ def test_bad_measure_arguments_fail_before_compiling(decay):
     with pytest.raises(InvalidArgument, match="norms"):
         convergence.measure(decay, "Euler", dt0=[0.1], norms=("sup",))
     with pytest.raises(InvalidArgument, match="target"):
-        convergence.measure(decay, "Euler", dt0=[0.1], target="exact")
+        convergence.measure(decay, "Euler", dt0=[0.1], target="exactly")
     with pytest.raises(InvalidArgument, match="n_dense"):
         convergence.measure(decay, "Euler", dt0=[0.1], norms="l2", n_dense=1)
     assert analysis.compile_count() == before
@@ -349,41 +321,91 @@ def test_reference_solve_is_checked_against_the_runs():
     """Without an exact solution the target is a Dopri8 solve whose own error is estimated."""
     lv = systems.get("lotka_volterra")
     dts = [lv.t1 / n for n in (200, 300, 400, 600, 800)]
-    df = convergence.measure(lv, "Heun", dt0=dts, norms=("final", "max"))
+    result = convergence.measure(lv, "Heun", dt0=dts, norms=("final", "max"))
+    df = result.rows
     assert df["target"].str.startswith("limit: reference (Dopri8").all()
     ref_error = df["reference_error"].to_numpy()
     assert np.all((ref_error > 0) & (ref_error < 1e-9))
     assert np.all(df["error"] > convergence.REFERENCE_MARGIN * ref_error)
-    table = convergence.orders(df)
+    table = result.fits
     assert (table["status"] == "ok").all() and (table["excluded"] == "").all()
     assert np.all(np.abs(table["order"] - 2) < 0.1)
 
 
-def test_richardson_target_of_a_step_dependent_field_uses_the_observed_order():
-    """f = -y + h·sin(y) (q = 1) under Heun (p = 2) converges at order 1: extrapolating with the
-    nominal order 2 would leave an O(h) error in the target. The three-grid order is used."""
-    system = systems.get("perturbed", base="linear", c=1.0, q=1)
-    dts = [1 / n for n in (10, 14, 20, 28, 40, 56, 80, 113, 160)]
-    df = convergence.measure(system, "Heun", dt0=dts, target="richardson")
-    label = df["target"].iloc[0]
-    assert label.startswith("richardson (order 1.0") and "observed on the 3 finest runs" in label
-    # The limit has an exact solution: the extrapolated target is far closer to it than the
-    # finest run, so errors against it equal errors against the exact limit to 2 %.
-    exact = convergence.measure(system, "Heun", dt0=dts)
-    mask = ~df["reference_point"].to_numpy()
-    np.testing.assert_allclose(df["error"][mask], exact["error"][mask], rtol=0.02)
-    table = convergence.orders(df).iloc[0]
-    assert table["status"] == "ok" and table["ci_low"] <= 1 <= table["ci_high"]
-    nominal = convergence.measure(system, "Heun", dt0=dts, target="richardson", richardson_order=2)
-    assert nominal["target"].iloc[0] == "richardson (order 2, given)"
+# ---------------------------------------------------------------------------- the plot of fits
 
 
-def test_an_h_free_field_extrapolates_with_the_nominal_order(decay):
-    df = convergence.measure(decay, "Heun", dt0=[1 / n for n in STEPS], target="richardson")
-    assert df["target"].iloc[0] == "richardson (nominal order 2)"
+@pytest.fixture(scope="module")
+def two_systems():
+    """Euler and Heun on y' = -y and on y' = -y + h·sin(y): four lines of one measurement each."""
+    dts = [1 / n for n in (10, 20, 40, 80)]
+    parts = [
+        convergence.measure(system, ["Euler", "Heun"], dt0=dts)
+        for system in ("linear", systems.get("perturbed", base="linear", c=1.0, q=1))
+    ]
+    return convergence.ConvergenceResult(
+        rows=pd.concat([p.rows for p in parts], ignore_index=True),
+        fits=pd.concat([p.fits for p in parts], ignore_index=True),
+    )
 
 
-def test_measuring_a_lifted_map_against_its_limit_warns_that_it_is_frozen():
-    lifted = analysis.discrete.lift(lambda y: 0.5 * y, h_train=0.25, y0=1.0)
-    with pytest.warns(convergence.FrozenFieldWarning, match="frozen at h = 0.25"):
-        convergence.measure(lifted, "Euler", dt0=[0.25, 0.125, 0.0625])
+def test_error_vs_step_draws_the_stored_fits_as_separate_lines(two_systems):
+    import matplotlib.pyplot as plt
+
+    from analysis import plotting
+
+    fits = two_systems.fits
+    fig = plotting.error_vs_step(two_systems)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    # one line per (solver, system), never one zig-zag line per solver; legend in the fits' order
+    assert len(labels) == 4 and [lab.split(",")[0] for lab in labels] == fits["solver"].tolist()
+    for label, (_, fit) in zip(labels, fits.iterrows(), strict=True):
+        assert fit["system"] in label and f"order {fit['order']:.2f}" in label
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 4
+    for line, (_, fit) in zip(dashed, fits.iterrows(), strict=True):
+        h = np.array([fit["h_min"], fit["h_max"]])
+        np.testing.assert_array_equal(line.get_xdata(), h)
+        np.testing.assert_array_equal(
+            line.get_ydata(), np.exp(fit["log_constant"]) * h ** fit["order"]
+        )
+    # the fitted line passes through the finest fitted error: e(h_min) = exp(log C)·h_min^order
+    heun = two_systems.rows[
+        (two_systems.rows["solver"] == "Heun") & (two_systems.rows["system"] == "linear")
+    ]
+    finest = heun["error"][heun["h"] == fits["h_min"].iloc[1]].iloc[0]
+    assert dashed[1].get_ydata()[0] == pytest.approx(finest, rel=1e-12)
+    plt.close(fig)
+
+
+def test_error_vs_step_on_bare_rows_draws_points_only_and_names_missing_columns(two_systems):
+    import matplotlib.pyplot as plt
+
+    from analysis import plotting
+
+    fig = plotting.error_vs_step(two_systems.rows)
+    ax = fig.axes[0]
+    assert all(line.get_linestyle() != "--" for line in ax.get_lines())
+    assert [t.get_text() for t in ax.get_legend().get_texts()][0] == "Euler, linear"
+    plt.close(fig)
+    with pytest.raises(InvalidArgument, match="lacks column 'error'"):
+        plotting.error_vs_step(two_systems.rows.drop(columns="error"))
+    with pytest.raises(InvalidArgument, match="fits lacks column 'log_constant'"):
+        plotting.error_vs_step(
+            convergence.ConvergenceResult(
+                rows=two_systems.rows, fits=two_systems.fits.drop(columns="log_constant")
+            )
+        )
+
+
+def test_log_slope_of_a_power_law_and_bad_input():
+    h = np.array([0.1, 0.05, 0.02, 0.01])
+    fit = convergence.log_slope(h, 3 * h**2.5)
+    assert fit.slope == pytest.approx(2.5, abs=1e-12) and fit.points == 4
+    assert np.exp(fit.intercept) == pytest.approx(3.0, rel=1e-12)
+    np.testing.assert_allclose(fit.at(h), 3 * h**2.5, rtol=1e-12)
+    with pytest.raises(InvalidArgument, match="y="):
+        convergence.log_slope(h, [1.0, 0.0, 1.0, 1.0])
+    with pytest.raises(InvalidArgument, match="≥ 2"):
+        convergence.log_slope([0.1], [1.0])

@@ -36,7 +36,7 @@ _FLOAT32_RUN = textwrap.dedent(
             if call == "sweep":
                 df = analysis.sweep(damped, ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025])
             else:
-                df = convergence.measure(damped, ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025])
+                df = convergence.measure(damped, ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025]).rows
         out[call] = dict(
             warnings=[w.category.__name__ for w in caught],
             messages=[str(w.message) for w in caught],
@@ -104,11 +104,12 @@ def test_a_failed_reference_solve_gives_nan_errors_with_a_reason_in_measure_too(
     blowup = systems.System(
         name="blowup_measure", vector_field=lambda t, y, a, h: y**2, y0=np.float64(1.0), t1=2.0
     )
-    df = convergence.measure(blowup, "Euler", dt0=[0.1, 0.05])
+    result = convergence.measure(blowup, "Euler", dt0=[0.1, 0.05])
+    df = result.rows
     assert df["status"].tolist() == ["ok", "nonfinite"]  # each run keeps its own status
     assert df["error"].isna().all()
     assert df["target"].iloc[0].startswith("limit: none (reference solve failed")
     assert (df["error_source"] == df["target"]).all()
-    fit = convergence.orders(df)
+    fit = result.fits
     assert np.isnan(fit["order"].iloc[0]) and fit["status"].iloc[0] != "ok"
     assert "reference solve failed" in fit["reason"].iloc[0]

@@ -41,7 +41,7 @@ def run(config):
     if config.fail:
         raise RuntimeError("this study fails on purpose")
     rows = analysis.sweep("linear", ["Euler", "Heun"], dt0=[1 / n for n in config.steps])
-    fit = lambda g: np.polyfit(np.log(g["h"]), np.log(g["error"]), 1)[0]
+    fit = lambda g: analysis.convergence.log_slope(g["h"], g["error"]).slope
     orders = rows.groupby("solver").apply(fit, include_groups=False).rename("order").reset_index()
     return {"rows": rows, "orders": orders}
 

@@ -160,7 +160,7 @@ def test_stiff_prothero_robinson_at_fixed_steps_matches_an_independent_dirk(name
         systems.get("prothero_robinson", stiffness=-STIFF_LAMBDA),
         name,
         dt0=[2.0 / n for n in steps],
-    )
+    ).rows
     assert (df["status"] == "ok").all(), df[["h", "status"]]
     expected = np.abs([numpy_dirk_prothero_robinson(name, STIFF_LAMBDA, n) for n in steps])
     measured = df.sort_values("h", ascending=False)["error"].to_numpy()

@@ -11,11 +11,11 @@ pytestmark = pytest.mark.slow  # end to end: the study's whole QUICK config
 
 
 def test_table_lists_every_solver_with_observed_and_nominal_order(quick_study):
-    orders = quick_study.tables["orders"]
-    smooth = orders[orders["experiment"] == "smooth"]
+    fits = quick_study.tables["fits"]
+    smooth = fits[fits["experiment"] == "smooth"]
     assert set(smooth["solver"]) == set(solvers.NAMES)
     for col in ("order", "ci_low", "ci_high", "nominal_order", "points_used", "excluded"):
-        assert col in orders
+        assert col in fits
     final = smooth[smooth["norm"] == "final"]
     paper = quick_study.tables["observed_orders"]  # the exported paper table
     assert set(paper["solver"]) == set(solvers.NAMES)
@@ -42,9 +42,9 @@ def test_table_lists_every_solver_with_observed_and_nominal_order(quick_study):
 
 
 def test_step_dependent_cap_and_modified_euler_orders(quick_study):
-    orders = quick_study.tables["orders"]
+    fits = quick_study.tables["fits"]
     for exp in ("cap", "modified"):
-        part = orders[orders["experiment"] == exp]
+        part = fits[fits["experiment"] == exp]
         assert len(part) and (part["status"] == "ok").all()
         assert np.all(np.abs(part["order"] - part["expected_order"]) < 0.15), part[
             ["solver", "q", "terms", "order", "expected_order"]
@@ -52,8 +52,8 @@ def test_step_dependent_cap_and_modified_euler_orders(quick_study):
 
 
 def test_stiff_problem_shows_order_reduction_to_the_stage_order(quick_study):
-    orders, rows = quick_study.tables["orders"], quick_study.tables["rows"]
-    stiff = orders[orders["experiment"] == "stiff"]
+    fits, rows = quick_study.tables["fits"], quick_study.tables["rows"]
+    stiff = fits[fits["experiment"] == "stiff"]
     rows = rows[rows["experiment"] == "stiff"]
     assert (rows["status"] == "ok").all()  # every implicit solve converges, λ = 1e6 included
     assert (stiff["status"] == "ok").all(), stiff

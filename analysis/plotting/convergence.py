@@ -1,14 +1,14 @@
 """Convergence figures: error against step size, observed against expected order, the min(p, q)
 cap of step-dependent fields, and local orders against a scaled step.
 
-Each takes the tidy DataFrames of `analysis.convergence` (`measure` rows, `orders` tables) and
-draws on a given axes or a new one. Orders shown are `analysis.convergence.fit_order` fits, the
-same ones the tables report.
+Each takes what `analysis.convergence` produces (a `ConvergenceResult` of `measure`, its rows
+or its fits table) and draws on a given axes or a new one. Orders shown are the fits stored in
+the result (`analysis.convergence.fit`), the same ones the tables report: nothing is refitted.
 
 Examples:
     >>> from analysis import convergence, plotting
-    >>> df = convergence.measure("linear", ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025, 0.0125])
-    >>> fig = plotting.error_vs_step(df, triangles=(1, 2))
+    >>> result = convergence.measure("linear", ["Euler", "Heun"], dt0=[0.1, 0.05, 0.025, 0.0125])
+    >>> fig = plotting.error_vs_step(result, triangles=(1, 2))
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import convergence as _convergence
+from ..result import require_columns
 from ._style import COLUMN_WIDTH, log_axis, paper_style, slope_triangle, solver_style
 
 
@@ -27,55 +28,123 @@ def _axes(ax, height=2.6):
     return ax.figure, ax
 
 
-def _order_label(g: pd.DataFrame) -> str:
-    """The fitted order of one line's rows, e.g. '2.00', or '5.07, pre_asymptotic' if not ok."""
-    fit = _convergence.fit_rows(g)
-    if not np.isfinite(fit.order):
+def _order_text(fit) -> str:
+    """A stored fit's order for a legend, e.g. '2.00', or '5.07, pre_asymptotic' if not ok."""
+    if fit is None or not np.isfinite(fit["order"]):
         return "n/a"
-    return f"{fit.order:.2f}" if fit.status == "ok" else f"{fit.order:.2f}, {fit.status}"
+    return (
+        f"{fit['order']:.2f}" if fit["status"] == "ok" else f"{fit['order']:.2f}, {fit['status']}"
+    )
+
+
+_ROWS = ("h", "error", "status")
+_FITS = ("order", "status", "log_constant", "h_min", "h_max")
+
+
+def _lines(rows: pd.DataFrame, fits: pd.DataFrame | None, by: str):
+    """(name of `by`, label, rows, matching fit or None) per line, in the order of the fits
+    (lines without a fit last, in the order of the rows).
+
+    A line is one value of `by`, split further by any of the fit's line columns (system,
+    solver, target, norm, relative) that take several values under one value of `by`: rows
+    of several systems or solvers are never joined into one line.
+    """
+    split = [
+        c
+        for c in _convergence.LINE
+        if c in rows and c != by and (rows.groupby(by, sort=False)[c].nunique() > 1).any()
+    ]
+    keys = [c for c in _convergence.LINE if c in rows and fits is not None and c in fits]
+    lines = []
+    for key, g in rows.groupby([by, *split], sort=False):
+        name = ", ".join(str(k) for k in key)
+        fit, rank = None, (1, len(lines))
+        if fits is not None:
+            first = g.iloc[0]
+            match = np.flatnonzero(
+                np.logical_and.reduce([fits[c].to_numpy() == first[c] for c in keys])
+                if keys
+                else np.ones(len(fits), bool)
+            )
+            if len(match):
+                fit, rank = fits.iloc[match[0]], (0, match[0])
+        lines.append((rank, key[0], name, g, fit))
+    return [line[1:] for line in sorted(lines, key=lambda line: line[0])]
 
 
 def error_vs_step(
-    df: pd.DataFrame, *, ax=None, title: str | None = None, triangles=(1, 2), by: str = "solver"
+    result,
+    *,
+    ax=None,
+    title: str | None = None,
+    triangles=(1, 2),
+    by: str = "solver",
+    fitted_lines: bool = True,
 ) -> plt.Figure:
-    """Log-log error against step size h, one line per value of `by`, fitted order in the legend.
+    """Log-log error against step size h, one line per value of `by`, stored orders in the legend.
 
-    Only rows with status "ok" and a positive error are drawn. The order in the legend is the
-    `analysis.convergence.fit_rows` estimate, with its status where that is not "ok" ("n/a"
-    where there is none).
+    Only rows with status "ok" and a positive error are drawn. With fits (a
+    `analysis.convergence.ConvergenceResult`), the legend gives each line's stored order (its
+    status where that is not "ok", "n/a" where there is none) in the order of the fits, and
+    `fitted_lines` draws each fitted line e(h) = exp(log_constant)·h^order over its fitted range
+    [h_min, h_max] dashed; nothing is fitted here. Bare rows (a DataFrame) are drawn as points
+    and lines only. Rows of several systems, solvers, targets or norms under one value of `by`
+    become separate lines, labelled by what differs.
 
     Args:
-        df: `analysis.convergence.measure` rows (or `analysis.sweep` rows): h, error, status.
+        result: what `analysis.convergence.measure` returns, or a DataFrame of rows (h, error,
+            status and `by`; e.g. `analysis.sweep` rows).
         ax: an Axes to draw on (default: a new figure).
         title: the panel title.
         triangles: the orders of the reference-slope triangles.
         by: the column whose values get one line each.
+        fitted_lines: draw the stored fitted lines (with fits only).
 
     Returns:
         The Figure.
 
+    Raises:
+        InvalidArgument: the rows or fits lack a column this plot needs.
+
     Examples:
         >>> from analysis import convergence, plotting
         >>> dt0 = [1 / n for n in (10, 20, 40, 80)]
-        >>> df = convergence.measure("linear", ["Euler", "Heun"], dt0=dt0)
-        >>> fig = plotting.error_vs_step(df)
+        >>> result = convergence.measure("linear", ["Euler", "Heun"], dt0=dt0)
+        >>> fig = plotting.error_vs_step(result)
         >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
         ['Euler (order 1.00)', 'Heun (order 2.00)']
     """
+    if isinstance(result, pd.DataFrame):
+        rows, fits = result, None
+    else:
+        rows, fits = getattr(result, "rows", result), getattr(result, "fits", None)
+    rows = require_columns(rows, (*_ROWS, by), "error_vs_step's rows")
+    if fits is not None:
+        require_columns(fits, _FITS, "error_vs_step's fits")
     with paper_style():
         fig, ax = _axes(ax)
-        for name, g in df.groupby(by, sort=False):
+        for name, label, g, fit in _lines(rows, fits, by):
             ok = g[(g["status"] == "ok") & (g["error"] > 0)].sort_values("h")
-            text = _order_label(g) if len(g) else "n/a"
-            style = solver_style(name) if by == "solver" else solver_style(str(name))
-            ax.loglog(ok["h"], ok["error"], label=f"{name} (order {text})", **style)
-        ok = df[(df["status"] == "ok") & (df["error"] > 0)]
+            style = solver_style(str(name))
+            text = label if fits is None else f"{label} (order {_order_text(fit)})"
+            ax.loglog(ok["h"], ok["error"], label=text, **style)
+            if fitted_lines and fit is not None and np.isfinite(fit["log_constant"]):
+                h = np.array([fit["h_min"], fit["h_max"]])
+                ax.loglog(
+                    h,
+                    np.exp(fit["log_constant"]) * h ** fit["order"],
+                    color=style["color"],
+                    ls="--",
+                    lw=0.8,
+                    zorder=1,
+                )
+        ok = rows[(rows["status"] == "ok") & (rows["error"] > 0)]
         if len(ok):
             x0, y0 = ok["h"].min(), ok["error"].max()
             for k, order in enumerate(triangles):
                 slope_triangle(ax, x0 * 1.3, y0 * 10 ** (-1.5 - 1.2 * k), order)
         log_axis(ax, "x", "step size h", "time units")
-        norm = df["norm"].iloc[0] if "norm" in df and df["norm"].nunique() == 1 else "final"
+        norm = rows["norm"].iloc[0] if "norm" in rows and rows["norm"].nunique() == 1 else "final"
         log_axis(ax, "y", _NORM_LABELS.get(norm, "error"))
         if title:
             ax.set_title(title)
@@ -95,11 +164,12 @@ def observed_orders(
 ) -> plt.Figure:
     """Observed order (with its interval) against the expected order, per solver.
 
-    `table` is an `analysis.convergence.orders` table (optionally with a column `expected`);
+    `table` is a fits table (`analysis.convergence.fit`, a `ConvergenceResult.fits`; optionally
+    with a column `expected`);
     rows whose fit status is not "ok" are drawn faded. Points on the diagonal agree.
 
     Args:
-        table: an `orders` table (solver, norm, order, ci_low, ci_high and `expected`).
+        table: a fits table (solver, norm, order, ci_low, ci_high and `expected`).
         ax: an Axes to draw on (default: a new figure).
         expected: the column of expected orders.
         title: the panel title.
@@ -110,8 +180,8 @@ def observed_orders(
     Examples:
         >>> from analysis import convergence, plotting
         >>> dt0 = [1 / n for n in (10, 20, 40, 80)]
-        >>> df = convergence.measure("linear", ["Euler", "Heun"], dt0=dt0)
-        >>> fig = plotting.observed_orders(convergence.orders(df))
+        >>> result = convergence.measure("linear", ["Euler", "Heun"], dt0=dt0)
+        >>> fig = plotting.observed_orders(result.fits)
         >>> fig.axes[0].get_xlabel()
         'expected order (nominal order)'
     """
@@ -163,7 +233,7 @@ def order_cap(table: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.
     each solver is min(p, q): the field's O(h^q) term caps a solver of order p.
 
     Args:
-        table: one row per (solver, q), e.g. `orders` tables of the `perturbed` family with a
+        table: one row per (solver, q), e.g. fits tables of the `perturbed` family with a
             column q added.
         ax: an Axes to draw on (default: a new figure).
         title: the panel title.
