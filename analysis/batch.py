@@ -41,6 +41,7 @@ import numpy as np
 from . import controller as _controller
 from . import step_log as _step_log
 from . import systems as _systems
+from ._diffrax_private import result_code
 from .prepare import prepare
 from .stepdep import StepAware
 
@@ -80,7 +81,9 @@ _WORD_OF_RESULT = {
     "singular": "implicit_nonconvergence",
     "event_occurred": "event",
 }
-_STATUS_BY_CODE = {int(getattr(diffrax.RESULTS, k)._value): v for k, v in _WORD_OF_RESULT.items()}
+_STATUS_BY_CODE = {
+    int(result_code(getattr(diffrax.RESULTS, k))): v for k, v in _WORD_OF_RESULT.items()
+}
 #: Result code of a solve whose vector field raised at run time (an `eqx.error_if` that fired,
 #: a callback that failed): status "field_error". No diffrax result has it (they are ≥ 0); the
 #: executors (`analysis.distributed`) record it for each solve that raises on its own.
@@ -129,12 +132,13 @@ def status_of(code: int, y_final) -> str:
         (the vector field raised at run time), or "failed(<code>)" for an unlisted result.
 
     Examples:
-        >>> ok, too_long = diffrax.RESULTS.successful, diffrax.RESULTS.max_steps_reached
-        >>> status_of(ok._value, np.array([0.37])), status_of(ok._value, np.array([np.nan]))
+        >>> ok = int(result_code(diffrax.RESULTS.successful))
+        >>> too_long = int(result_code(diffrax.RESULTS.max_steps_reached))
+        >>> status_of(ok, np.array([0.37])), status_of(ok, np.array([np.nan]))
         ('ok', 'nonfinite')
-        >>> status_of(ok._value, {"q": np.array(0.5), "p": np.array(np.inf)})
+        >>> status_of(ok, {"q": np.array(0.5), "p": np.array(np.inf)})
         'nonfinite'
-        >>> status_of(too_long._value, np.array([0.37])), status_of(FIELD_ERROR, np.array([np.nan]))
+        >>> status_of(too_long, np.array([0.37])), status_of(FIELD_ERROR, np.array([np.nan]))
         ('max_steps', 'field_error')
     """
     status = _STATUS_BY_CODE.get(int(code), f"failed({int(code)})")
@@ -256,7 +260,7 @@ def _solve_one(group: Group, dt0, rtol, atol, y0, args, span) -> dict:
     ys = sol.ys if _is_array(y0) else jax.vmap(_ravel)(sol.ys)
     return {
         "y_final": ys[-1],
-        "result": sol.result._value,
+        "result": result_code(sol.result),
         "num_steps": sol.stats["num_steps"],
         "num_accepted": sol.stats["num_accepted_steps"],
         "num_rejected": sol.stats["num_rejected_steps"],

@@ -41,6 +41,7 @@ import pandas as pd
 from . import convergence as _convergence
 from . import solvers as _solvers
 from . import systems as _systems
+from ._diffrax_private import result_code
 from .batch import status_of
 from .errors import InvalidArgument
 from .prepare import Prepared, prepare
@@ -82,7 +83,7 @@ def _drifts(prepared: Prepared, dt0s, max_steps: int, names: tuple[str, ...]):
         values = jnp.stack([jax.vmap(inv)(sol.ys) for inv in invariants])
         change = jnp.where(taken, jnp.abs(values - values[:, :1]), 0.0)
         y_last = jax.tree_util.tree_map(lambda y: y[steps], sol.ys)
-        return change.max(axis=1), values[:, 0], steps, sol.result._value, y_last
+        return change.max(axis=1), values[:, 0], steps, result_code(sol.result), y_last
 
     return jax.vmap(one)(dt0s)
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
+from ._diffrax_private import USE_STEPSIZE_TOL
 from .errors import InvalidArgument
 from .stepdep import StepAware
 
@@ -378,8 +379,7 @@ def _default_root_finder(solver: diffrax.AbstractImplicitSolver):
 
 def _waits_for_controller(root_finder) -> bool:
     return any(
-        getattr(root_finder, attr, None) is diffrax._root_finder.use_stepsize_tol
-        for attr in ("rtol", "atol", "norm")
+        getattr(root_finder, attr, None) is USE_STEPSIZE_TOL for attr in ("rtol", "atol", "norm")
     )
 
 
@@ -426,7 +426,7 @@ def for_fixed_steps(solver: diffrax.AbstractSolver) -> diffrax.AbstractSolver:
         return eqx.tree_at(lambda s: s.root_finder, solver, StateScaledNewton())
     if _waits_for_controller(root):  # the user's class, without tolerances: give it ours
         filled = dict(rtol=FIXED_STEP_ROOT_RTOL, atol=FIXED_STEP_ROOT_ATOL, norm=optx.max_norm)
-        names = [a for a in filled if getattr(root, a) is diffrax._root_finder.use_stepsize_tol]
+        names = [a for a in filled if getattr(root, a) is USE_STEPSIZE_TOL]
         return eqx.tree_at(
             lambda s: [getattr(s.root_finder, a) for a in names],
             solver,

@@ -42,8 +42,8 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import jax.tree_util as jtu
 from diffrax import AbstractTerm
-from diffrax._term import WrapTerm  # diffrax marks reverse-time terms with it; not re-exported
 
+from ._diffrax_private import WrapTerm
 from .errors import InvalidArgument
 
 __all__ = ["StepTerm", "FrozenStepTerm", "StepAware", "StaleFSAL", "bind_step", "uses_h"]

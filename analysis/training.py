@@ -36,6 +36,7 @@ import optax
 from . import reference as _reference
 from . import solvers as _solvers
 from . import systems as _systems
+from ._diffrax_private import result_code
 from .errors import InvalidArgument, require_positive, warn_if_float32
 from .models import require_model
 from .prepare import prepare
@@ -293,7 +294,7 @@ def solve(model, solver: str, control: str, step, y0, ts, max_steps: int, *, for
         max_steps=max_steps,
         adjoint=diffrax.ForwardMode() if forward else None,
     )
-    return sol.ys, sol.result._value, sol.stats["num_steps"]
+    return sol.ys, result_code(sol.result), sol.stats["num_steps"]
 
 
 def train(
