@@ -13,14 +13,14 @@ relied on, so a diffrax release that changes it fails there, not as a wrong numb
 
 Examples:
     >>> import diffrax
-    >>> result_code(diffrax.RESULTS.successful)
+    >>> int(result_code(diffrax.RESULTS.successful))
     0
 """
 
 from diffrax._root_finder import use_stepsize_tol as USE_STEPSIZE_TOL
 from diffrax._term import WrapTerm
 
-__all__ = ["WrapTerm", "USE_STEPSIZE_TOL", "result_code"]
+__all__ = ["result_code"]  # and the re-exported WrapTerm, USE_STEPSIZE_TOL (diffrax's)
 
 
 def result_code(result):
