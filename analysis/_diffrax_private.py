@@ -17,8 +17,8 @@ Examples:
     0
 """
 
-from diffrax._root_finder import use_stepsize_tol as USE_STEPSIZE_TOL
-from diffrax._term import WrapTerm
+from diffrax._root_finder import use_stepsize_tol as USE_STEPSIZE_TOL  # noqa: F401 (re-export)
+from diffrax._term import WrapTerm as WrapTerm
 
 __all__ = ["result_code"]  # and the re-exported WrapTerm, USE_STEPSIZE_TOL (diffrax's)
 
