@@ -48,8 +48,11 @@ def _table(result, field: str, columns, what: str) -> pd.DataFrame:
     return require_columns(getattr(result, field, None), columns, f"{what}'s result.{field}")
 
 
-def _grid(axes, shape: tuple[int, int], what: str):
-    """(figure, axes as an array of `shape`) from the caller's axes, or None to make them."""
+def _grid(axes, shape: tuple[int, int], what: str, **subplots):
+    """(figure, axes as an array of `shape`): the caller's axes, or (axes=None) a new figure
+    made by `plt.subplots(*shape, **subplots)` with a constrained layout."""
+    if axes is None:
+        return plt.subplots(*shape, squeeze=False, constrained_layout=True, **subplots)
     grid = np.asarray(axes, dtype=object).reshape(-1)
     if grid.size != shape[0] * shape[1]:
         raise InvalidArgument(
@@ -112,18 +115,14 @@ def controller_heatmaps(rows, metrics=tuple(HEATMAP_METRICS), *, axes=None) -> p
     presets = list(dict.fromkeys(rows["controller"]))
     rtols = np.sort(rows["rtol"].unique())[::-1]
     with paper_style():
-        if axes is None:
-            fig, axes = plt.subplots(
-                len(metrics),
-                len(panels),
-                figsize=(min(DOUBLE_WIDTH, 1.2 + 1.9 * len(panels)), 1.2 + 1.5 * len(metrics)),
-                squeeze=False,
-                sharex=True,
-                sharey=True,
-                constrained_layout=True,
-            )
-        else:
-            fig, axes = _grid(axes, (len(metrics), len(panels)), "controller_heatmaps")
+        fig, axes = _grid(
+            axes,
+            (len(metrics), len(panels)),
+            "controller_heatmaps",
+            figsize=(min(DOUBLE_WIDTH, 1.2 + 1.9 * len(panels)), 1.2 + 1.5 * len(metrics)),
+            sharex=True,
+            sharey=True,
+        )
         for i, metric in enumerate(metrics):
             title, transform = HEATMAP_METRICS[metric]
             grids = []
@@ -195,17 +194,13 @@ def work_precision(result, *, axes=None) -> plt.Figure:
     systems = list(dict.fromkeys(rows["system"]))
     ok = rows[(rows["status"] == "ok") & (rows["error"] > 0)]
     with paper_style():
-        if axes is None:
-            fig, axes = plt.subplots(
-                2,
-                len(solvers),
-                figsize=(min(DOUBLE_WIDTH, 1.0 + 1.9 * len(solvers)), 4.4),
-                squeeze=False,
-                sharey=True,
-                constrained_layout=True,
-            )
-        else:
-            fig, axes = _grid(axes, (2, len(solvers)), "work_precision")
+        fig, axes = _grid(
+            axes,
+            (2, len(solvers)),
+            "work_precision",
+            figsize=(min(DOUBLE_WIDTH, 1.0 + 1.9 * len(solvers)), 4.4),
+            sharey=True,
+        )
         for j, solver in enumerate(solvers):
             lines = ok[ok["solver"] == solver].groupby(["system", "controller"], sort=False)
             for (system, controller), g in lines:
@@ -255,18 +250,14 @@ def step_histories(log, *, axes=None) -> plt.Figure:
     panels = _panels(steps, keys)
     varying = [k for k in keys[:2] if steps[k].nunique() > 1]
     with paper_style():
-        if axes is None:
-            fig, axes = plt.subplots(
-                len(panels),
-                1,
-                figsize=(DOUBLE_WIDTH, 0.4 + 1.3 * len(panels)),
-                sharex=True,
-                sharey=True,
-                squeeze=False,
-                constrained_layout=True,
-            )
-        else:
-            fig, axes = _grid(axes, (len(panels), 1), "step_histories")
+        fig, axes = _grid(
+            axes,
+            (len(panels), 1),
+            "step_histories",
+            figsize=(DOUBLE_WIDTH, 0.4 + 1.3 * len(panels)),
+            sharex=True,
+            sharey=True,
+        )
         for ax, panel in zip(axes[:, 0], panels, strict=True):
             g = _select(steps, keys, panel)
             acc, rej = g[g["accepted"]], g[~g["accepted"]]
@@ -317,17 +308,13 @@ def spread_vs_tolerance(result, *, axes=None) -> plt.Figure:
     stats = ("family", "rtol", "spread", "n", "center")
     line_by = [c for c in spread.columns if c not in stats]
     with paper_style():
-        if axes is None:
-            fig, axes = plt.subplots(
-                1,
-                len(panels),
-                figsize=(min(DOUBLE_WIDTH, 0.6 + 2.3 * len(panels)), 2.6),
-                squeeze=False,
-                sharey=True,
-                constrained_layout=True,
-            )
-        else:
-            fig, axes = _grid(axes, (1, len(panels)), "spread_vs_tolerance")
+        fig, axes = _grid(
+            axes,
+            (1, len(panels)),
+            "spread_vs_tolerance",
+            figsize=(min(DOUBLE_WIDTH, 0.6 + 2.3 * len(panels)), 2.6),
+            sharey=True,
+        )
         markers = "os^"
         for ax, (title, s) in zip(axes[0], panels, strict=True):
             lines = s.groupby(line_by, sort=False) if line_by else [(("spread",), s)]
@@ -373,12 +360,9 @@ def output_vs_tolerance(result, *, axes=None) -> plt.Figure:
     rows = _table(result, "rows", need, "output_vs_tolerance")
     groups = list(dict.fromkeys(rows[by]))
     with paper_style():
-        if axes is None:
-            fig, axes = plt.subplots(
-                1, len(groups), figsize=(DOUBLE_WIDTH, 2.4), squeeze=False, constrained_layout=True
-            )
-        else:
-            fig, axes = _grid(axes, (1, len(groups)), "output_vs_tolerance")
+        fig, axes = _grid(
+            axes, (1, len(groups)), "output_vs_tolerance", figsize=(DOUBLE_WIDTH, 2.4)
+        )
         for ax, group in zip(axes[0], groups, strict=True):
             g = rows[(rows[by] == group) & (rows["status"] == "ok")].sort_values("rtol")
             ax.plot(
