@@ -27,10 +27,11 @@ import weakref
 
 import diffrax
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
-from .batch import flat_state
+from .batch import flat_state, state_shape
 from .errors import warn_if_float32
 from .prepare import prepare
 from .systems import System
@@ -265,14 +266,14 @@ def trajectory(system: System, ts, *, exact: bool = True) -> Trajectory:
     key = (tuple(ts.tolist()), exact and system.exact is not None)
     if key not in cache:
         if key[1]:
-            ys = np.asarray(jax.vmap(system.exact)(jnp.asarray(ts)))
+            ys = _flat_in_time(jax.vmap(system.exact)(jnp.asarray(ts)))
             cache[key] = Trajectory(ys, np.zeros(len(ts)), "exact")
         else:
             name, rtol, _, _ = settings(system)
             setting = f"{name}, rtol={rtol:.2g}{_precision_suffix(system)}"
             fine, est, failed = _estimated_solve(system, ts)
             if failed:  # no reference: NaN values and the reason
-                nan = np.full((len(ts), *np.shape(system.y0)), np.nan)
+                nan = np.full((len(ts), *state_shape(system.y0)), np.nan)
                 source = f"none (reference solve failed: {failed}; {setting})"
                 cache[key] = Trajectory(nan, np.full(len(ts), np.nan), source)
             else:
@@ -309,8 +310,16 @@ def _estimated_solve(system: System, ts) -> tuple[np.ndarray | None, np.ndarray 
     failed = _failure(*fine, *coarse)
     if failed:
         return None, None, failed
-    fine, coarse = np.asarray(fine[0]), np.asarray(coarse[0])
+    fine, coarse = _flat_in_time(fine[0]), _flat_in_time(coarse[0])
     return fine, np.max(np.abs(fine - coarse).reshape(len(ts), -1), axis=1), ""
+
+
+def _flat_in_time(ys) -> np.ndarray:
+    """States saved at several times (leading axis: time) as the batch stores states: an array
+    as it is, a PyTree of arrays as one ravelled vector per time (`analysis.batch.flat_state`)."""
+    if isinstance(ys, np.ndarray | jax.Array):
+        return np.asarray(ys)
+    return np.asarray(jax.vmap(lambda y: jax.flatten_util.ravel_pytree(y)[0])(ys))
 
 
 def _failure(*solves) -> str:
@@ -318,6 +327,6 @@ def _failure(*solves) -> str:
     for ys, result in zip(solves[::2], solves[1::2], strict=True):
         if result != diffrax.RESULTS.successful:
             return str(result).split("<", 1)[-1].rstrip(">").split(". ")[0].lower()
-        if not bool(jnp.all(jnp.isfinite(ys))):
+        if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(ys)):
             return "non-finite values"
     return ""
