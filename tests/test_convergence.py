@@ -4,6 +4,7 @@ import decimal
 from fractions import Fraction
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -409,3 +410,29 @@ def test_log_slope_of_a_power_law_and_bad_input():
         convergence.log_slope(h, [1.0, 0.0, 1.0, 1.0])
     with pytest.raises(InvalidArgument, match="≥ 2"):
         convergence.log_slope([0.1], [1.0])
+
+
+class _DictDecay(eqx.Module):
+    """y' = -(1 + h)·y on a dict state {"a": scalar, "b": 2-vector} (a model of the test's own)."""
+
+    def __call__(self, t, y, args, h):
+        return jax.tree.map(lambda leaf: -(1.0 + h) * leaf, y)
+
+
+def _dict_decay_exact(t):
+    return {"a": jnp.exp(-t), "b": 2.0 * jnp.exp(-t) * jnp.ones(2)}
+
+
+def test_pytree_states_are_measured_against_the_limit_in_the_max_norm():
+    system = analysis.systems.System(
+        name="dict_decay", vector_field=_DictDecay(), exact=_dict_decay_exact,
+        y0={"a": jnp.array(1.0), "b": jnp.array([2.0, 2.0])},
+    )  # fmt: skip
+    ns = np.array([8, 16, 32, 64])
+    result = convergence.measure(system, "Euler", dt0=list(1 / ns))
+    rows = result.rows.sort_values("h", ascending=False)
+    # Euler on the h-dependent field: y_N = (1 - h - h²)^N y0; the max norm is on the "b" leaves.
+    h = 1 / ns
+    want = 2.0 * np.abs(np.exp(-1.0) - (1 - h - h**2) ** ns)
+    np.testing.assert_allclose(rows["error"].to_numpy(), want, rtol=1e-9)
+    assert result.fits.iloc[0]["status"] == "ok" and abs(result.fits.iloc[0]["order"] - 1) < 0.1
