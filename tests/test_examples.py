@@ -9,6 +9,7 @@ from helpers import checkout_env
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+pytestmark = pytest.mark.slow  # end to end: a fresh process per example, importing jax
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
