@@ -52,6 +52,7 @@ __all__ = [
     "output_shapes",
     "state_shape",
     "flat_state",
+    "flat_states",
     "status_of",
     "compile_count",
     "STATUS",
@@ -184,6 +185,23 @@ def flat_state(y) -> np.ndarray:
     return np.asarray(y if _is_array(y) else _ravel(y))
 
 
+def flat_states(ys):
+    """States saved at several times (leading axis: time) as a batch stores them: an array as
+    it is, a PyTree of arrays as one ravelled vector per time (`flat_state` of each); traceable.
+
+    Args:
+        ys: the saved states, an array or a PyTree of arrays with a leading time axis.
+
+    Returns:
+        An array of shape (times, *state_shape).
+
+    Examples:
+        >>> flat_states({"q": np.array([1.0, 3.0]), "p": np.array([2.0, 4.0])}).tolist()
+        [[2.0, 1.0], [4.0, 3.0]]
+    """
+    return ys if _is_array(ys) else jax.vmap(_ravel)(ys)
+
+
 def _is_array(y) -> bool:
     return isinstance(y, np.ndarray | np.generic | jax.Array | float)
 
@@ -257,7 +275,7 @@ def _solve_one(group: Group, dt0, rtol, atol, y0, args, span) -> dict:
         saveat=saveat,
         max_steps=group.max_steps,
     )
-    ys = sol.ys if _is_array(y0) else jax.vmap(_ravel)(sol.ys)
+    ys = flat_states(sol.ys)
     return {
         "y_final": ys[-1],
         "result": result_code(sol.result),

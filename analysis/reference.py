@@ -27,11 +27,10 @@ import weakref
 
 import diffrax
 import jax
-import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
-from .batch import flat_state, state_shape
+from .batch import flat_state, flat_states, state_shape
 from .errors import warn_if_float32
 from .prepare import prepare
 from .systems import System
@@ -266,7 +265,7 @@ def trajectory(system: System, ts, *, exact: bool = True) -> Trajectory:
     key = (tuple(ts.tolist()), exact and system.exact is not None)
     if key not in cache:
         if key[1]:
-            ys = _flat_in_time(jax.vmap(system.exact)(jnp.asarray(ts)))
+            ys = np.asarray(flat_states(jax.vmap(system.exact)(jnp.asarray(ts))))
             cache[key] = Trajectory(ys, np.zeros(len(ts)), "exact")
         else:
             name, rtol, _, _ = settings(system)
@@ -310,16 +309,8 @@ def _estimated_solve(system: System, ts) -> tuple[np.ndarray | None, np.ndarray 
     failed = _failure(*fine, *coarse)
     if failed:
         return None, None, failed
-    fine, coarse = _flat_in_time(fine[0]), _flat_in_time(coarse[0])
+    fine, coarse = np.asarray(flat_states(fine[0])), np.asarray(flat_states(coarse[0]))
     return fine, np.max(np.abs(fine - coarse).reshape(len(ts), -1), axis=1), ""
-
-
-def _flat_in_time(ys) -> np.ndarray:
-    """States saved at several times (leading axis: time) as the batch stores states: an array
-    as it is, a PyTree of arrays as one ravelled vector per time (`analysis.batch.flat_state`)."""
-    if isinstance(ys, np.ndarray | jax.Array):
-        return np.asarray(ys)
-    return np.asarray(jax.vmap(lambda y: jax.flatten_util.ravel_pytree(y)[0])(ys))
 
 
 def _failure(*solves) -> str:
