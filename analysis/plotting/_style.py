@@ -139,6 +139,45 @@ def log_axis(ax, which: str, label: str, unit: str | None = None) -> None:
     getattr(ax, f"set_{which}label")(text)
 
 
+def single_axes(ax, height: float = 2.6):
+    """(figure, Axes) for a one-panel plot: a new single-column figure of `height` inches when
+    ax is None, else the given Axes and its figure.
+
+    Examples:
+        >>> fig, ax = single_axes(None)
+        >>> fig.get_size_inches().round(2).tolist(), single_axes(ax)[1] is ax
+        ([3.4, 2.6], True)
+    """
+    if ax is None:
+        return plt.subplots(figsize=(COLUMN_WIDTH, height))
+    return ax.figure, ax
+
+
+def panel_grid(axes, shape: tuple[int, int], what: str, **subplots):
+    """(figure, Axes as an array of `shape`) for a plot of several panels: a new figure,
+    ``plt.subplots(*shape, **subplots)`` with a constrained layout, when axes is None; else the
+    given Axes reshaped, which must be exactly shape[0]·shape[1] of them.
+
+    Examples:
+        >>> fig, grid = panel_grid(None, (1, 2), "demo")
+        >>> grid.shape, panel_grid(list(grid.ravel()), (2, 1), "demo")[1].shape
+        ((1, 2), (2, 1))
+        >>> panel_grid(grid[0, :1], (1, 2), "demo")
+        Traceback (most recent call last):
+        ...
+        analysis.errors.InvalidArgument: axes has 1 Axes; demo draws 1 × 2 = 2 panels, ...
+    """
+    if axes is None:
+        return plt.subplots(*shape, squeeze=False, constrained_layout=True, **subplots)
+    grid = np.asarray(axes, dtype=object).reshape(-1)
+    if grid.size != shape[0] * shape[1]:
+        raise InvalidArgument(
+            f"axes has {grid.size} Axes; {what} draws {shape[0]} × {shape[1]} = "
+            f"{shape[0] * shape[1]} panels, give that many (or axes=None)"
+        )
+    return grid[0].figure, grid.reshape(shape)
+
+
 def colorbar(mappable, ax, label: str, **kwargs):
     """A colour bar for `mappable` beside `ax`, always labelled (say what the colour measures).
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import InvalidArgument
 from ..result import Result, require_columns
-from ._style import DOUBLE_WIDTH, colorbar, log_axis, paper_style, solver_style
+from ._style import DOUBLE_WIDTH, colorbar, log_axis, panel_grid, paper_style, solver_style
 
 #: Heatmap panels: column -> (title, transform).
 HEATMAP_METRICS = {
@@ -46,20 +46,6 @@ def _table(result, field: str, columns, what: str) -> pd.DataFrame:
             f"(with a table {field!r})"
         )
     return require_columns(getattr(result, field, None), columns, f"{what}'s result.{field}")
-
-
-def _grid(axes, shape: tuple[int, int], what: str, **subplots):
-    """(figure, axes as an array of `shape`): the caller's axes, or (axes=None) a new figure
-    made by `plt.subplots(*shape, **subplots)` with a constrained layout."""
-    if axes is None:
-        return plt.subplots(*shape, squeeze=False, constrained_layout=True, **subplots)
-    grid = np.asarray(axes, dtype=object).reshape(-1)
-    if grid.size != shape[0] * shape[1]:
-        raise InvalidArgument(
-            f"axes has {grid.size} Axes; {what} draws {shape[0]} × {shape[1]} = "
-            f"{shape[0] * shape[1]} panels, give that many (or axes=None)"
-        )
-    return grid[0].figure, grid.reshape(shape)
 
 
 def _panels(frame: pd.DataFrame, keys: list[str]) -> list[tuple]:
@@ -115,7 +101,7 @@ def controller_heatmaps(rows, metrics=tuple(HEATMAP_METRICS), *, axes=None) -> p
     presets = list(dict.fromkeys(rows["controller"]))
     rtols = np.sort(rows["rtol"].unique())[::-1]
     with paper_style():
-        fig, axes = _grid(
+        fig, axes = panel_grid(
             axes,
             (len(metrics), len(panels)),
             "controller_heatmaps",
@@ -194,7 +180,7 @@ def work_precision(result, *, axes=None) -> plt.Figure:
     systems = list(dict.fromkeys(rows["system"]))
     ok = rows[(rows["status"] == "ok") & (rows["error"] > 0)]
     with paper_style():
-        fig, axes = _grid(
+        fig, axes = panel_grid(
             axes,
             (2, len(solvers)),
             "work_precision",
@@ -250,7 +236,7 @@ def step_histories(log, *, axes=None) -> plt.Figure:
     panels = _panels(steps, keys)
     varying = [k for k in keys[:2] if steps[k].nunique() > 1]
     with paper_style():
-        fig, axes = _grid(
+        fig, axes = panel_grid(
             axes,
             (len(panels), 1),
             "step_histories",
@@ -308,7 +294,7 @@ def spread_vs_tolerance(result, *, axes=None) -> plt.Figure:
     stats = ("family", "rtol", "spread", "n", "center")
     line_by = [c for c in spread.columns if c not in stats]
     with paper_style():
-        fig, axes = _grid(
+        fig, axes = panel_grid(
             axes,
             (1, len(panels)),
             "spread_vs_tolerance",
@@ -360,7 +346,7 @@ def output_vs_tolerance(result, *, axes=None) -> plt.Figure:
     rows = _table(result, "rows", need, "output_vs_tolerance")
     groups = list(dict.fromkeys(rows[by]))
     with paper_style():
-        fig, axes = _grid(
+        fig, axes = panel_grid(
             axes, (1, len(groups)), "output_vs_tolerance", figsize=(DOUBLE_WIDTH, 2.4)
         )
         for ax, group in zip(axes[0], groups, strict=True):

@@ -19,13 +19,7 @@ import pandas as pd
 
 from .. import convergence as _convergence
 from ..result import require_columns
-from ._style import COLUMN_WIDTH, log_axis, paper_style, slope_triangle, solver_style
-
-
-def _axes(ax, height=2.6):
-    if ax is None:
-        return plt.subplots(figsize=(COLUMN_WIDTH, height))
-    return ax.figure, ax
+from ._style import log_axis, paper_style, single_axes, slope_triangle, solver_style
 
 
 def _order_text(fit) -> str:
@@ -122,7 +116,7 @@ def error_vs_step(
     if fits is not None:
         require_columns(fits, _FITS, "error_vs_step's fits")
     with paper_style():
-        fig, ax = _axes(ax)
+        fig, ax = single_axes(ax)
         for name, label, g, fit in _lines(rows, fits, by):
             ok = g[(g["status"] == "ok") & (g["error"] > 0)].sort_values("h")
             style = solver_style(str(name))
@@ -186,7 +180,7 @@ def observed_orders(
         'expected order (nominal order)'
     """
     with paper_style():
-        fig, ax = _axes(ax, 3.0)
+        fig, ax = single_axes(ax, 3.0)
         norms = list(dict.fromkeys(table["norm"]))
         offsets = dict(zip(norms, np.linspace(-0.15, 0.15, len(norms)), strict=True))
         fills = {"final": "full", "max": "left", "l2": "none"}
@@ -251,7 +245,7 @@ def order_cap(table: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.
         ['Heun (p = 2)']
     """
     with paper_style():
-        fig, ax = _axes(ax, 2.8)
+        fig, ax = single_axes(ax, 2.8)
         qs = np.sort(table["q"].unique())
         dense = np.linspace(qs.min(), qs.max(), 200)
         for solver, g in table.groupby("solver", sort=False):
@@ -309,7 +303,7 @@ def local_orders_vs(
         [2.02, 2.03, 2.07]
     """
     with paper_style():
-        fig, ax = _axes(ax)
+        fig, ax = single_axes(ax)
         for name, g in rows[rows["status"] == "ok"].groupby(by, sort=True):
             floor = g["roundoff_floor"] if "roundoff_floor" in g else 0.0
             g = g[g["error"] > floor].sort_values("h")  # no local orders from round-off

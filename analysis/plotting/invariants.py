@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..result import require_columns
-from ._style import COLUMN_WIDTH, log_axis, paper_style, solver_style
+from ._style import log_axis, paper_style, single_axes, solver_style
 
 _ROWS = ("solver", "invariant", "h", "drift", "status")
 _FITS = ("solver", "invariant", "order", "status")
@@ -46,10 +46,7 @@ def invariant_drift(result, *, ax=None, title: str | None = None) -> plt.Figure:
     fits = require_columns(getattr(result, "fits", None), _FITS, "invariant_drift's result.fits")
     fits = fits.set_index(["solver", "invariant"])
     with paper_style():
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.6))
-        else:
-            fig = ax.figure
+        fig, ax = single_axes(ax)
         names = list(dict.fromkeys(rows["invariant"]))
         for (solver, name), line in rows.groupby(["solver", "invariant"], sort=False):
             drawn = line[(line["status"] == "ok") & (line["drift"] > 0)].sort_values("h")

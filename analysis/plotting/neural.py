@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..errors import InvalidArgument
 from ..result import require_columns
-from ._style import DOUBLE_WIDTH, log_axis, paper_style
+from ._style import DOUBLE_WIDTH, log_axis, panel_grid, paper_style
 
 #: One colour per model kind (and black for the truth), the same in every neural figure.
 KIND_COLOURS = {"h_input": "tab:red", "h_free": "tab:blue", "hypersolver": "tab:green"}
@@ -59,19 +59,6 @@ def _table(result, field: str, columns, producer: str) -> pd.DataFrame:
         raise InvalidArgument(f"got no results; give what analysis.neural.{producer} returns")
     table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     return require_columns(table, columns, f"{producer}(...).{field}")
-
-
-def _grid(axes, nrows: int, ncols: int, **subplots):
-    """(figure, axes as an nrows × ncols array): a new figure, or the given axes reshaped."""
-    if axes is None:
-        return plt.subplots(nrows, ncols, squeeze=False, **subplots)
-    flat = np.asarray(axes, dtype=object).ravel()
-    if flat.size != nrows * ncols:
-        raise InvalidArgument(
-            f"axes holds {flat.size} Axes; this figure has {nrows} × {ncols} = "
-            f"{nrows * ncols} panels"
-        )
-    return flat[0].figure, flat.reshape(nrows, ncols)
 
 
 def discretization_heatmaps(matrix, *, axes=None) -> plt.Figure:
@@ -109,13 +96,12 @@ def discretization_heatmaps(matrix, *, axes=None) -> plt.Figure:
     logs = np.log10(matrix["error"].where(matrix["status"] == "ok"))
     lo, hi = np.nanmin(logs), np.nanmax(logs)
     with paper_style():
-        fig, grid_axes = _grid(
+        fig, grid_axes = panel_grid(
             axes,
-            len(kinds),
-            1,
+            (len(kinds), 1),
+            "discretization_heatmaps",
             figsize=(DOUBLE_WIDTH, 0.9 + (0.45 + 0.3 * len(trains)) * len(kinds)),
             sharex=True,
-            constrained_layout=True,
         )
         for ax, kind in zip(grid_axes[:, 0], kinds, strict=True):
             rows = matrix[matrix["model"] == kind].assign(log_error=logs)
@@ -173,14 +159,13 @@ def trajectory_panels(predictions, *, axes=None) -> plt.Figure:
     hs = np.sort(rows["h"].unique())[::-1]
     shades = plt.get_cmap("plasma")(np.linspace(0.15, 0.8, len(hs)))
     with paper_style():
-        fig, grid_axes = _grid(
+        fig, grid_axes = panel_grid(
             axes,
-            len(kinds),
-            len(trains),
+            (len(kinds), len(trains)),
+            "trajectory_panels",
             figsize=(DOUBLE_WIDTH * min(1.0, 0.35 * len(trains) + 0.1), 1.9 * len(kinds)),
             sharex=True,
             sharey=True,
-            constrained_layout=True,
         )
         for i, kind in enumerate(kinds):
             for j, train in enumerate(trains):
@@ -234,13 +219,12 @@ def step_sensitivity(sensitivity, *, axes=None) -> plt.Figure:
     derivatives = [w for w in ("h", "h_input") if (fixed["wrt"] == w).any()]
     labels = {"h": "d(loss)/dh, n fixed", "h_input": "d(loss)/d(h input)"}
     with paper_style():
-        fig, grid_axes = _grid(
+        fig, grid_axes = panel_grid(
             axes,
-            1 + len(derivatives),
-            len(trains),
+            (1 + len(derivatives), len(trains)),
+            "step_sensitivity",
             figsize=(DOUBLE_WIDTH, 1.2 + 1.5 * len(derivatives)),
             sharex="col",
-            constrained_layout=True,
         )
         for j, train in enumerate(trains):
             g = fixed[fixed["train_setting"] == train]
@@ -301,13 +285,12 @@ def step_adaptation(check, *, axes=None) -> plt.Figure:
     steps = summary.set_index(["model", "start"])["step"]
     starts = _ordered(rows["start"])
     with paper_style():
-        fig, grid_axes = _grid(
+        fig, grid_axes = panel_grid(
             axes,
-            1,
-            len(starts),
+            (1, len(starts)),
+            "step_adaptation",
             figsize=(DOUBLE_WIDTH, 2.6),
             sharey=True,
-            constrained_layout=True,
         )
         for ax, start in zip(grid_axes[0], starts, strict=True):
             g = rows[rows["start"] == start]

@@ -18,13 +18,7 @@ import pandas as pd
 
 from ..errors import InvalidArgument
 from ..result import require_columns
-from ._style import COLUMN_WIDTH, log_axis, paper_style, solver_style
-
-
-def _axes(ax, height=2.6):
-    if ax is None:
-        return plt.subplots(figsize=(COLUMN_WIDTH, height))
-    return ax.figure, ax
+from ._style import log_axis, paper_style, single_axes, solver_style
 
 
 def stability_regions(df: pd.DataFrame, *, ax=None, title: str | None = None) -> plt.Figure:
@@ -55,7 +49,7 @@ def stability_regions(df: pd.DataFrame, *, ax=None, title: str | None = None) ->
     """
     require_columns(df, ["label", "re", "im", "abs_r"], "stability_regions input")
     with paper_style():
-        fig, ax = _axes(ax, 4.0)
+        fig, ax = single_axes(ax, 4.0)
         for label, g in df.groupby("label", sort=False):
             grid = g.pivot(index="im", columns="re", values="abs_r")
             style = solver_style(label)
@@ -108,7 +102,7 @@ def orbit_diagram(
     """
     require_columns(df, [x, y, "escaped"], "orbit_diagram input (stability.orbit_diagram rows)")
     with paper_style():
-        fig, ax = _axes(ax)
+        fig, ax = single_axes(ax)
         kept = df[~df["escaped"]]
         ax.scatter(kept[x], kept[y], s=0.15, c="k", alpha=0.35, lw=0, rasterized=True)
         gone = np.unique(df.loc[df["escaped"], x])
@@ -155,7 +149,7 @@ def lyapunov(df: pd.DataFrame, *, ax=None, x: str = "h", title: str | None = Non
     """
     require_columns(df, [x, "escaped", "lyapunov"], "lyapunov input (stability.orbit_diagram rows)")
     with paper_style():
-        fig, ax = _axes(ax, 1.8)
+        fig, ax = single_axes(ax, 1.8)
         alive = df[~df["escaped"]].dropna(subset=["lyapunov"])
         best = alive.loc[alive.groupby(x)["lyapunov"].idxmax()].set_index(x)
         per = best["lyapunov"]
@@ -246,7 +240,7 @@ def branches(
         else pd.Series(np.where(df["spurious"], "spurious", "equilibrium"), index=df.index)
     )
     with paper_style():
-        fig, ax = _axes(ax)
+        fig, ax = single_axes(ax)
         for value, colour, name in (
             ("equilibrium", "k", "ODE equilibrium"),
             ("model", "tab:blue", "model (moves with h)"),
@@ -306,7 +300,7 @@ def max_step(
     """
     require_columns(df, ["solver", "stiffness", "max_stable_step", "h_max"], "max_step input")
     with paper_style():
-        fig, ax = _axes(ax)
+        fig, ax = single_axes(ax)
         for solver, g in df.groupby("solver", sort=False):
             g = g.sort_values("stiffness")
             style = solver_style(solver)
@@ -368,7 +362,7 @@ def step_check(
         df, ["solver", "stiffness", "h_over_max_stable", "error", "status"], "step_check input"
     )
     with paper_style():
-        fig, ax = _axes(ax)
+        fig, ax = single_axes(ax)
         for solver, g in df.groupby("solver", sort=False):
             style = solver_style(solver)
             for below in (True, False):
