@@ -34,7 +34,10 @@ def _child(workload: str, method: str, quick: bool) -> None:
 def _run_child(workload: str, method: str, quick: bool) -> dict:
     cmd = [sys.executable, "-m", "benchmarks", "--child", workload, method]
     cmd += ["--quick"] if quick else []
+    # Compile times are measured cold: no persistent compilation cache in the children (the
+    # "cache" workload measures the cache itself, in folders of its own).
     env = {**os.environ, "JAX_ENABLE_X64": "1", "PYTHONPATH": str(HERE.parent)}
+    env["STEPDEP_COMPILE_CACHE"] = "off"
     start = time.perf_counter()
     try:
         proc = subprocess.run(

@@ -49,7 +49,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis import chunk_store, distributed, run_store  # noqa: E402
+from analysis import chunk_store, compile_cache, distributed, run_store  # noqa: E402
 
 from . import STUDIES, describe, load  # noqa: E402
 
@@ -471,6 +471,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="with --executor dask: a running Dask scheduler (default: start a LocalCluster)",
     )
+    run.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        default=None,
+        help="folder of jax's persistent compilation cache, or 'off' (default: "
+        f"${compile_cache.ENV}, else ~/.cache/stepdep/jax)",
+    )
     sh = sub.add_parser("show", help="where a study's results are, their provenance, a summary")
     sh.add_argument("name")
     sh.add_argument(
@@ -496,6 +503,11 @@ def main(argv: list[str] | None = None) -> int:
         return show(args.name, results_dir=results_dir, figures_dir=figures_dir)
     if args.chunk_size is not None and args.chunk_size < 1:
         print(f"error: --chunk-size={args.chunk_size} must be ≥ 1", file=sys.stderr)
+        return 2
+    try:  # before the first compilation: jax reads the cache setting once
+        compile_cache.enable(args.compile_cache)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     try:  # every sweep of the studies below runs there (a Dask client stays open till exit)
         distributed.activate(args.executor, scheduler=args.scheduler)

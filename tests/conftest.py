@@ -1,5 +1,9 @@
 """Test configuration: every test runs in float64, as every measurement in this toolkit does,
-and draws with matplotlib's Agg backend (files, no display; the library never picks one)."""
+draws with matplotlib's Agg backend (files, no display; the library never picks one), and
+compiles through jax's persistent compilation cache (`analysis.compile_cache`: the user's cache
+folder, or ``STEPDEP_COMPILE_CACHE``; ``STEPDEP_COMPILE_CACHE=off`` compiles everything afresh),
+so the two test processes and the next run of the suite load programs compiled before instead
+of running XLA again."""
 
 import os
 
@@ -9,6 +13,9 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
+from analysis import compile_cache  # noqa: E402
+
+compile_cache.enable()  # before the first compilation: jax reads the setting once
 
 import pytest  # noqa: E402
 
