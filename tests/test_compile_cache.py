@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import checkout_env
 
 from analysis import compile_cache
 from analysis.errors import InvalidArgument
-from helpers import checkout_env
 
 # A fresh process compiles one adaptive sweep (a program without host callbacks, slow enough to
 # be written) and prints how many compilations jax served from the persistent cache.
