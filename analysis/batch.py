@@ -296,16 +296,9 @@ def _solve_batch(group: Group, dt0, rtol, atol, y0, args, span) -> dict:
 
 
 def _traced_form(group: Group) -> tuple[Group, jax.Array]:
-    """The group as it is compiled, and the span [t0, t1] as numbers.
-
-    The system's labels (name, params) are blanked and its span is passed as an argument, so
-    systems equal up to their names and numbers (y0, args, t0, t1) share one trace: only the
-    field's structure, the solver and the controller are static.
-    """
-    system = group.system
-    blank = dataclasses.replace(system, name="", params={}, t0=0.0, t1=1.0)  # span: an argument
-    span = jnp.asarray([system.t0, system.t1], dtype=jnp.result_type(float))
-    return dataclasses.replace(group, system=blank), span
+    """The group as it is compiled (its system's `System.traced_form`), and the span."""
+    system, span = group.system.traced_form()
+    return dataclasses.replace(group, system=system), span
 
 
 def solve_chunk(group: Group, inputs, count: int, mesh=None) -> dict:

@@ -26,6 +26,7 @@ import dataclasses
 import weakref
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -303,14 +304,24 @@ def _estimated_solve(system: System, ts) -> tuple[np.ndarray | None, np.ndarray 
         (len(ts),), or None and None with `failure` saying what went wrong ("" on success).
     """
     _, rtol, looser, _ = settings(system)
-    ts = jnp.asarray(ts)
-    fine = jax.jit(lambda: solve_limit(system, ts, rtol=rtol))()
-    coarse = jax.jit(lambda: solve_limit(system, ts, rtol=looser))()
+    blank, span = system.traced_form()
+    ts = jnp.asarray(ts, dtype=span.dtype)
+    fine, coarse = (
+        _compiled_limit_solve(blank, ts, jnp.asarray(tol), span) for tol in (rtol, looser)
+    )
     failed = _failure(*fine, *coarse)
     if failed:
         return None, None, failed
     fine, coarse = np.asarray(flat_states(fine[0])), np.asarray(flat_states(coarse[0]))
     return fine, np.max(np.abs(fine - coarse).reshape(len(ts), -1), axis=1), ""
+
+
+@eqx.filter_jit
+def _compiled_limit_solve(blank: System, ts, rtol, span):
+    """`solve_limit` of a system's `System.traced_form` at (ts, rtol, span), all arguments:
+    one compilation per field structure and number of times, whatever the system's numbers
+    and the tolerance (the reference and its looser estimate share it)."""
+    return solve_limit(blank, ts, rtol=rtol, t0=span[0], t1=span[1])
 
 
 def _failure(*solves) -> str:

@@ -268,6 +268,28 @@ class System(eqx.Module):
             exact=None,
         )
 
+    def traced_form(self) -> tuple[System, jax.Array]:
+        """The system as compiled code takes it, and its span [t0, t1] as an array.
+
+        The labels (name, params) are blanked and the span becomes a number to pass, so
+        systems equal up to their names and numbers (y0, args, t0, t1, the arrays in the
+        field) share one trace of an `eqx.filter_jit` function: only the field's structure
+        (and `stiff`, `h_dependent`, `frozen_h`) stays static.
+
+        Returns:
+            (blank, span): the blanked System (t0 = 0, t1 = 1) and jnp.array([t0, t1]).
+
+        Examples:
+            >>> a, span_a = get("van_der_pol", mu=1.0).traced_form()
+            >>> b, span_b = get("van_der_pol", mu=2.0, t1=5.0).traced_form()
+            >>> eqx.tree_equal(a.vector_field, b.vector_field), a.name == b.name == ""
+            (True, True)
+            >>> span_b.tolist()
+            [0.0, 5.0]
+        """
+        blank = dataclasses.replace(self, name="", params={}, t0=0.0, t1=1.0)
+        return blank, jnp.asarray([self.t0, self.t1], dtype=jnp.result_type(float))
+
     def with_(self, **changes) -> System:
         """A copy with some attributes replaced, e.g. `sys.with_(t1=20.0)`. A new
         `vector_field` without `h_dependent` has its h-dependence read afresh."""
