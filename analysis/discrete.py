@@ -33,7 +33,7 @@ from . import systems as _systems
 from .convergence import log_slope
 from .errors import InvalidArgument, require_positive, warn_if_float32
 from .prepare import prepare
-from .reference import solve_limit
+from .reference import limit_solution, solve_limit
 from .result import Result, require_columns
 from .stability import one_step_map
 
@@ -484,7 +484,7 @@ def compare(
     n = int(round(horizon / h))
     ts = system.t0 + h * np.arange(n + 1)
     orbit = np.asarray(jax.jit(lambda y0: iterate(phi, y0, n))(system.y0))
-    ode, result = jax.jit(lambda: solve_limit(system.with_(t1=float(ts[-1])), ts, rtol=rtol))()
+    ode, result = limit_solution(system.with_(t1=float(ts[-1])), ts, rtol=rtol)
     ode = np.asarray(ode)
     orbit2 = orbit.reshape(n + 1, -1)
     ode2 = ode.reshape(n + 1, -1)

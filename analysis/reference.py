@@ -44,6 +44,7 @@ __all__ = [
     "final_state",
     "settings",
     "solve_limit",
+    "limit_solution",
     "trajectory",
 ]
 
@@ -316,11 +317,32 @@ def _estimated_solve(system: System, ts) -> tuple[np.ndarray | None, np.ndarray 
     return fine, np.max(np.abs(fine - coarse).reshape(len(ts), -1), axis=1), ""
 
 
+def limit_solution(system: System, ts, *, rtol: float):
+    """`solve_limit` run now, compiled once per field structure and number of times: the
+    system's numbers (`System.traced_form`), the times and the tolerance are arguments, so a
+    reference and its looser estimate, or systems equal up to their numbers, share one program.
+
+    Args:
+        system: the System (its limit field is solved from t0 to t1).
+        ts: increasing times in [t0, t1].
+        rtol: the tolerance (rtol = atol).
+
+    Returns:
+        (ys, result) as `solve_limit` gives them.
+
+    Examples:
+        >>> from analysis import systems
+        >>> ys, result = limit_solution(systems.get("linear"), [0.5, 1.0], rtol=1e-12)
+        >>> np.round(np.asarray(ys), 9).tolist()                    # e^-t
+        [0.60653066, 0.367879441]
+    """
+    blank, span = system.traced_form()
+    ts = jnp.asarray(ts, dtype=span.dtype)
+    return _compiled_limit_solve(blank, ts, jnp.asarray(rtol, dtype=span.dtype), span)
+
+
 @eqx.filter_jit
 def _compiled_limit_solve(blank: System, ts, rtol, span):
-    """`solve_limit` of a system's `System.traced_form` at (ts, rtol, span), all arguments:
-    one compilation per field structure and number of times, whatever the system's numbers
-    and the tolerance (the reference and its looser estimate share it)."""
     return solve_limit(blank, ts, rtol=rtol, t0=span[0], t1=span[1])
 
 

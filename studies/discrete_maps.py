@@ -230,7 +230,7 @@ def _residual_limit(config: Config) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
         config.residual_horizon,
         int(config.residual_horizon * config.curve_points_per_unit) + 1,
     )
-    curve, _ = jax.jit(lambda: reference.solve_limit(limit, ts, rtol=1e-10))()
+    curve, _ = reference.limit_solution(limit, ts, rtol=1e-10)
     curve = np.asarray(curve)
     # Linearization at the ODE's end point (its equilibrium when the solution has settled):
     # eigenvalues λ of g', and |1 + h·λ|, the map's multipliers there.
