@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+import jax
 import jax.monitoring
 
 _COMPILE_EVENTS = (
@@ -56,6 +57,12 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def device() -> str:
+    """The device jax computes on in this process, e.g. "cpu: cpu" or "gpu: NVIDIA H200"."""
+    first = jax.devices()[0]
+    return f"{first.platform}: {first.device_kind}"
 
 
 def timed(fn: Callable, *args):
@@ -102,7 +109,7 @@ class Record:
 
     def finish(self) -> dict:
         self.peak_rss_mb = peak_rss_mb()
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self) | {"device": device()}
 
 
 def measure_jitted(

@@ -14,6 +14,7 @@ smoke test of the harness).
 4. stepaware: StepAware overhead, fixed-step grids of workload 1 on linear10.
 5. memory: a chunked sweep on a 10× larger grid with the same chunk size, against the same
    sweep unchunked.
+6., 7. the persistent compilation cache and the whole toolkit: `benchmarks.toolkit`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import analysis
 from analysis import StepAware, StepTerm, solvers, stability, systems
 from analysis.systems import System
 
-from . import baselines
+from . import baselines, toolkit
 from ._measure import (
     Record,
     compile_seconds,
@@ -67,6 +68,8 @@ class Scale:
     fast_repeats: int = 11  # warm passes of the fixed-step workload (each well under a second)
     naive_per_group: int = 2  # naive-loop settings timed per group, then scaled linearly
     jit_loop_presets: tuple[str, ...] = ("PI34",)  # adaptive jit loop: measured presets
+    cache_study: tuple[str, bool] = ("convergence", False)  # (study, --quick) of the cache runs
+    toolkit: bool = True  # time make figures / make test in a fresh clone (minutes each)
 
 
 FULL = Scale()
@@ -78,6 +81,8 @@ QUICK = Scale(
     repeats=2,
     fast_repeats=2,
     naive_per_group=1,
+    cache_study=("demo", True),
+    toolkit=False,
 )
 
 
@@ -337,6 +342,7 @@ def adaptive_sweep(scale: Scale) -> Record:
     lanes = []
     rec = measure_jitted("adaptive", "sweep", run_pass, scale.repeats)
     rec.extra["groups"] = len(sys) * len(ADAPTIVE_SOLVERS) * len(PRESETS)
+    rec.extra["programs_expected"] = len(sys) * len(ADAPTIVE_SOLVERS)  # presets share one
     rec.extra["statuses"] = per_group
     rec.extra["lane_efficiency"] = lane_efficiency(lanes[-len(sys) * len(PRESETS) :])
     rec.notes = "analysis.sweep(controller=preset, rtol=tols, atol=rtol)"
@@ -701,4 +707,5 @@ MEASUREMENTS = {
     ("memory", "grid G, chunk C"): memory_small,
     ("memory", "grid 10G, chunk C"): memory_large,
     ("memory", "grid 10G, unchunked"): memory_unchunked,
+    **toolkit.MEASUREMENTS,
 }

@@ -124,3 +124,42 @@ def test_chunked_sweep_memory_is_set_by_the_chunk_not_the_grid():
     assert per_grid > 20  # holding the whole 10G grid at once costs real memory...
     assert per_chunked < 0.5 * per_grid  # ...and chunking avoids most of it
     assert all(r["compilations"] == 1 for r in recs.values())
+
+
+def _whole(workload, method, seconds, notes="", **extra):
+    return {
+        "workload": workload,
+        "method": method,
+        "n_solves": 0,
+        "nfev": 0,
+        "end_to_end_s": seconds,
+        "compile_s": 0.0,
+        "run_s": None,
+        "run_repeats": [],
+        "compilations": 0,
+        "xla_compilations": 0,
+        "notes": notes,
+        "extra": extra,
+        "device": "cpu: cpu",
+    }
+
+
+def test_report_gives_each_whole_toolkit_target_its_ratio_and_verdict():
+    from benchmarks import report
+
+    records = [
+        _whole("cache", "study run, cold cache", 40.0, "convergence --force", cache_hits=0),
+        _whole("cache", "study run, warm cache", 20.0, "convergence --force", cache_hits=12),
+        _whole("toolkit", "make figures, cold cache", 180.0),
+        _whole("toolkit", "make figures, warm cache", 100.0),
+        _whole("toolkit", "make test, cold cache", 230.0),
+    ]
+    machine = report.machine() | {"load_after": (0.0, 0.0, 0.0), "total_wall_s": 1.0}
+    text = report.render(records, machine, "make bench")
+    assert "with a warm cache ≤ 60% of cold | 50% (20 s against 40 s) | met |" in text
+    assert "| cold cache 3 min 00 s; warm cache 1 min 40 s | **missed** |" in text
+    assert (
+        "`make test` from a fresh clone ≤ 4 min 00 s on this machine | cold cache 3 min 50 s"
+        in text
+    )
+    assert "Devices: cpu: cpu. No GPU was available" in text

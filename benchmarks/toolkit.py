@@ -1,0 +1,141 @@
+"""Whole-toolkit measurements: the persistent compilation cache, `make figures` and `make test`.
+
+6. cache: one study run with ``--force`` in a fresh process, first with an empty persistent
+   compilation cache (cold), then in a second fresh process with the cache the first one
+   filled (warm). FULL runs the convergence study, QUICK the demo's quick config.
+7. toolkit: the commands of `make figures` (every study from scratch: no stored results) and
+   `make test` (pytest -n auto --maxprocesses 2 --dist loadfile), run in a fresh clone of this
+   repository's HEAD that shares this checkout's virtual environment, each with an empty
+   compilation cache (cold: what a first run on a new machine pays) and again with the cache
+   the cold run filled (warm: every later run). Only in FULL runs (minutes each).
+
+Measurements of one benchmark run share folders named by the parent process's id, so the warm
+child finds what the cold child wrote; the parent (`benchmarks.__main__`) removes them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax.monitoring
+
+from ._measure import Record, compile_seconds, xla_compiles
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTEST = ["-m", "pytest", "-n", "auto", "--maxprocesses", "2", "--dist", "loadfile", "-q"]
+TOOLKIT_TIMEOUT_S = 3600
+
+
+def shared_folder(kind: str, parent: int | None = None) -> Path:
+    """A folder the children of one benchmark run share (named by the parent's process id)."""
+    return Path(tempfile.gettempdir()) / f"stepdep-bench-{kind}-{parent or os.getppid()}"
+
+
+def remove_shared_folders(parent: int) -> None:
+    """Remove the folders the children of benchmark run `parent` made."""
+    for kind in ("cache", "out", "clone", "clone-cache"):
+        shutil.rmtree(shared_folder(kind, parent), ignore_errors=True)
+
+
+def _cache_hits() -> list:
+    hits = []
+
+    def listener(name: str, **_):
+        if name == "/jax/compilation_cache/cache_hits":
+            hits.append(name)
+
+    jax.monitoring.register_event_listener(listener)
+    return hits
+
+
+def study_run(scale, warm: bool) -> Record:
+    """`python -m studies run STUDY --force` in this fresh process, with a cold or warm cache."""
+    from studies.__main__ import main
+
+    study, quick = scale.cache_study
+    cache, out = shared_folder("cache"), shared_folder("out")
+    if not warm:
+        shutil.rmtree(cache, ignore_errors=True)
+    hits = _cache_hits()
+    args = ["run", study, "--force", "--out", str(out), "--compile-cache", str(cache)]
+    c0, s0, start = xla_compiles(), compile_seconds(), time.perf_counter()
+    if main(args + (["--quick"] if quick else [])) != 0:
+        raise RuntimeError(f"the {study} study failed")
+    seconds = time.perf_counter() - start
+    entries = sum(1 for p in cache.iterdir() if not p.name.startswith("."))
+    return Record(
+        workload="cache",
+        method="study run, warm cache" if warm else "study run, cold cache",
+        n_solves=0,
+        nfev=0,
+        end_to_end_s=seconds,
+        compile_s=compile_seconds() - s0,
+        run_s=None,
+        run_repeats=[],
+        compilations=0,
+        xla_compilations=xla_compiles() - c0,
+        notes=f"{study}{' --quick' if quick else ''} --force",
+        extra={"cache_hits": len(hits), "cache_entries": entries},
+    )
+
+
+def _clone() -> Path:
+    """A fresh clone of HEAD (made once per benchmark run) using this checkout's .venv."""
+    clone = shared_folder("clone")
+    if not clone.exists():
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        (clone / ".venv").symlink_to(ROOT / ".venv")
+    return clone
+
+
+def _toolkit(scale, what: str, warm: bool) -> Record:
+    if not scale.toolkit:
+        raise RuntimeError("not measured at this scale (FULL runs only)")
+    clone = _clone()
+    cache = shared_folder("clone-cache") / what
+    if not warm:
+        shutil.rmtree(cache, ignore_errors=True)
+    env = {**os.environ, "JAX_ENABLE_X64": "1", "STEPDEP_COMPILE_CACHE": str(cache)}
+    env.pop("PYTHONPATH", None)  # the clone's code, from its working directory
+    if what == "figures":
+        shutil.rmtree(clone / "results", ignore_errors=True)  # from scratch: nothing stored
+        command = [sys.executable, "-m", "studies", "run", "all"]
+    else:
+        command = [sys.executable, *PYTEST]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        command, cwd=clone, env=env, capture_output=True, text=True, timeout=TOOLKIT_TIMEOUT_S
+    )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"make {what} failed: {(proc.stdout + proc.stderr)[-300:]}")
+    summary = (proc.stdout.strip().splitlines() or [""])[-1]
+    return Record(
+        workload="toolkit",
+        method=f"make {what}, {'warm' if warm else 'cold'} cache",
+        n_solves=0,
+        nfev=0,
+        end_to_end_s=seconds,
+        compile_s=0.0,
+        run_s=None,
+        run_repeats=[],
+        compilations=0,
+        xla_compilations=0,
+        notes=summary.strip("= "),
+    )
+
+
+MEASUREMENTS = {
+    ("cache", "study run, cold cache"): lambda scale: study_run(scale, warm=False),
+    ("cache", "study run, warm cache"): lambda scale: study_run(scale, warm=True),
+    ("toolkit", "make figures, cold cache"): lambda scale: _toolkit(scale, "figures", False),
+    ("toolkit", "make figures, warm cache"): lambda scale: _toolkit(scale, "figures", True),
+    ("toolkit", "make test, cold cache"): lambda scale: _toolkit(scale, "test", False),
+    ("toolkit", "make test, warm cache"): lambda scale: _toolkit(scale, "test", True),
+}
