@@ -871,14 +871,22 @@ class OrbitDiagram(Result):
         iterate; an escaped orbit is one row with y = NaN and iterate = escaped_at."""
         n_h, n_s, n_keep, d = self.ys.shape
         escaped = self.escaped.ravel()
-        h = np.repeat(self.h, n_s * n_keep)
-        start = np.tile(np.repeat(np.arange(n_s), n_keep), n_h)
-        iterate = np.tile(np.arange(self.n_transient + 1, self.n_transient + 1 + n_keep), n_h * n_s)
+
+        # np.repeat and np.tile as broadcast views copied once: an order of magnitude faster
+        def per_row(per_orbit):  # each orbit's value on its n_keep rows
+            return np.broadcast_to(per_orbit.reshape(-1, 1), (per_orbit.size, n_keep)).ravel()
+
+        def per_orbit(per_iterate):  # the same n_keep values on every orbit
+            return np.broadcast_to(per_iterate, (n_h * n_s, n_keep)).ravel()
+
+        h = per_row(np.broadcast_to(self.h[:, None], (n_h, n_s)))
+        start = per_row(np.broadcast_to(np.arange(n_s), (n_h, n_s)))
+        iterate = per_orbit(np.arange(self.n_transient + 1, self.n_transient + 1 + n_keep))
         values = self.ys.reshape(-1, d)
-        esc = np.repeat(escaped, n_keep)
-        lyap, lyap_se = np.repeat(self.lyapunov, n_keep), np.repeat(self.lyapunov_se, n_keep)
+        esc = per_row(escaped)
+        lyap, lyap_se = per_row(self.lyapunov), per_row(self.lyapunov_se)
         if escaped.any():  # an escaped orbit keeps its first row, at the iterate it left
-            rows = ~esc | np.tile(np.arange(n_keep) == 0, n_h * n_s)
+            rows = ~esc | per_orbit(np.arange(n_keep) == 0)
             h, start, iterate, values = h[rows], start[rows], iterate[rows], values[rows]
             esc, lyap, lyap_se = esc[rows], lyap[rows], lyap_se[rows]
             iterate[esc] = self.escaped_at.ravel()[escaped]
