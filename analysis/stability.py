@@ -12,7 +12,8 @@ Nonlinear stability. `one_step_map` is Φ_h as a jax function; `fixed_points` fi
 points (or period-k points) of Φ_h in a box by Newton's method from many starts, with their
 multipliers (eigenvalues of DΦ_h) and whether they are spurious (the h = 0 field does not vanish
 there); `fixed_point_branches` does it over a range of h; `orbit_diagram` iterates Φ_h over a
-grid of h and starts (the bifurcation diagram in h, with escapes and Lyapunov exponents);
+grid of h and starts (the bifurcation diagram in h, with escapes and Lyapunov exponents) into an
+`OrbitDiagram` of arrays, with the tidy rows on demand (`.to_frame()`);
 `max_stable_step` bisects the largest h at which a point keeps every multiplier in the unit disk.
 
 Every `solver` argument is a diffrax solver or its name; every `system` a System or catalog name.
@@ -28,6 +29,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from collections.abc import Callable
@@ -44,6 +46,7 @@ from . import solvers as _solvers
 from . import systems as _systems
 from .errors import InvalidArgument, require_positive, warn_if_float32
 from .prepare import Prepared, prepare
+from .result import Result
 from .stepdep import StepAware
 
 __all__ = [
@@ -55,6 +58,7 @@ __all__ = [
     "fixed_points",
     "fixed_point_branches",
     "orbit_diagram",
+    "OrbitDiagram",
     "orbit_bytes",
     "max_stable_step",
     "StabilityBound",
@@ -740,8 +744,9 @@ LYAPUNOV_BLOCKS = 20
 
 @eqx.filter_jit
 def _orbits(prepared: Prepared, starts, hs, escape_radius, n_transient: int, n_keep: int, block):
-    """Every start iterated under Φ_h for every h (vmapped over both): the kept iterates, the
-    iterate each orbit escaped at (-1: never) and the Lyapunov block means."""
+    """Every start iterated under Φ_h for every h (vmapped over both): the kept iterates (NaN
+    for an orbit that escaped), the iterate each orbit escaped at (-1: never) and the Lyapunov
+    block means."""
     t0 = jnp.asarray(prepared.system.t0, dtype=jnp.result_type(float))
     d = starts.shape[-1]
 
@@ -771,7 +776,7 @@ def _orbits(prepared: Prepared, starts, hs, escape_radius, n_transient: int, n_k
             return c, s.at[i // block].add(log)
 
         carry, sums = jax.lax.fori_loop(n_keep, LYAPUNOV_BLOCKS * block, tail, (carry, sums))
-        return ys, carry[2], sums / block
+        return jnp.where(carry[2] >= 0, jnp.nan, ys), carry[2], sums / block
 
     return jax.vmap(jax.vmap(run, in_axes=(0, None)), in_axes=(None, 0))(starts, hs)
 
@@ -779,16 +784,187 @@ def _orbits(prepared: Prepared, starts, hs, escape_radius, n_transient: int, n_k
 def orbit_bytes(d: int, n_keep: int, n_orbits: int) -> int:
     """Estimated peak memory of `orbit_diagram` keeping `n_keep` iterates of `n_orbits` orbits.
 
-    Per kept iterate of a d-dimensional orbit: the compiled scan's state and log stretch
-    (8·(d + 1) bytes), their host copy and the row table's columns and index arrays (about
-    24·d + 88 bytes), with a quarter added: (40·d + 120) bytes, 160 for a scalar map (measured:
-    the logistic map's peak memory grows by 129 bytes per kept iterate at n_keep = 4·10⁶).
+    Per kept iterate of a d-dimensional orbit: the compiled scan's stacked iterates and log
+    stretches (8·(d + 1) bytes) and the masked iterates it returns (8·d), a quarter added:
+    (20·d + 10) bytes, 30 for a scalar map (measured: the logistic map's peak memory grows by
+    24.4 bytes per kept iterate at 20 orbits × 4·10⁶). `OrbitDiagram.to_frame` needs about
+    100 bytes more per kept iterate (the tidy table; measured 104 at 12.8·10⁶ rows), on demand.
 
     Examples:
         >>> orbit_bytes(1, 100, 10)
-        160000
+        30000
     """
-    return int(n_orbits) * int(n_keep) * (40 * int(d) + 120)
+    return int(n_orbits) * int(n_keep) * (20 * int(d) + 10)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class OrbitDiagram(Result):
+    """The orbits of `orbit_diagram` as arrays: n_h step sizes × n_s starts × n_keep iterates.
+
+    Attributes:
+        system, solver: the names (provenance, as in the tidy rows).
+        h: the step sizes, shape (n_h,).
+        y0s: the starts, one flat state per row, shape (n_s, d) (components as `components`).
+        ys: the kept iterates y_n, n = n_transient + 1, ..., n_transient + n_keep, shape
+            (n_h, n_s, n_keep, d); all NaN for an orbit that escaped.
+        escaped_at: the iterate n at which each orbit left |y| ≤ escape_radius or turned
+            non-finite, -1 if it never did, shape (n_h, n_s).
+        lyapunov, lyapunov_se: the largest Lyapunov exponent of each orbit and its standard
+            error, shape (n_h, n_s); NaN where escaped.
+        n_transient: the iterates discarded before the kept ones.
+
+    `escaped` is escaped_at ≥ 0. `to_frame()` is the tidy view: one row per kept iterate (one
+    per escaped orbit), see `orbit_diagram`. `tables()` holds the same as two tables, one row
+    per orbit and one per kept iterate (numbers only), and `from_tables` reads them back.
+
+    Examples:
+        >>> od = orbit_diagram("logistic", "Euler", [0.5, 3.2], [0.3], n_keep=2)
+        >>> od.ys.shape, od.escaped.tolist()        # μ = 1 + h = 4.2 > 4: the orbit escapes
+        ((2, 1, 2, 1), [[False], [True]])
+        >>> od.ys[0, 0, :, 0].round(9).tolist(), round(float(od.lyapunov[0, 0]), 6)  # ln|1 - h|
+        ([1.0, 1.0], -0.693147)
+        >>> len(od.to_frame())                      # 2 kept iterates, 1 row for the escape
+        3
+    """
+
+    system: str
+    solver: str
+    h: np.ndarray
+    y0s: np.ndarray
+    ys: np.ndarray
+    escaped_at: np.ndarray
+    lyapunov: np.ndarray
+    lyapunov_se: np.ndarray
+    n_transient: int
+
+    @property
+    def escaped(self) -> np.ndarray:
+        """Whether each orbit escaped, shape (n_h, n_s)."""
+        return self.escaped_at >= 0
+
+    @property
+    def n_keep(self) -> int:
+        return self.ys.shape[2]
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """The state columns of the tidy rows: ("y",) for a scalar state, else y0, y1, ..."""
+        d = self.ys.shape[3]
+        return ("y",) if d == 1 else tuple(f"y{k}" for k in range(d))
+
+    def component(self, name: str) -> np.ndarray:
+        """The kept iterates of state column `name` (see `components`), shape (n_h, n_s, n_keep).
+
+        Examples:
+            >>> orbit_diagram("logistic", "Euler", [0.5], [0.3], n_keep=1).component("y")
+            array([[[1.]]])
+        """
+        if name not in self.components:
+            raise InvalidArgument(
+                f"component={name!r} is invalid; the state columns are {list(self.components)}"
+            )
+        return self.ys[..., self.components.index(name)]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The tidy rows: columns system, solver, h, start, iterate, y (or y0, y1, ...),
+        escaped, lyapunov, lyapunov_se; one row per kept iterate, ordered by h, start and
+        iterate; an escaped orbit is one row with y = NaN and iterate = escaped_at."""
+        n_h, n_s, n_keep, d = self.ys.shape
+        escaped = self.escaped.ravel()
+
+        # np.repeat and np.tile as broadcast views copied once: an order of magnitude faster
+        def per_row(per_orbit):  # each orbit's value on its n_keep rows
+            return np.broadcast_to(per_orbit.reshape(-1, 1), (per_orbit.size, n_keep)).ravel()
+
+        def per_orbit(per_iterate):  # the same n_keep values on every orbit
+            return np.broadcast_to(per_iterate, (n_h * n_s, n_keep)).ravel()
+
+        h = per_row(np.broadcast_to(self.h[:, None], (n_h, n_s)))
+        start = per_row(np.broadcast_to(np.arange(n_s), (n_h, n_s)))
+        iterate = per_orbit(np.arange(self.n_transient + 1, self.n_transient + 1 + n_keep))
+        values = self.ys.reshape(-1, d)
+        esc = per_row(escaped)
+        lyap, lyap_se = per_row(self.lyapunov), per_row(self.lyapunov_se)
+        if escaped.any():  # an escaped orbit keeps its first row, at the iterate it left
+            rows = ~esc | per_orbit(np.arange(n_keep) == 0)
+            h, start, iterate, values = h[rows], start[rows], iterate[rows], values[rows]
+            esc, lyap, lyap_se = esc[rows], lyap[rows], lyap_se[rows]
+            iterate[esc] = self.escaped_at.ravel()[escaped]
+        df = pd.DataFrame(
+            {
+                "system": self.system,
+                "solver": self.solver,
+                "h": h,
+                "start": start,
+                "iterate": iterate,
+            }
+        )
+        for k, name in enumerate(self.components):
+            df[name] = values[:, k]
+        df["escaped"] = esc
+        df["lyapunov"] = lyap
+        df["lyapunov_se"] = lyap_se
+        return df
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """ "orbits": one row per (h, start) (system, solver, h, start, its state start_y...,
+        escaped_at, lyapunov, lyapunov_se, n_transient); "iterates": the kept iterates, one
+        column per state component, ordered by h, start and iterate."""
+        n_h, n_s, n_keep, _ = self.ys.shape
+        orbits = pd.DataFrame(
+            {
+                "system": self.system,
+                "solver": self.solver,
+                "h": np.repeat(self.h, n_s),
+                "start": np.tile(np.arange(n_s), n_h),
+            }
+        )
+        for k, name in enumerate(self.components):
+            orbits[f"start_{name}"] = np.tile(self.y0s[:, k], n_h)
+        orbits["escaped_at"] = self.escaped_at.ravel()
+        orbits["lyapunov"] = self.lyapunov.ravel()
+        orbits["lyapunov_se"] = self.lyapunov_se.ravel()
+        orbits["n_transient"] = self.n_transient
+        values = self.ys.reshape(-1, self.ys.shape[3])
+        iterates = pd.DataFrame({name: values[:, k] for k, name in enumerate(self.components)})
+        return {"orbits": orbits, "iterates": iterates}
+
+    @classmethod
+    def from_tables(cls, tables: dict[str, pd.DataFrame]) -> OrbitDiagram:
+        """The result from its `tables()`."""
+        missing = [n for n in ("orbits", "iterates") if n not in tables]
+        if missing:
+            raise InvalidArgument(
+                f"tables={sorted(tables)} lacks {missing} for OrbitDiagram; it needs "
+                "['orbits', 'iterates']"
+            )
+        orbits, iterates = tables["orbits"], tables["iterates"]
+        n_s = int(orbits["start"].max()) + 1
+        n_h, d = len(orbits) // n_s, iterates.shape[1]
+        n_keep = len(iterates) // len(orbits)
+        names = ("y",) if d == 1 else tuple(f"y{k}" for k in range(d))
+        grid = lambda column: orbits[column].to_numpy().reshape(n_h, n_s)  # noqa: E731
+        return cls(
+            system=str(orbits["system"].iloc[0]),
+            solver=str(orbits["solver"].iloc[0]),
+            h=orbits["h"].to_numpy()[::n_s].copy(),
+            y0s=orbits[[f"start_{n}" for n in names]].to_numpy()[:n_s].copy(),
+            ys=iterates[list(names)].to_numpy().reshape(n_h, n_s, n_keep, d),
+            escaped_at=grid("escaped_at"),
+            lyapunov=grid("lyapunov"),
+            lyapunov_se=grid("lyapunov_se"),
+            n_transient=int(orbits["n_transient"].iloc[0]),
+        )
+
+    def __repr__(self) -> str:
+        n_h, n_s, n_keep, d = self.ys.shape
+        return (
+            f"OrbitDiagram({self.system}, {self.solver}: {n_h} h × {n_s} start(s) × {n_keep} "
+            f"kept iterate(s) of {d} component(s), {int(self.escaped.sum())} escaped)"
+        )
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{self!r}</pre>"
 
 
 def orbit_diagram(
@@ -801,19 +977,22 @@ def orbit_diagram(
     n_keep=100,
     escape_radius=1e6,
     n_lyapunov=50_000,
-) -> pd.DataFrame:
+) -> OrbitDiagram:
     """Iterate Φ_h from each start in `y0s` for each h in `hs` (vmapped, one compile).
 
     The first `n_transient` iterates are discarded and the next `n_keep` kept: the attractor.
     An orbit that leaves |y| ≤ escape_radius (or turns non-finite) at any iterate, the
-    Lyapunov stretch included, has escaped and is one row with y = NaN, escaped = True and
-    `iterate` the step at which it left. Columns: system, solver, h, start (index into y0s),
-    iterate (n of y_n), y (or y0, y1, ...), escaped, lyapunov, lyapunov_se.
+    Lyapunov stretch included, has escaped: its kept iterates are NaN and `escaped_at` is the
+    step at which it left. Returns an `OrbitDiagram` of arrays (iterates of shape
+    (n_h, n_s, n_keep, d)); its `to_frame()` is the tidy view, one row per kept iterate (an
+    escaped orbit: one row with y = NaN, escaped = True and `iterate` the step it left at),
+    columns system, solver, h, start (index into y0s), iterate (n of y_n), y (or y0, y1, ...),
+    escaped, lyapunov, lyapunov_se.
 
     lyapunov is the largest Lyapunov exponent of the orbit: the mean of log |DΦ_h v| over the
     max(n_keep, n_lyapunov) iterates after the transient (rounded up to a multiple of 20), with
     v the unit tangent vector carried along since the start (< 0 on a stable periodic orbit,
-    > 0 on a chaotic one, NaN if escaped); `df.groupby("h").lyapunov.max()` is per h.
+    > 0 on a chaotic one, NaN if escaped); `np.nanmax(od.lyapunov, axis=1)` is per h.
     lyapunov_se is its standard error from 20 block means (std/√20; blocks much longer than
     the orbit's correlation time, so they are near independent). The default n_lyapunov =
     50,000 puts the logistic map's exponents within 1 % of ln 2 (μ = 4) and 0.4960 (μ = 3.9):
@@ -822,11 +1001,11 @@ def orbit_diagram(
     (`orbit_bytes`) is refused with InvalidArgument before anything compiles.
 
     Examples:
-        >>> df = orbit_diagram("logistic", "Euler", [1.5, 2.2], [0.3], n_keep=2)
-        >>> df.groupby("h").y.nunique().tolist()       # a fixed point, then a 2-cycle
+        >>> od = orbit_diagram("logistic", "Euler", [1.5, 2.2], [0.3], n_keep=2)
+        >>> [len(np.unique(od.ys[i])) for i in range(2)]   # a fixed point, then a 2-cycle
         [1, 2]
         >>> chaos = orbit_diagram("logistic", "Euler", [3.0], [0.3], n_keep=1)  # μ = 1 + h = 4
-        >>> bool(abs(chaos.lyapunov[0] - np.log(2)) < 3 * chaos.lyapunov_se[0] + 1e-3)
+        >>> bool(abs(chaos.lyapunov[0, 0] - np.log(2)) < 3 * chaos.lyapunov_se[0, 0] + 1e-3)
         True
     """
     system = _check_system_and_solver(system, solver)
@@ -856,11 +1035,12 @@ def orbit_diagram(
             f"available; use n_keep={fits} or less, or fewer h or starts per call"
         )
     block = -(-max(n_keep, n_lyapunov) // LYAPUNOV_BLOCKS)
+    flat_starts = starts.reshape(len(starts), d)
     ys, escaped_at, means = (
         np.asarray(a)
         for a in _orbits(
             _prepared(system, solver),
-            jnp.asarray(starts.reshape(len(starts), d)),
+            jnp.asarray(flat_starts),
             jnp.asarray(hs),
             jnp.asarray(float(escape_radius)),
             n_transient,
@@ -868,32 +1048,20 @@ def orbit_diagram(
             block,
         )
     )
-    lyap = means.mean(axis=-1)
-    lyap_se = means.std(axis=-1, ddof=1) / math.sqrt(LYAPUNOV_BLOCKS)
-    n_h, n_s = escaped_at.shape
     escaped = escaped_at >= 0
-    keep = np.where(escaped, 1, n_keep)
-    idx_h, idx_s = np.repeat(np.arange(n_h), n_s), np.tile(np.arange(n_s), n_h)
-    counts = keep.ravel()
-    rows_h, rows_s = np.repeat(idx_h, counts), np.repeat(idx_s, counts)
-    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    esc = escaped[rows_h, rows_s]
-    values = np.where(esc[:, None], np.nan, ys[rows_h, rows_s, offset])
-    df = pd.DataFrame(
-        {
-            "system": system.name,
-            "solver": _solvers.name_of(solver),
-            "h": hs[rows_h],
-            "start": rows_s,
-            "iterate": np.where(esc, escaped_at[rows_h, rows_s], n_transient + 1 + offset),
-        }
+    lyap = np.where(escaped, np.nan, means.mean(axis=-1))
+    lyap_se = np.where(escaped, np.nan, means.std(axis=-1, ddof=1) / math.sqrt(LYAPUNOV_BLOCKS))
+    return OrbitDiagram(
+        system=system.name,
+        solver=_solvers.name_of(solver),
+        h=hs,
+        y0s=flat_starts,
+        ys=ys,
+        escaped_at=escaped_at,
+        lyapunov=lyap,
+        lyapunov_se=lyap_se,
+        n_transient=n_transient,
     )
-    for k in range(d):
-        df["y" if d == 1 else f"y{k}"] = values[:, k]
-    df["escaped"] = esc
-    df["lyapunov"] = np.where(esc, np.nan, lyap[rows_h, rows_s])
-    df["lyapunov_se"] = np.where(esc, np.nan, lyap_se[rows_h, rows_s])
-    return df
 
 
 # ------------------------------------------------------------------------ largest stable h

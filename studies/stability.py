@@ -238,7 +238,7 @@ def _logistic(config: Config) -> dict[str, pd.DataFrame]:
                 n_transient=config.n_transient,
                 n_keep=config.n_keep,
                 n_lyapunov=config.n_lyapunov,
-            )
+            ).to_frame()  # the stored table: tidy rows (the plots draw them as they draw arrays)
         )
         branches.append(
             stability.fixed_point_branches(
@@ -321,7 +321,7 @@ def _lifted(config: Config) -> pd.DataFrame:
             n_transient=config.n_transient,
             n_keep=config.n_keep,
             n_lyapunov=config.n_keep,  # not reported (see below): no long average
-        )
+        ).to_frame()
         for name in config.lifted_solvers
     ]
     df = pd.concat(frames, ignore_index=True).rename(columns={"y0": "y", "y1": "mu"})

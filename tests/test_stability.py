@@ -1,11 +1,13 @@
 """The one-step map Φ_h and the stability tools built on it."""
 
+import dataclasses
 import re
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import EXPLICIT_RK
 from numpy.polynomial import polynomial as P
@@ -176,7 +178,7 @@ def test_euler_on_the_logistic_equation_has_a_stable_two_cycle_just_above_h_2():
     assert cycle.stable.all() and cycle.spurious.all()
     np.testing.assert_allclose(cycle.max_abs_multiplier, 4 + 2 * mu - mu**2, rtol=1e-10)
     orbit = stability.orbit_diagram("logistic", "Euler", [h], [0.3], n_transient=2000, n_keep=4)
-    np.testing.assert_allclose(np.sort(orbit.y.to_numpy())[[0, -1]], cycle.y, rtol=1e-8)
+    np.testing.assert_allclose(np.sort(orbit.component("y").ravel())[[0, -1]], cycle.y, rtol=1e-8)
     assert (orbit.lyapunov < 0).all() and not orbit.escaped.any()
 
 
@@ -222,7 +224,12 @@ def test_fixed_points_of_a_two_dimensional_map_with_multipliers():
 
 
 def test_orbit_diagram_records_escapes_and_lyapunov_exponents():
-    df = stability.orbit_diagram("logistic", "Euler", [0.5, 1.5, 3.2], [0.2, 0.7], n_keep=5)
+    od = stability.orbit_diagram("logistic", "Euler", [0.5, 1.5, 3.2], [0.2, 0.7], n_keep=5)
+    # μ = 1 + h = 4.2 > 4: both starts leave [0, 1] and escape; below, y = 1 attracts.
+    assert od.escaped.tolist() == [[False, False], [False, False], [True, True]]
+    assert np.isnan(od.ys[2]).all() and np.isnan(od.lyapunov[2]).all()
+    np.testing.assert_allclose(od.ys[:2], 1.0, rtol=1e-12)
+    df = od.to_frame()
     assert list(df.columns) == [
         "system",
         "solver",
@@ -241,6 +248,158 @@ def test_orbit_diagram_records_escapes_and_lyapunov_exponents():
     np.testing.assert_allclose(calm.y, 1.0, rtol=1e-12)
     # At the stable fixed point y = 1 the exponent is log|Φ'(1)| = log|1 - h|.
     np.testing.assert_allclose(calm.lyapunov, np.log(np.abs(1 - calm.h)), rtol=1e-8)
+
+
+def _euler_logistic_rows(hs, starts, n_transient, n_keep, n_lyapunov, radius=1e6):
+    """The tidy rows of Euler on y' = y(1 - y) written out by hand: Φ_h(y) = y + h·y(1 - y), the
+    logistic map with μ = 1 + h (x = h·y/(1 + h)), Φ_h'(y) = 1 + h(1 - 2y), so the exponent is
+    the mean of log|1 + h(1 - 2y_n)| over n = n_transient, ..., n_transient + L - 1 (L =
+    max(n_keep, n_lyapunov), in 20 blocks whose means give the standard error)."""
+    length = -(-max(n_keep, n_lyapunov) // 20) * 20
+    rows = []
+    for h in hs:
+        for start, y in enumerate(starts):
+            orbit, left = [y], None
+            for n in range(1, n_transient + length + 1):
+                y = y + h * y * (1 - y)
+                orbit.append(y)
+                if left is None and not abs(y) <= radius:
+                    left = n
+            base = {"system": "logistic", "solver": "Euler", "h": h, "start": start}
+            if left is not None:
+                rows.append(base | {"iterate": left, "y": np.nan, "escaped": True})
+                rows[-1] |= {"lyapunov": np.nan, "lyapunov_se": np.nan}
+                continue
+            logs = np.log(np.abs(1 + h * (1 - 2 * np.array(orbit[n_transient:-1]))))
+            blocks = logs.reshape(20, -1).mean(axis=1)
+            lyap, se = blocks.mean(), blocks.std(ddof=1) / np.sqrt(20)
+            for n in range(n_transient + 1, n_transient + n_keep + 1):
+                rows.append(base | {"iterate": n, "y": orbit[n], "escaped": False})
+                rows[-1] |= {"lyapunov": lyap, "lyapunov_se": se}
+    return pd.DataFrame(rows).astype({"system": "str", "solver": "str"})
+
+
+def test_orbit_diagram_tidy_rows_are_the_logistic_map_written_out():
+    # h = 0.5: the fixed point 1 (μ = 1.5); 2.2: a 2-cycle (μ = 3.2 > 3); 2.8: chaos (μ = 3.8);
+    # 3.2: μ = 4.2 > 4, an orbit from (0, 1) escapes; the start 1.3 > 1 escapes at every h here.
+    hs, starts = [0.5, 2.2, 2.8, 3.2], [0.2, 0.7, 1.3]
+    od = stability.orbit_diagram(
+        "logistic", "Euler", hs, starts, n_transient=6, n_keep=5, n_lyapunov=20
+    )
+    expected = _euler_logistic_rows(hs, starts, 6, 5, 20)
+    assert expected.escaped.any() and not expected.escaped.all()
+    # The chaotic orbit (exponent ≈ 0.5) grows rounding by about e^(0.5·26) ≈ 4e5 over its 26
+    # iterates: the hand-written and compiled maps agree to ~1e-11, not to the last digit.
+    pd.testing.assert_frame_equal(od.to_frame(), expected, rtol=1e-9, atol=1e-14)
+    # The arrays hold the same: iterates (NaN when escaped), escape iterates, exponents.
+    alive = expected[~expected.escaped]
+    np.testing.assert_allclose(od.ys[~od.escaped].ravel(), alive.y, rtol=1e-12)
+    assert np.isnan(od.ys[od.escaped]).all()
+    gone = expected[expected.escaped]
+    assert od.escaped_at[od.escaped].tolist() == gone.iterate.tolist()
+    assert (od.escaped_at[~od.escaped] == -1).all()
+
+
+def test_orbit_diagram_two_dimensional_rows_and_tables_round_trip():
+    # Euler iterates the lifted Hénon map exactly: (x, y) -> (1 - a·x² + y, b·x).
+    a, b = 1.4, 0.3
+    starts = [[0.1, 0.1], [2.0, 5.0]]  # the second leaves at once: x = 1 - 5.6 + 5 ... escapes
+    od = stability.orbit_diagram(
+        systems.get("lifted_map", map="henon"),
+        "Euler",
+        [0.7],
+        starts,
+        n_transient=3,
+        n_keep=4,
+        n_lyapunov=20,
+    )
+    x = np.array(starts[0])
+    orbit = []
+    for _ in range(7):
+        x = np.array([1 - a * x[0] ** 2 + x[1], b * x[0]])
+        orbit.append(x)
+    np.testing.assert_allclose(od.ys[0, 0], orbit[3:], rtol=1e-12)
+    assert od.components == ("y0", "y1") and od.escaped.tolist() == [[False, True]]
+    df = od.to_frame()
+    assert list(df.columns[5:7]) == ["y0", "y1"] and len(df) == 4 + 1
+    np.testing.assert_allclose(df[["y0", "y1"]].to_numpy()[:4], orbit[3:], rtol=1e-12)
+    back = stability.OrbitDiagram.from_tables(od.tables())
+    for name in ("h", "y0s", "ys", "escaped_at", "lyapunov", "lyapunov_se"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(od, name))
+    assert (back.system, back.solver, back.n_transient) == (od.system, od.solver, 3)
+    pd.testing.assert_frame_equal(back.to_frame(), df)
+
+
+def test_orbit_diagram_holds_arrays_of_one_float_per_kept_value():
+    n_h, n_s, n_keep = 7, 3, 11
+    od = stability.orbit_diagram(
+        "logistic",
+        "Euler",
+        np.linspace(0.5, 3.3, n_h),
+        np.linspace(0.1, 0.9, n_s),
+        n_keep=n_keep,
+        n_lyapunov=20,
+    )
+    arrays = {
+        f.name: getattr(od, f.name)
+        for f in dataclasses.fields(od)
+        if isinstance(getattr(od, f.name), np.ndarray)
+    }
+    assert all(a.dtype.kind in "fi" and a.itemsize == 8 for a in arrays.values())
+    assert od.ys.shape == (n_h, n_s, n_keep, 1) and od.ys.dtype == np.float64
+    # n_h·n_s·n_keep iterates, four numbers per orbit, the grid and the starts: nothing else.
+    assert sum(a.size for a in arrays.values()) == n_h * n_s * (n_keep + 3) + n_h + n_s
+    with pytest.raises(InvalidArgument, match=r"component='y0'.*\['y'\]"):
+        od.component("y0")
+    with pytest.raises(InvalidArgument, match="lacks"):
+        stability.OrbitDiagram.from_tables({"orbits": od.tables()["orbits"]})
+
+
+def test_orbit_plots_draw_the_result_as_they_draw_its_tidy_rows():
+    from analysis import plotting
+
+    # μ = 1 + h: the fixed point 1 - 1/μ in x, i.e. y = 1, for μ < 3; a 2-cycle at μ = 3.2;
+    # chaos at μ = 3.9; escape at μ = 4.5 (the red tick at h = 3.5).
+    hs = [1.5, 2.2, 2.9, 3.5]
+    od = stability.orbit_diagram("logistic", "Euler", hs, [0.3, 0.6], n_keep=20, n_lyapunov=200)
+    figs = [(plotting.orbit_diagram(rows), plotting.lyapunov(rows)) for rows in (od, od.to_frame())]
+    (dots, lyap), (dots_df, lyap_df) = figs
+    ax, ax_df = dots.axes[0], dots_df.axes[0]
+    points = ax.collections[0].get_offsets()
+    np.testing.assert_array_equal(points, ax_df.collections[0].get_offsets())
+    assert len(points) == 3 * 2 * 20  # the escaped h draws no dots
+    np.testing.assert_allclose(points[points[:, 0] == 1.5][:, 1], 1.0, rtol=1e-12)
+    assert len(np.unique(points[points[:, 0] == 2.2][:, 1].round(8))) == 2
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [3.5])  # escaped at h = 3.5
+    np.testing.assert_array_equal(ax_df.lines[0].get_xdata(), [3.5])
+    line, line_df = lyap.axes[0].lines[0], lyap_df.axes[0].lines[0]
+    np.testing.assert_array_equal(line.get_xydata(), line_df.get_xydata())
+    # At h = 1.5 the exponent is ln|Φ'(1)| = ln|1 - h| = ln 0.5; positive at μ = 3.9.
+    np.testing.assert_allclose(line.get_ydata()[0], np.log(0.5), rtol=1e-10)
+    assert line.get_xdata().tolist() == hs[:3] and line.get_ydata()[2] > 0
+    two_d = stability.orbit_diagram(
+        systems.get("lifted_map", map="henon"),
+        "Euler",
+        [0.7],
+        [[0.1, 0.1]],
+        n_keep=30,
+        n_lyapunov=30,
+    )
+    fig = plotting.orbit_diagram(two_d, x="y0", y="y1")  # the Hénon attractor: y1 = b·x_{n-1}
+    assert fig.axes[0].collections[0].get_offsets().shape == (30, 2)
+    plotting.close(fig)
+    for call, needle in (
+        (lambda: plotting.orbit_diagram(od, y="y0"), "y='y0'"),
+        (lambda: plotting.orbit_diagram(two_d), "y='y'"),
+        (lambda: plotting.lyapunov(od, x="y"), "x='y'"),
+        (lambda: plotting.orbit_diagram(od.to_frame().drop(columns="escaped")), "escaped"),
+        (lambda: plotting.lyapunov({"h": [1.0]}), "OrbitDiagram or its tidy rows"),
+    ):
+        with pytest.raises(InvalidArgument, match=re.escape(needle)):
+            call()
+    for pair in figs:
+        for fig in pair:
+            plotting.close(fig)
 
 
 def test_max_stable_step_is_the_interval_over_the_stiffness():
@@ -525,17 +684,16 @@ def test_lyapunov_exponents_reach_one_percent_with_the_defaults():
     reference = _numpy_lyapunov(3.9, 40_000, np.linspace(0.1, 0.9, 64)).mean()
     assert abs(reference - 0.496) < 1.5e-3
     # Euler on y' = y(1 - y) is the logistic map with μ = 1 + h (x = h·y/(1 + h)).
-    df = stability.orbit_diagram("logistic", "Euler", [3.0, 2.9], [0.2, 0.3, 0.7], n_keep=1)
-    for h, truth in ((3.0, np.log(2.0)), (2.9, reference)):
-        g = df[df.h == h]
-        assert not g.escaped.any()
-        np.testing.assert_allclose(g.lyapunov, truth, rtol=0.01)
-        assert (np.abs(g.lyapunov - truth) < 4 * g.lyapunov_se + 1e-3).all()
-        assert (g.lyapunov_se < 0.005 * truth).all()
+    od = stability.orbit_diagram("logistic", "Euler", [3.0, 2.9], [0.2, 0.3, 0.7], n_keep=1)
+    assert not od.escaped.any()
+    for lyap, se, truth in zip(od.lyapunov, od.lyapunov_se, (np.log(2.0), reference), strict=True):
+        np.testing.assert_allclose(lyap, truth, rtol=0.01)
+        assert (np.abs(lyap - truth) < 4 * se + 1e-3).all()
+        assert (se < 0.005 * truth).all()
     # On a stable fixed point the exponent is log|1 - h| with no spread.
     calm = stability.orbit_diagram("logistic", "Euler", [0.5], [0.3], n_keep=1)
     np.testing.assert_allclose(calm.lyapunov, np.log(0.5), rtol=1e-10)
-    assert calm.lyapunov_se.iloc[0] < 1e-12
+    assert calm.lyapunov_se[0, 0] < 1e-12
 
 
 def test_max_stable_step_follows_a_moving_equilibrium_under_higher_order_solvers():
@@ -567,11 +725,11 @@ def test_orbit_diagram_refuses_an_orbit_table_larger_than_memory_before_compilin
         raise AssertionError("orbit_diagram compiled a refused call")
 
     monkeypatch.setattr(stability, "_orbits", no_compile)
-    with pytest.raises(InvalidArgument, match=r"n_keep=1000000000 needs about 149 GiB"):
-        stability.orbit_diagram("logistic", "Euler", [1.5], [0.3], n_keep=10**9)
+    with pytest.raises(InvalidArgument, match=r"n_keep=10000000000 needs about 279 GiB"):
+        stability.orbit_diagram("logistic", "Euler", [1.5], [0.3], n_keep=10**10)
     # The rule is the sweep's: at most half of what analysis._sweep._available_bytes() reports.
-    monkeypatch.setattr(stability._sweep, "_available_bytes", lambda: 2 * 160 * 10**6)
-    assert stability.orbit_bytes(1, 10**6, 1) == 160 * 10**6  # fits exactly: not refused
+    monkeypatch.setattr(stability._sweep, "_available_bytes", lambda: 2 * 30 * 10**6)
+    assert stability.orbit_bytes(1, 10**6, 1) == 30 * 10**6  # fits exactly: not refused
     with pytest.raises(AssertionError, match="compiled a refused call"):
         stability.orbit_diagram("logistic", "Euler", [1.5], [0.3], n_keep=10**6)
     with pytest.raises(InvalidArgument, match=r"2 h × 3 start.*use n_keep=166666 or less"):

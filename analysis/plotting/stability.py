@@ -1,11 +1,11 @@
 """Stability figures: regions |R(z)| ≤ 1, orbit (bifurcation) diagrams, fixed-point branches and
-the largest stable step against stiffness. Each takes the tidy DataFrame that
-`analysis.stability` (or a study) returns and draws on a given axes or a new one.
+the largest stable step against stiffness. Each takes what `analysis.stability` (or a study)
+returns, a tidy DataFrame or an `OrbitDiagram`, and draws on a given axes or a new one.
 
 Examples:
     >>> from analysis import stability, plotting
-    >>> df = stability.orbit_diagram("logistic", "Euler", np.linspace(0.1, 3, 200), [0.3])
-    >>> fig = plotting.orbit_diagram(df)
+    >>> od = stability.orbit_diagram("logistic", "Euler", np.linspace(0.1, 3, 200), [0.3])
+    >>> fig = plotting.orbit_diagram(od)
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..errors import InvalidArgument
 from ..result import require_columns
+from ..stability import OrbitDiagram
 from ._style import log_axis, paper_style, single_axes, solver_style
 
 
@@ -75,17 +76,46 @@ def stability_regions(df: pd.DataFrame, *, ax=None, title: str | None = None) ->
     return fig
 
 
+def _orbit_points(orbits, x: str, y: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y) of every kept iterate of the orbits that stayed, and the x values of the escaped
+    ones' rows, in the tidy rows' order, from an `OrbitDiagram` (arrays) or its tidy rows."""
+    if isinstance(orbits, OrbitDiagram):
+        valid = ["h", *orbits.components]
+        for name, value in (("x", x), ("y", y)):
+            if value not in valid or (name == "y" and value == "h"):
+                raise InvalidArgument(
+                    f"{name}={value!r} is invalid for this OrbitDiagram; use one of "
+                    f"{valid if name == 'x' else valid[1:]}"
+                )
+        alive, escaped = ~orbits.escaped, orbits.escaped
+        n_keep = orbits.n_keep
+
+        def column(name, mask, keep):
+            if name == "h":
+                return np.repeat(np.broadcast_to(orbits.h[:, None], mask.shape)[mask], keep)
+            return orbits.component(name)[mask][:, :keep].ravel()
+
+        return column(x, alive, n_keep), column(y, alive, n_keep), column(x, escaped, 1)
+    what = "orbit_diagram input (stability.orbit_diagram's OrbitDiagram or its tidy rows)"
+    require_columns(orbits, [x, y, "escaped"], what)
+    kept = orbits[~orbits["escaped"]]
+    return kept[x].to_numpy(), kept[y].to_numpy(), orbits.loc[orbits["escaped"], x].to_numpy()
+
+
 def orbit_diagram(
-    df: pd.DataFrame, *, ax=None, x: str = "h", y: str = "y", title: str | None = None
+    orbits, *, ax=None, x: str = "h", y: str = "y", title: str | None = None
 ) -> plt.Figure:
-    """The attractor against a parameter: one dot per kept iterate (columns `x`, `y`, escaped).
+    """The attractor against a parameter: one dot per kept iterate (`x` against `y`).
 
     Parameter values where some orbit escaped to infinity get a red tick along the top edge.
+    Drawn from the arrays of an `OrbitDiagram` (fast: no table is built); its tidy rows
+    (`OrbitDiagram.to_frame()`, e.g. a study's stored table, columns `x`, `y`, escaped) draw
+    the same figure. `x` is "h" or a state column, `y` a state column ("y", or y0, y1, ...).
 
     Args:
-        df: `analysis.stability.orbit_diagram` rows.
+        orbits: `analysis.stability.orbit_diagram`'s `OrbitDiagram`, or its tidy rows.
         ax: an Axes to draw on (default: a new figure).
-        x: the parameter column.
+        x: the parameter: "h" or a state column.
         y: the state column.
         title: the panel title.
 
@@ -95,17 +125,16 @@ def orbit_diagram(
     Examples:
         >>> from analysis import plotting, stability
         >>> hs = [1.5, 2.2, 2.6, 3.5]                      # μ = 1 + h = 2.5, 3.2, 3.6, 4.5
-        >>> df = stability.orbit_diagram("logistic", "Euler", hs, [0.3], n_keep=200)
-        >>> fig = plotting.orbit_diagram(df)
-        >>> df.groupby("h")["escaped"].any().tolist()     # μ > 4: the orbit escapes
+        >>> od = stability.orbit_diagram("logistic", "Euler", hs, [0.3], n_keep=200)
+        >>> fig = plotting.orbit_diagram(od)
+        >>> od.escaped.any(axis=1).tolist()                 # μ > 4: the orbit escapes
         [False, False, False, True]
     """
-    require_columns(df, [x, y, "escaped"], "orbit_diagram input (stability.orbit_diagram rows)")
+    xs, ys, gone = _orbit_points(orbits, x, y)
     with paper_style():
         fig, ax = single_axes(ax)
-        kept = df[~df["escaped"]]
-        ax.scatter(kept[x], kept[y], s=0.15, c="k", alpha=0.35, lw=0, rasterized=True)
-        gone = np.unique(df.loc[df["escaped"], x])
+        ax.scatter(xs, ys, s=0.15, c="k", alpha=0.35, lw=0, rasterized=True)
+        gone = np.unique(gone)
         if gone.size:
             ax.plot(
                 gone,
@@ -125,15 +154,37 @@ def orbit_diagram(
     return fig
 
 
-def lyapunov(df: pd.DataFrame, *, ax=None, x: str = "h", title: str | None = None):
-    """The largest Lyapunov exponent against `x` (the maximum over starts), from an orbit
-    diagram's `lyapunov` column; > 0 means chaos, < 0 a stable periodic attractor. With a
-    `lyapunov_se` column, a grey band of ±2 standard errors.
+def _per_orbit(orbits, x: str) -> pd.DataFrame:
+    """One row per orbit (columns x, escaped, lyapunov, lyapunov_se) from an `OrbitDiagram`;
+    the tidy rows as they are (every kept iterate repeats its orbit's exponent)."""
+    if isinstance(orbits, OrbitDiagram):
+        if x != "h":
+            raise InvalidArgument(
+                f"x={x!r} is invalid for an OrbitDiagram's exponents; they are per h: use x='h'"
+            )
+        n_s = orbits.escaped.shape[1]
+        return pd.DataFrame(
+            {
+                "h": np.repeat(orbits.h, n_s),
+                "escaped": orbits.escaped.ravel(),
+                "lyapunov": orbits.lyapunov.ravel(),
+                "lyapunov_se": orbits.lyapunov_se.ravel(),
+            }
+        )
+    what = "lyapunov input (stability.orbit_diagram's OrbitDiagram or its tidy rows)"
+    return require_columns(orbits, [x, "escaped", "lyapunov"], what)
+
+
+def lyapunov(orbits, *, ax=None, x: str = "h", title: str | None = None):
+    """The largest Lyapunov exponent against `x` (the maximum over starts), from an
+    `OrbitDiagram` (or its tidy rows' `lyapunov` column); > 0 means chaos, < 0 a stable
+    periodic attractor. With `lyapunov_se`, a grey band of ±2 standard errors.
 
     Args:
-        df: `analysis.stability.orbit_diagram` rows (escaped orbits are left out).
+        orbits: `analysis.stability.orbit_diagram`'s `OrbitDiagram`, or its tidy rows
+            (escaped orbits are left out).
         ax: an Axes to draw on (default: a new figure).
-        x: the parameter column.
+        x: the parameter column ("h" for an OrbitDiagram).
         title: the panel title.
 
     Returns:
@@ -142,12 +193,12 @@ def lyapunov(df: pd.DataFrame, *, ax=None, x: str = "h", title: str | None = Non
     Examples:
         >>> from analysis import plotting, stability
         >>> hs = [1.5, 2.2, 2.6, 3.5]                      # μ = 1 + h = 2.5, 3.2, 3.6, 4.5
-        >>> df = stability.orbit_diagram("logistic", "Euler", hs, [0.3], n_keep=200)
-        >>> fig = plotting.lyapunov(df)
-        >>> (df.groupby("h")["lyapunov"].max() > 0).tolist()   # chaos at μ = 3.6 (4.5 escaped)
+        >>> od = stability.orbit_diagram("logistic", "Euler", hs, [0.3], n_keep=200)
+        >>> fig = plotting.lyapunov(od)
+        >>> (od.lyapunov[:, 0] > 0).tolist()     # chaos at μ = 3.6 (4.5 escaped: NaN)
         [False, False, True, False]
     """
-    require_columns(df, [x, "escaped", "lyapunov"], "lyapunov input (stability.orbit_diagram rows)")
+    df = _per_orbit(orbits, x)
     with paper_style():
         fig, ax = single_axes(ax, 1.8)
         alive = df[~df["escaped"]].dropna(subset=["lyapunov"])
