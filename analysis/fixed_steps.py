@@ -5,10 +5,10 @@ error estimate, no dense output, no accept/reject, no saving. `march` steps one
 `lax.while_loop` (under vmap: one loop over the lanes, finished lanes masked) from t0 to t1 on
 exactly diffeqsolve's time grid and returns the final state, the result and the step count.
 
-- Time grid: that of `diffrax.ConstantStepSize` (its own `init` and `adapt_step_size` are
-  called; in diffrax 0.7.2 T_1 = min(t0 + dt0, t1), T_n = t0 + (t1 - t0)·n/N for n ≥ 2 with
-  N = ⌈(t1 - t0)/dt0⁺⌉, dt0⁺ the float after dt0, T_N = t1), clipped to t1 within 100 ulp as
-  diffeqsolve clips; reverse time (t1 < t0) in negated time with the terms wrapped, as there.
+- Time grid: that of diffrax 0.7.2's `ConstantStepSize` (not dt0 accumulated): T_1 =
+  min(t0 + dt0, t1), T_n = t0 + (t1 - t0)·(n/N) for n ≥ 2 with N = ⌈(t1 - t0)/dt0⁺⌉, dt0⁺ the
+  float after dt0, T_N = t1, clipped to t1 within 100 ulp as diffeqsolve clips (`_Grid`);
+  reverse time (t1 < t0) in negated time with the terms wrapped, as there.
 - Explicit Runge–Kutta solvers with one `ButcherTableau` (Heun, Midpoint, Ralston, Bosh3, Tsit5,
   Dopri5, Dopri8, ...) and `diffrax.Euler` (b = [1]), bare or in `StepAware`: the stages are
   unrolled at trace time, zero coefficients skipped,

@@ -129,8 +129,8 @@ def test_euler_on_exponential_decay_is_the_power_exactly():
 
 def test_every_stage_sees_the_step_it_belongs_to():
     # y' = (h - 1)·y: Heun multiplies y by R(z) = 1 + z + z²/2 with z = h·(h - 1) in a step of
-    # size h. dt0 = 0.4 on [0, 1]: steps 0.4, then (1 - 0.4)/... on diffrax's grid
-    # T_1 = 0.4, T_n = n/3 (N = ⌈1/0.4⌉ = 3): steps 0.4, 2/3 - 0.4, 1/3.
+    # size h. dt0 = 0.4 on [0, 1], diffrax's grid T_1 = 0.4, T_n = n/3 (N = ⌈1/0.4⌉ = 3):
+    # steps 0.4, 2/3 - 0.4, 1/3, each with its own h in every stage.
     damped = System(name="damped_h", vector_field=lambda t, y, args, h: (h - 1) * y, y0=1.0)
     end = prepare(damped, "Heun").march(0.4)
     steps = np.diff([0.0, 0.4, 2 / 3, 1.0])
