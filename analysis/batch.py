@@ -1,9 +1,10 @@
-"""The compiled batch of solves: one group of settings, solved by one vmapped, jitted diffeqsolve.
+"""The compiled batch of solves: one group of settings, solved by one vmapped, jitted solve.
 
 A sweep (`analysis.sweep`) cuts its grid into chunks; each chunk is a `Group` — a system, a
 solver and a controller structure (preset name and options, max_steps, save times, step log) —
 and the chunk's numbers: the steps dt0 (or h), the tolerances rtol and atol, the state y0 and the
-args. `solve_chunk` solves the chunk through `analysis.prepare.prepare` (the one diffeqsolve) as
+args. `solve_chunk` solves the chunk through `analysis.prepare.prepare` (the one diffeqsolve, or
+at constant steps without save times its `Prepared.march`, the same numbers in a plain loop) as
 ``vmap(solve)`` over the settings inside the module-level `eqx.filter_jit` function, so jax's own
 cache compiles once per group structure and takes every number as an argument: another grid of
 the same size, or another chunk, reuses the compiled solve. `compile_count` counts how often it
@@ -248,7 +249,12 @@ class Group(eqx.Module):
 
 
 def _solve_one(group: Group, dt0, rtol, atol, y0, args, span) -> dict:
-    """One solve of the group at (dt0, rtol, atol): prepared by `prepare`, solved once."""
+    """One solve of the group at (dt0, rtol, atol): prepared by `prepare`, solved once.
+
+    Constant steps with nothing saved on the way are marched (`Prepared.march`: the final
+    state of diffeqsolve without its adaptive machinery); everything else is solved by
+    `Prepared.solve`.
+    """
     wrapper = functools.partial(StepAware, signed=group.signed_h)
     if group.controller == _controller.FIXED:
         prepared = prepare(group.system, group.solver, wrapper=wrapper)
@@ -263,6 +269,11 @@ def _solve_one(group: Group, dt0, rtol, atol, y0, args, span) -> dict:
             wrapper=wrapper,
             **dict(group.controller_options),
         )
+    if prepared.fixed and not group.save_ts:
+        end = prepared.march(
+            dt0, y0=y0, args=args, t0=span[0], t1=span[1], max_steps=group.max_steps
+        )
+        return _outputs(end.y1 if _is_array(end.y1) else _ravel(end.y1), end.result, end.stats)
     # SaveAt(ts) reads the solver's dense output (its interpolant) at each extra save time.
     save_ts = jnp.asarray(group.save_ts) if group.save_ts else None
     saveat = diffrax.SaveAt(t1=True, ts=save_ts, controller_state=group.log_steps > 0)
@@ -276,14 +287,21 @@ def _solve_one(group: Group, dt0, rtol, atol, y0, args, span) -> dict:
         max_steps=group.max_steps,
     )
     ys = flat_states(sol.ys)
+    return (
+        _outputs(ys[-1], sol.result, sol.stats)
+        | _step_log.logged_steps(sol)
+        | ({"ys": ys[:-1]} if group.save_ts else {})
+    )
+
+
+def _outputs(y_final, result, stats) -> dict:
     return {
-        "y_final": ys[-1],
-        "result": result_code(sol.result),
-        "num_steps": sol.stats["num_steps"],
-        "num_accepted": sol.stats["num_accepted_steps"],
-        "num_rejected": sol.stats["num_rejected_steps"],
-        **_step_log.logged_steps(sol),
-    } | ({"ys": ys[:-1]} if group.save_ts else {})
+        "y_final": y_final,
+        "result": result_code(result),
+        "num_steps": stats["num_steps"],
+        "num_accepted": stats["num_accepted_steps"],
+        "num_rejected": stats["num_rejected_steps"],
+    }
 
 
 @eqx.filter_jit

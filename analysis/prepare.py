@@ -11,10 +11,12 @@ studies — starts from `prepare`, so the rules live here once:
 - an adaptive solve takes a controller preset name (with rtol, atol: `analysis.controller.make`)
   or any diffrax step-size controller, optionally wrapped in a `StepLogger`.
 
-`Prepared.solve` then calls `diffrax.diffeqsolve` (the only call of it in the toolkit) and
-`Prepared.step` takes one step, the map y_n -> y_{n+1} that stability and discrete analyses
-study. A `Prepared` is an equinox Module: its arrays (y0, args, tolerances, trained weights) are
-leaves, so `eqx.filter_jit` compiles once per structure and takes numbers as arguments.
+`Prepared.solve` then calls `diffrax.diffeqsolve` (the only call of it in the toolkit),
+`Prepared.march` solves at constant steps without it (`analysis.fixed_steps`: the same numbers,
+without the adaptive machinery) and `Prepared.step` takes one step, the map y_n -> y_{n+1}
+that stability and discrete analyses study. A `Prepared` is an equinox Module: its arrays (y0,
+args, tolerances, trained weights) are leaves, so `eqx.filter_jit` compiles once per structure
+and takes numbers as arguments.
 
 Examples:
     >>> import jax.numpy as jnp
@@ -25,6 +27,8 @@ Examples:
     >>> y1, ok = p.step(jnp.asarray(1.0), 0.5)                   # R(z) = 1 + z + z²/2, z = -0.5
     >>> float(y1), bool(ok)
     (0.625, True)
+    >>> round(float(p.march(0.1).y1), 6)                         # the same solve, marched
+    0.368541
     >>> adaptive = prepare("linear", "Tsit5", controller="PI34", rtol=1e-8)
     >>> round(float(adaptive.solve().ys[-1]), 6)                # e^-1
     0.367879
@@ -40,6 +44,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from . import controller as _controller
+from . import fixed_steps as _fixed_steps
 from . import solvers as _solvers
 from . import systems as _systems
 from .errors import InvalidArgument
@@ -54,7 +59,8 @@ DEFAULT_MAX_STEPS = 4096
 class Prepared(eqx.Module):
     """A system, its term, the solver to use on it, and the step-size controller: ready to solve.
 
-    Built by `prepare`; use `solve` for a whole solve and `step` for one step.
+    Built by `prepare`; use `solve` for a whole solve (`march` at constant steps, without
+    diffeqsolve) and `step` for one step.
 
     Attributes:
         system: the `analysis.systems.System`.
@@ -127,6 +133,53 @@ class Prepared(eqx.Module):
             max_steps=max_steps,
             adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
             throw=throw,
+        )
+
+    def march(
+        self,
+        dt0,
+        *,
+        y0=None,
+        args=None,
+        t0=None,
+        t1=None,
+        max_steps: int | None = DEFAULT_MAX_STEPS,
+    ) -> _fixed_steps.Marched:
+        """Solve from t0 to t1 at the constant step dt0 without diffeqsolve's adaptive machinery.
+
+        `analysis.fixed_steps.march` with the prepared parts: the final state of `solve` to
+        round-off, with the same result and step counts, in a plain loop (explicit Runge–Kutta
+        stages unrolled, no error estimate, no dense output). Forward mode only.
+
+        Args:
+            dt0: the step.
+            y0: the initial state (None: the system's).
+            args: the field's args (None: the system's).
+            t0: the start time (None: the system's).
+            t1: the end time (None: the system's).
+            max_steps: the step limit (None: none).
+
+        Returns:
+            An `analysis.fixed_steps.Marched` (y1, result, num_steps, stats).
+
+        Raises:
+            InvalidArgument: adaptive steps (prepared with a controller), or a bad dt0.
+        """
+        if not self.fixed:
+            raise InvalidArgument(
+                "march is for constant steps; this solve was prepared with a controller "
+                f"({type(self.controller).__name__}): use solve"
+            )
+        system = self.system
+        return _fixed_steps.march(
+            self.term,
+            self.solver,
+            system.t0 if t0 is None else t0,
+            system.t1 if t1 is None else t1,
+            dt0,
+            system.y0 if y0 is None else y0,
+            system.args if args is None else args,
+            max_steps=max_steps,
         )
 
     def step(self, y, h, *, t0=None, args=None):

@@ -1,0 +1,345 @@
+"""Constant steps without diffeqsolve's adaptive machinery: `march` from t0 to t1.
+
+A constant-step solve needs none of what `diffrax.diffeqsolve` carries for adaptive ones: no
+error estimate, no dense output, no accept/reject, no saving. `march` steps one
+`lax.while_loop` (under vmap: one loop over the lanes, finished lanes masked) from t0 to t1 on
+exactly diffeqsolve's time grid and returns the final state, the result and the step count.
+
+- Time grid: that of diffrax 0.7.2's `ConstantStepSize` (not dt0 accumulated): T_1 =
+  min(t0 + dt0, t1), T_n = t0 + (t1 - t0)·(n/N) for n ≥ 2 with N = ⌈(t1 - t0)/dt0⁺⌉, dt0⁺ the
+  float after dt0, T_N = t1, clipped to t1 within 100 ulp as diffeqsolve clips (`_Grid`);
+  reverse time (t1 < t0) in negated time with the terms wrapped, as there.
+- Explicit Runge–Kutta solvers with one `ButcherTableau` (Heun, Midpoint, Ralston, Bosh3, Tsit5,
+  Dopri5, Dopri8, ...) and `diffrax.Euler` (b = [1]), bare or in `StepAware`: the stages are
+  unrolled at trace time, zero coefficients skipped,
+
+      k_i = h·f(t0 + c_i·h, y0 + Σ_j a_ij·k_j),    y1 = y0 + Σ_i b_i·k_i,
+
+  with the term's ``vf_prod`` (``vf`` then ``prod`` for an FSAL tableau), as diffrax does. An
+  FSAL tableau reuses f of its last stage as the next step's first, unless the field reads h:
+  a `StepTerm` under `StepAware` sees h = t1 - t0 of each step in every stage (signed if the
+  wrapper is), so its first stage is evaluated afresh.
+- Any other solver (implicit, `HalfSolver`, `StaleFSAL`, ...): its own ``init`` and ``step``
+  in the same loop; a failed step (Newton divergence) ends the solve with the solver's result.
+
+max_steps steps that do not reach t1 give `RESULTS.max_steps_reached`, as in diffeqsolve; all
+steps are accepted (num_accepted_steps = num_steps, num_rejected_steps = 0). Forward mode only
+(jit, vmap, jvp): a sweep never differentiates a solve.
+
+Examples:
+    >>> import diffrax, jax.numpy as jnp
+    >>> end = march(diffrax.ODETerm(lambda t, y, args: -y), diffrax.Euler(), 0.0, 1.0, 0.25,
+    ...             jnp.array(1.0), None)
+    >>> float(end.y1), int(end.num_steps)                      # (1 - 1/4)^4
+    (0.31640625, 4)
+    >>> end = march(diffrax.ODETerm(lambda t, y, args: -y), diffrax.Heun(), 0.0, 1.0, 0.25,
+    ...             jnp.array(1.0), None, max_steps=3)
+    >>> end.result == diffrax.RESULTS.max_steps_reached
+    Array(True, dtype=bool)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from jax import lax
+
+from ._diffrax_private import WrapTerm
+from .errors import InvalidArgument
+from .stepdep import StepAware, StepTerm, bind_step, uses_h
+
+__all__ = ["march", "Marched", "Tableau", "tableau_of"]
+
+#: diffeqsolve rounds a step ending within this many ulp below t1 up to t1.
+_CLIP_ULPS = 100
+
+
+class Marched(eqx.Module):
+    """The end of a constant-step solve: final state, result and step count.
+
+    Attributes:
+        y1: the state at the last step's end (t1 if the solve succeeded).
+        result: the `diffrax.RESULTS` value (max_steps_reached, or an implicit solver's
+            failure).
+        num_steps: the steps taken (all accepted).
+    """
+
+    y1: object
+    result: diffrax.RESULTS
+    num_steps: jax.Array
+
+    @property
+    def stats(self) -> dict:
+        """diffeqsolve's step statistics: num_steps, num_accepted_steps, num_rejected_steps."""
+        n = self.num_steps
+        return {"num_steps": n, "num_accepted_steps": n, "num_rejected_steps": jnp.zeros_like(n)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Tableau:
+    """An explicit Runge–Kutta method as Python floats: stage s at t0 + c[s]·h from
+    y0 + Σ_j a[s][j]·k_j (a[0] empty), then y1 = y0 + Σ_i b[i]·k_i.
+
+    Attributes:
+        a: the strictly lower rows, one tuple per stage.
+        b: the weights.
+        c: the nodes, c[0] = 0.
+        fsal: whether the last stage is f(t1, y1), the next step's first.
+    """
+
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+    c: tuple[float, ...]
+    fsal: bool
+
+
+def tableau_of(solver) -> Tableau | None:
+    """The explicit Runge–Kutta tableau that `march` unrolls for `solver`, or None if it steps
+    with the solver's own ``step``.
+
+    Euler, and any diffrax explicit Runge–Kutta solver with one `ButcherTableau` and diffrax's
+    step, bare or in `StepAware` (not a subclass such as `StaleFSAL`, whose step differs).
+
+    Args:
+        solver: a diffrax solver.
+
+    Returns:
+        A `Tableau` or None.
+
+    Examples:
+        >>> tableau_of(diffrax.Heun())
+        Tableau(a=((), (1.0,)), b=(0.5, 0.5), c=(0.0, 1.0), fsal=False)
+        >>> tableau_of(StepAware(diffrax.Euler())).b, tableau_of(diffrax.Kvaerno5())
+        ((1.0,), None)
+    """
+    if type(solver) is StepAware:
+        solver = solver.solver
+    if type(solver) is diffrax.Euler:
+        return Tableau(a=((),), b=(1.0,), c=(0.0,), fsal=False)
+    tab = getattr(solver, "tableau", None)
+    if (
+        not isinstance(solver, diffrax.AbstractERK)
+        or type(solver).step is not diffrax.AbstractRungeKutta.step
+        or not isinstance(tab, diffrax.ButcherTableau)
+        or tab.implicit
+    ):
+        return None
+    rows = ((),) + tuple(tuple(float(x) for x in row) for row in tab.a_lower)
+    c = (float(tab.c1),) + tuple(float(x) for x in tab.c)
+    return Tableau(a=rows, b=tuple(float(x) for x in tab.b_sol), c=c, fsal=bool(tab.fsal))
+
+
+def march(
+    term: diffrax.AbstractTerm,
+    solver: diffrax.AbstractSolver,
+    t0,
+    t1,
+    dt0,
+    y0,
+    args,
+    *,
+    max_steps: int | None = 4096,
+) -> Marched:
+    """Solve from t0 to t1 at the constant step dt0: diffeqsolve's numbers without its loop.
+
+    The result equals ``diffrax.diffeqsolve(term, solver, t0, t1, dt0, y0, args,
+    stepsize_controller=diffrax.ConstantStepSize(), max_steps=max_steps)`` at t1 to round-off,
+    with the same result and step counts. The loop carries only the step count, the state (and
+    an FSAL stage or an implicit solver's state): the step's times are `step_time` of the count.
+
+    Args:
+        term: the diffrax term (an `ODETerm` or a `StepTerm`).
+        solver: the diffrax solver (StepAware-wrapped for a field that reads h; an implicit
+            one with its Newton tolerances set, see `analysis.solvers.for_fixed_steps`).
+        t0: the start time.
+        t1: the end time (finite).
+        dt0: the step, with the sign of t1 - t0.
+        y0: the initial state, an array or a PyTree of arrays.
+        args: the field's args.
+        max_steps: the step limit (None: none).
+
+    Returns:
+        A `Marched`.
+
+    Raises:
+        InvalidArgument: concrete times that are not finite, or a dt0 that is zero or against
+            the direction (traced ones are not checked).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> term = diffrax.ODETerm(lambda t, y, args: -y)
+        >>> end = march(term, diffrax.Heun(), 0.0, 1.0, 0.5, jnp.array(1.0), None)
+        >>> float(end.y1), end.stats["num_rejected_steps"].item()   # (1 - 1/2 + 1/8)^2
+        (0.390625, 0)
+    """
+    _check_times(t0, t1, dt0)
+    with jax.numpy_dtype_promotion("standard"):
+        time_dtype = jnp.result_type(t0, t1, dt0)
+        if not jnp.issubdtype(time_dtype, jnp.floating):
+            time_dtype = jnp.result_type(float)
+        y0 = jtu.tree_map(lambda x: jnp.asarray(x, jnp.result_type(x, time_dtype)), y0)
+    t0, t1, dt0 = (jnp.asarray(x, time_dtype) for x in (t0, t1, dt0))
+    # diffeqsolve's normalisation: time runs forwards, reverse time through WrapTerm.
+    direction = jnp.where(t0 < t1, 1, -1)
+    t0, t1, dt0 = t0 * direction, t1 * direction, dt0 * direction
+    terms = WrapTerm(term, direction)
+    grid = _Grid.of(t0, t1, dt0)
+    step, state, fails = _stepper(term, solver, terms, t0, grid.time(1), y0, args)
+
+    def running(carry):
+        _, tprev, _, _, result = carry
+        going = tprev < t1
+        return going & (result == diffrax.RESULTS.successful) if fails else going
+
+    def cond(carry):
+        if max_steps is None:
+            return running(carry)
+        return running(carry) & (carry[0] < max_steps)
+
+    def body(carry):
+        n, tprev, y, state, _ = carry
+        tnext = grid.time(n + 1)
+        y1, state, result = step(tprev, tnext, y, state)
+        return n + 1, tnext, y1, state, result if fails else None
+
+    ok = diffrax.RESULTS.successful
+    carry = (jnp.asarray(0), t0, y0, state, ok if fails else None)
+    carry = lax.while_loop(cond, body, carry)
+    n, _, y1, _, result = carry
+    result = ok if result is None else result
+    result = diffrax.RESULTS.where(running(carry), diffrax.RESULTS.max_steps_reached, result)
+    return Marched(y1=y1, result=result, num_steps=n)
+
+
+class _Grid(eqx.Module):
+    """diffrax 0.7.2's ConstantStepSize grid in time running forwards (t0 < t1).
+
+    T_0 = t0, T_1 = min(t0 + dt0, t1), and for k ≥ 2: t1 if k = N, else
+    t0 + (t1 - t0)·(k/N) rounded up to t1 when within 100 ulp below it (diffeqsolve's clip),
+    where N = ⌈(t1 - t0)/dt0⁺⌉ in int32 and dt0⁺ is the float after dt0.
+    """
+
+    t0: jax.Array
+    t1: jax.Array
+    dt0: jax.Array
+    count: jax.Array  # N
+    floor: jax.Array  # t1 less 100 ulp
+
+    @classmethod
+    def of(cls, t0, t1, dt0) -> _Grid:
+        after = jnp.where(dt0 == 0, jnp.finfo(dt0.dtype).tiny, jnp.nextafter(dt0, jnp.inf))
+        count = jnp.astype(jnp.ceil((t1 - t0) / after), jnp.int32)
+        floor = _ulps_below(t1, _CLIP_ULPS)
+        return cls(t0, t1, dt0, count, floor)
+
+    def time(self, k):
+        """T_k, the end of step k (k an integer, may be traced)."""
+        frac = jnp.astype(k, self.t0.dtype) / jnp.astype(self.count, self.t0.dtype)
+        inner = jnp.where(k == self.count, self.t1, self.t0 + (self.t1 - self.t0) * frac)
+        inner = jnp.where(inner > self.floor, self.t1, inner)
+        first = jnp.minimum(self.t0 + self.dt0, self.t1)
+        return jnp.where(k == 0, self.t0, jnp.where(k == 1, first, inner))
+
+
+def _ulps_below(t, ulps: int):
+    """The float `ulps` steps below t towards -inf: equinox's `prevbefore` applied `ulps` times
+    (which diffeqsolve does for its clip) as one step of the bit pattern, which is ordered like
+    the floats of one sign. From 0, prevbefore's first step is to -tiny (the smallest normal);
+    a t within `ulps` subnormal steps above 0 is not supported."""
+    ints = jnp.dtype(f"int{8 * t.dtype.itemsize}")
+    start = jnp.where(t == 0, -jnp.finfo(t.dtype).tiny, t)
+    steps = jnp.where(t == 0, ulps - 1, ulps)
+    bits = lax.bitcast_convert_type(start, ints)
+    return lax.bitcast_convert_type(jnp.where(start > 0, bits - steps, bits + steps), t.dtype)
+
+
+def _check_times(t0, t1, dt0) -> None:
+    if any(isinstance(x, jax.core.Tracer) for x in (t0, t1, dt0)):
+        return
+    t0, t1, dt0 = float(t0), float(t1), float(dt0)
+    if not all(map(math.isfinite, (t0, t1, dt0))) or dt0 == 0 or (t1 - t0) * dt0 < 0:
+        raise InvalidArgument(
+            f"t0={t0!r}, t1={t1!r}, dt0={dt0!r} are invalid; give finite times and a step "
+            "dt0 ≠ 0 with the sign of t1 - t0"
+        )
+
+
+def _stepper(term, solver, terms, t0, tnext, y0, args) -> tuple[Callable, object, bool]:
+    """(step, state0, fails): step(t0, t1, y0, state) -> (y1, state, result), its first state,
+    and whether a step can fail (the solver's own step; an unrolled one never does)."""
+    tab = tableau_of(solver)
+    if (
+        tab is None
+        or isinstance(term, diffrax.MultiTerm)
+        or term.is_vf_expensive(t0, tnext, y0, args)
+    ):
+        state = solver.init(terms, t0, tnext, y0, args)
+        return _solver_step(solver, terms, args), state, True
+    reads_h = (
+        isinstance(solver, StepAware)
+        and isinstance(term, StepTerm)
+        and uses_h(term.vector_field, t0, y0, args)
+    )
+    if reads_h:
+        bind = lambda t0, t1: bind_step(terms, t1 - t0, signed=solver.signed)  # noqa: E731
+    elif isinstance(solver, StepAware):  # the field ignores h: StepAware binds the limit
+        limit = bind_step(terms, jnp.zeros((), jnp.result_type(t0, float)))
+        bind = lambda t0, t1: limit  # noqa: E731
+    else:
+        bind = lambda t0, t1: terms  # noqa: E731
+    reuse = tab.fsal and not reads_h
+    f0 = bind(t0, tnext).vf(t0, y0, args) if reuse else None
+    return _rk_step(tab, bind, args, reuse), f0, False
+
+
+def _solver_step(solver, terms, args) -> Callable:
+    def step(t0, t1, y0, state):
+        y1, _, _, state, result = solver.step(terms, t0, t1, y0, args, state, False)
+        return y1, state, result
+
+    return step
+
+
+def _rk_step(tab: Tableau, bind: Callable, args, reuse: bool) -> Callable:
+    """One explicit Runge–Kutta step of `tab`, stages unrolled; with `reuse` the state is f of
+    the last stage (FSAL), the next step's first stage."""
+
+    def step(t0, t1, y0, f_last):
+        terms = bind(t0, t1)
+        control, dt = terms.contr(t0, t1), t1 - t0
+        ks, f = [], None
+        for i, (c, row) in enumerate(zip(tab.c, tab.a, strict=True)):
+            t = t1 if c == 1 else t0 + c * dt  # as diffrax: no rounding at c = 1
+            y = _combine(y0, row, ks)
+            if i == 0 and reuse:
+                f = f_last
+            elif tab.fsal:
+                f = terms.vf(t, y, args)
+            if tab.fsal:
+                ks.append(terms.prod(f, control))
+            else:
+                ks.append(terms.vf_prod(t, y, args, control))
+        y1 = _combine(y0, tab.b, ks)
+        return y1, (f if reuse else None), diffrax.RESULTS.successful
+
+    return step
+
+
+def _combine(y0, coeffs, ks):
+    """y0 + Σ_j coeffs[j]·ks[j] over the nonzero coefficients (leafwise on PyTrees)."""
+    terms = [(a, k) for a, k in zip(coeffs, ks, strict=False) if a != 0.0]
+    if not terms:
+        return y0
+
+    def leaf(y, *k_leaves):
+        parts = [a * k for (a, _), k in zip(terms, k_leaves, strict=True)]
+        return y + sum(parts[1:], parts[0])
+
+    return jtu.tree_map(leaf, y0, *(k for _, k in terms))
