@@ -146,7 +146,8 @@ def solve_limit(
 
     Args:
         system: the System; its limit field f(t, y, args, 0) is solved from t0.
-        ts: increasing times in [t0, t1] at which to return y.
+        ts: increasing times in [t0, t1] at which to return y, or None for t1 alone (the
+            solve's own last state, no interpolation).
         rtol: relative tolerance of the PID controller (atol = rtol).
         solver_name: a diffrax solver class name (default: Dopri8, or Kvaerno5 if stiff).
         y0: the initial state (default: the system's).
@@ -155,8 +156,8 @@ def solve_limit(
         args: the field's args (default: the system's).
 
     Returns:
-        (ys, result): y at `ts` (shape (len(ts), *y0.shape)) and the diffrax result code; the
-        solve does not raise, so check the result.
+        (ys, result): y at `ts` (shape (len(ts), *y0.shape); (1, *y0.shape) for ts=None) and
+        the diffrax result code; the solve does not raise, so check the result.
 
     Examples:
         >>> from analysis import systems
@@ -177,7 +178,7 @@ def solve_limit(
         args=args,
         t0=t0,
         t1=t1,
-        saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
+        saveat=diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=jnp.asarray(ts)),
         max_steps=_MAX_STEPS,
     )
     return sol.ys, sol.result
@@ -284,7 +285,7 @@ def trajectory(system: System, ts, *, exact: bool = True) -> Trajectory:
 
 def _reference_solve(system: System) -> Reference:
     name, rtol, _, note = settings(system)
-    fine, estimate, failed = _estimated_solve(system, [system.t1])
+    fine, estimate, failed = _estimated_solve(system, None)
     if failed:
         where = f"{name} at rtol={rtol:.2g}" + _precision_suffix(system)
         return Reference(None, "none", np.nan, reason=f"reference solve failed: {failed} ({where})")
@@ -297,24 +298,21 @@ def _precision_suffix(system: System) -> str:
 
 
 def _estimated_solve(system: System, ts) -> tuple[np.ndarray | None, np.ndarray | None, str]:
-    """The reference solve of `system`'s limit ODE at `ts` (the tolerances of `settings`) and,
-    per time, its error estimate: the max-norm distance to the looser solve.
+    """The reference solve of `system`'s limit ODE at `ts` (None: at t1 alone) with the
+    tolerances of `settings` and, per time, its error estimate: the max-norm distance to the
+    looser solve.
 
     Returns:
         (ys, estimate, failure): ys of shape (len(ts), *y0.shape) and estimate of shape
         (len(ts),), or None and None with `failure` saying what went wrong ("" on success).
     """
     _, rtol, looser, _ = settings(system)
-    blank, span = system.traced_form()
-    ts = jnp.asarray(ts, dtype=span.dtype)
-    fine, coarse = (
-        _compiled_limit_solve(blank, ts, jnp.asarray(tol), span) for tol in (rtol, looser)
-    )
+    fine, coarse = (limit_solution(system, ts, rtol=tol) for tol in (rtol, looser))
     failed = _failure(*fine, *coarse)
     if failed:
         return None, None, failed
     fine, coarse = np.asarray(flat_states(fine[0])), np.asarray(flat_states(coarse[0]))
-    return fine, np.max(np.abs(fine - coarse).reshape(len(ts), -1), axis=1), ""
+    return fine, np.max(np.abs(fine - coarse).reshape(len(fine), -1), axis=1), ""
 
 
 def limit_solution(system: System, ts, *, rtol: float):
@@ -324,7 +322,8 @@ def limit_solution(system: System, ts, *, rtol: float):
 
     Args:
         system: the System (its limit field is solved from t0 to t1).
-        ts: increasing times in [t0, t1].
+        ts: increasing times in [t0, t1], or None for t1 alone (then the program holds no
+            run-time check of the times, so the persistent compilation cache can keep it).
         rtol: the tolerance (rtol = atol).
 
     Returns:
@@ -337,7 +336,7 @@ def limit_solution(system: System, ts, *, rtol: float):
         [0.60653066, 0.367879441]
     """
     blank, span = system.traced_form()
-    ts = jnp.asarray(ts, dtype=span.dtype)
+    ts = None if ts is None else jnp.asarray(ts, dtype=span.dtype)
     return _compiled_limit_solve(blank, ts, jnp.asarray(rtol, dtype=span.dtype), span)
 
 
