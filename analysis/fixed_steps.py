@@ -69,6 +69,12 @@ class Marched(eqx.Module):
         result: the `diffrax.RESULTS` value (max_steps_reached, or an implicit solver's
             failure).
         num_steps: the steps taken (all accepted).
+
+    Examples:
+        >>> from analysis.prepare import prepare
+        >>> out = prepare("linear", "Euler").march(0.25)               # (1 - 1/4)^4
+        >>> float(out.y1), int(out.num_steps), int(out.stats["num_rejected_steps"])
+        (0.31640625, 4, 0)
     """
 
     y1: object
@@ -92,6 +98,11 @@ class Tableau:
         b: the weights.
         c: the nodes, c[0] = 0.
         fsal: whether the last stage is f(t1, y1), the next step's first.
+
+    Examples:
+        >>> heun = tableau_of(diffrax.Heun())       # k1 = h·f(y0), k2 = h·f(y0 + k1)
+        >>> heun.a, heun.b, heun.c
+        (((), (1.0,)), (0.5, 0.5), (0.0, 1.0))
     """
 
     a: tuple[tuple[float, ...], ...]
