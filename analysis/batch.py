@@ -314,9 +314,32 @@ def _solve_batch(group: Group, dt0, rtol, atol, y0, args, span) -> dict:
 
 
 def _traced_form(group: Group) -> tuple[Group, jax.Array]:
-    """The group as it is compiled (its system's `System.traced_form`), and the span."""
+    """The group as it is compiled (its system's `System.traced_form`), and the span.
+
+    A group saving at t1 alone is compiled without save times: its final state is that save
+    (`_with_end_saved`), exactly where diffrax ends the solve, with no interpolation, no
+    run-time check of the save times, and at constant steps through the marched path.
+    """
     system, span = group.system.traced_form()
-    return dataclasses.replace(group, system=system), span
+    save_ts = () if _saves_at_the_end_only(group) else group.save_ts
+    return dataclasses.replace(group, system=system, save_ts=save_ts), span
+
+
+def _saves_at_the_end_only(group: Group) -> bool:
+    return group.save_ts == (float(group.system.t1),)
+
+
+def _with_end_saved(group: Group, out: dict) -> dict:
+    """The outputs with "ys" = the final state where the group saves at t1 alone."""
+    if not _saves_at_the_end_only(group):
+        return out
+    y = out["y_final"]
+    ys = (
+        jax.ShapeDtypeStruct((y.shape[0], 1, *y.shape[1:]), y.dtype)
+        if isinstance(y, jax.ShapeDtypeStruct)
+        else y[:, None]
+    )
+    return out | {"ys": ys}
 
 
 def solve_chunk(group: Group, inputs, count: int, mesh=None) -> dict:
@@ -364,7 +387,7 @@ def solve_chunk(group: Group, inputs, count: int, mesh=None) -> dict:
     t = time.perf_counter()
     out = jax.block_until_ready(compiled(traced, *inputs, y0, args, span))
     wall = (time.perf_counter() - t) / count
-    out = {k: np.asarray(v)[:count] for k, v in out.items()}
+    out = _with_end_saved(group, {k: np.asarray(v)[:count] for k, v in out.items()})
     return out | {
         "wall_s": np.float64(wall),
         "compile_s": np.float64(compile_s),
@@ -432,4 +455,5 @@ def output_shapes(group: Group) -> dict:
     ones = jnp.ones(group.chunk_size)
     y0, args = jax.tree.map(jnp.asarray, (group.system.y0, group.system.args))
     traced, span = _traced_form(group)
-    return eqx.filter_eval_shape(_solve_batch, traced, ones, ones, ones, y0, args, span)
+    shapes = eqx.filter_eval_shape(_solve_batch, traced, ones, ones, ones, y0, args, span)
+    return _with_end_saved(group, shapes)
