@@ -275,7 +275,7 @@ class SoderlindController(diffrax.AbstractAdaptiveStepSizeController):
         tols = {"rtol": self.rtol, "atol": self.atol}
         if all(_concrete(v) for v in tols.values()):
             for name, value in tols.items():
-                if not (np.isfinite(value) and value >= 0):
+                if value is None or not (np.isfinite(value) and value >= 0):
                     raise InvalidArgument(f"{name}={value!r} is invalid; it must be finite and ≥ 0")
             if self.rtol == 0 and self.atol == 0:
                 raise InvalidArgument("rtol=0 and atol=0 is invalid; at least one must be > 0")
