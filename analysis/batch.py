@@ -7,8 +7,11 @@ args. `solve_chunk` solves the chunk through `analysis.prepare.prepare` (the one
 at constant steps without save times its `Prepared.march`, the same numbers in a plain loop) as
 ``vmap(solve)`` over the settings inside the module-level `eqx.filter_jit` function, so jax's own
 cache compiles once per group structure and takes every number as an argument: another grid of
-the same size, or another chunk, reuses the compiled solve. `compile_count` counts how often it
-was traced (one trace, one compilation).
+the same size, or another chunk, reuses the compiled solve. The numbers of the system (y0, args,
+t0, t1) and of the controller (the preset's kβ, α and numeric options) are arguments too, so
+systems equal up to numbers and presets of one kind (`analysis.controller.numbers_as_arrays`)
+share the compiled solve. `compile_count` counts how often it was traced (one trace, one
+compilation).
 
 Outputs per solve (`OUTPUTS`; `chunk_problem` checks a stored chunk against them): the final
 state ``y_final``, the diffrax result code ``result`` (read by `status_of` into a word of
@@ -104,8 +107,9 @@ def compile_count() -> int:
     """How many batch solves have been compiled in this process so far.
 
     Counted inside the traced function, so it is jax's own cache that decides: one compilation
-    per group structure (system, solver, controller kind and options, chunk size, max_steps,
-    ...); another grid of the same size reuses it.
+    per group structure (the system's field, solver, controller kind, chunk size, max_steps,
+    ...); another grid of the same size, another preset of the same kind or another system
+    equal up to numbers reuses it.
 
     Returns:
         The number of compilations, an int.
@@ -214,7 +218,10 @@ def _ravel(y):
 class Group(eqx.Module):
     """One compiled unit: a system, a solver, and the controller structure around them.
 
-    Everything here but the numbers of a chunk (steps, tolerances) fixes what is compiled; a
+    What is compiled is fixed by the structure here: the system's field, the solver, the
+    controller's kind (`analysis.controller.numbers_as_arrays`: limiter, which options are
+    None, ...) and the other fields; names and numbers (the system's y0, args and span, the
+    preset's coefficients and numeric options, a chunk's steps and tolerances) are arguments. A
     group is hashable, and picklable for a Dask worker.
 
     Attributes:
@@ -248,26 +255,21 @@ class Group(eqx.Module):
     log_steps: int = eqx.field(static=True, default=0)
 
 
-def _solve_one(group: Group, dt0, rtol, atol, y0, args, span) -> dict:
+def _solve_one(group: Group, dt0, rtol, atol, y0, args, span, ctrl) -> dict:
     """One solve of the group at (dt0, rtol, atol): prepared by `prepare`, solved once.
 
-    Constant steps with nothing saved on the way are marched (`Prepared.march`: the final
-    state of diffeqsolve without its adaptive machinery); everything else is solved by
-    `Prepared.solve`.
+    `ctrl` is the group's controller with its numbers as arguments (`_traced_form`), None at
+    constant steps; this solve's rtol and atol replace its placeholders. Constant steps with
+    nothing saved on the way are marched (`Prepared.march`: the final state of diffeqsolve
+    without its adaptive machinery); everything else is solved by `Prepared.solve`.
     """
     wrapper = functools.partial(StepAware, signed=group.signed_h)
     if group.controller == _controller.FIXED:
         prepared = prepare(group.system, group.solver, wrapper=wrapper)
     else:
+        ctrl = dataclasses.replace(ctrl, rtol=rtol, atol=atol)
         prepared = prepare(
-            group.system,
-            group.solver,
-            controller=group.controller,
-            rtol=rtol,
-            atol=atol,
-            log_steps=group.log_steps,
-            wrapper=wrapper,
-            **dict(group.controller_options),
+            group.system, group.solver, controller=ctrl, log_steps=group.log_steps, wrapper=wrapper
         )
     if prepared.fixed and not group.save_ts:
         end = prepared.march(
@@ -305,16 +307,24 @@ def _outputs(y_final, result, stats) -> dict:
 
 
 @eqx.filter_jit
-def _solve_batch(group: Group, dt0, rtol, atol, y0, args, span) -> dict:
+def _solve_batch(group: Group, dt0, rtol, atol, y0, args, span, ctrl) -> dict:
     """`_solve_one` vmapped over the settings; traced (and counted) once per structure."""
     _COMPILES["count"] += 1
-    return jax.vmap(_solve_one, in_axes=(None, 0, 0, 0, None, None, None))(
-        group, dt0, rtol, atol, y0, args, span
+    return jax.vmap(_solve_one, in_axes=(None, 0, 0, 0, None, None, None, None))(
+        group, dt0, rtol, atol, y0, args, span, ctrl
     )
 
 
-def _traced_form(group: Group) -> tuple[Group, jax.Array]:
-    """The group as it is compiled (its system's `System.traced_form`), and the span.
+def _traced_form(group: Group) -> tuple[Group, jax.Array, _controller.SoderlindController | None]:
+    """The group as it is compiled, the span [t0, t1] as numbers, and the controller.
+
+    The system is its `System.traced_form` (labels blanked, span an argument), so systems equal
+    up to their names and numbers (y0, args, t0, t1) share one trace. Likewise the preset name
+    and options are blanked and the controller they make is passed with its numbers as arrays
+    (`analysis.controller.numbers_as_arrays`: kβ, α, safety, factor bounds, dtmin, ...), so
+    presets of one kind share one trace: only the field's structure, the solver and the
+    controller's kind (limiter, which options are None, ...) are static. The controller is made
+    here, with concrete numbers, so its checks run before anything compiles.
 
     A group saving at t1 alone is compiled without save times: its final state is that save
     (`_with_end_saved`), exactly where diffrax ends the solve, with no interpolation, no
@@ -322,7 +332,13 @@ def _traced_form(group: Group) -> tuple[Group, jax.Array]:
     """
     system, span = group.system.traced_form()
     save_ts = () if _saves_at_the_end_only(group) else group.save_ts
-    return dataclasses.replace(group, system=system, save_ts=save_ts), span
+    traced = dataclasses.replace(group, system=system, save_ts=save_ts)
+    if group.controller == _controller.FIXED:
+        return traced, span, None
+    options = dict(group.controller_options)
+    ctrl = _controller.make(group.controller, 1.0, 1.0, **options)  # tolerances: per solve
+    traced = dataclasses.replace(traced, controller="", controller_options=())
+    return traced, span, _controller.numbers_as_arrays(ctrl)
 
 
 def _saves_at_the_end_only(group: Group) -> bool:
@@ -381,11 +397,11 @@ def solve_chunk(group: Group, inputs, count: int, mesh=None) -> dict:
         inputs = tuple(map(jnp.asarray, inputs))
     before = compile_count()
     start = time.perf_counter()
-    traced, span = _traced_form(group)
-    compiled = _solve_batch.lower(traced, *inputs, y0, args, span).compile()
+    traced, span, ctrl = _traced_form(group)
+    compiled = _solve_batch.lower(traced, *inputs, y0, args, span, ctrl).compile()
     compile_s = time.perf_counter() - start
     t = time.perf_counter()
-    out = jax.block_until_ready(compiled(traced, *inputs, y0, args, span))
+    out = jax.block_until_ready(compiled(traced, *inputs, y0, args, span, ctrl))
     wall = (time.perf_counter() - t) / count
     out = _with_end_saved(group, {k: np.asarray(v)[:count] for k, v in out.items()})
     return out | {
@@ -454,6 +470,6 @@ def output_shapes(group: Group) -> dict:
     """
     ones = jnp.ones(group.chunk_size)
     y0, args = jax.tree.map(jnp.asarray, (group.system.y0, group.system.args))
-    traced, span = _traced_form(group)
-    shapes = eqx.filter_eval_shape(_solve_batch, traced, ones, ones, ones, y0, args, span)
+    traced, span, ctrl = _traced_form(group)
+    shapes = eqx.filter_eval_shape(_solve_batch, traced, ones, ones, ones, y0, args, span, ctrl)
     return _with_end_saved(group, shapes)

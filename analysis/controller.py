@@ -22,6 +22,8 @@ whose roots are the closed-loop poles: all at 0 for a deadbeat filter (I, H0321)
 
 Pieces:
 - `PRESETS` / `preset(name)` / `make(name, rtol, atol, **overrides)` -> `SoderlindController`.
+- `numbers_as_arrays(ctrl)`: its numbers as arrays, so that controllers differing only in
+  numbers (presets, tolerances, factor bounds) share one compiled solve (`analysis.batch`).
 - `SoderlindController`: a diffrax adaptive controller with β and α terms, an optional smooth
   limiter, and a documented rejection rule; equal to diffrax.PIDController when α = 0.
 - `StepLogger(controller, size)`: records every attempted step inside the compiled solve.
@@ -46,6 +48,7 @@ from collections.abc import Callable
 
 import diffrax
 import equinox as eqx
+import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
@@ -60,6 +63,7 @@ __all__ = [
     "FIXED",
     "preset",
     "make",
+    "numbers_as_arrays",
     "closed_loop_poles",
     "SoderlindController",
     "StepLogger",
@@ -196,12 +200,28 @@ def scaled_error(controller, y0, y1_candidate, y_error):
 
 
 def _concrete(x) -> bool:
-    """A Python or NumPy number (or None), as opposed to a traced jax value."""
-    return x is None or isinstance(x, (int, float, np.number))
+    """None or a number known now (a Python or NumPy number, a 0-d array that is not traced)."""
+    if x is None or isinstance(x, (int, float, np.number)):
+        return True
+    array = isinstance(x, np.ndarray | jax.Array) and not isinstance(x, jax.core.Tracer)
+    return array and x.ndim == 0
 
 
 def _pow(x, c):
-    return 1.0 if isinstance(c, (int, float)) and c == 0 else x**c
+    """x**c, and exactly 1 for c = 0 whatever x is (also x = 0, inf or NaN): a zero coefficient
+    drops its factor. A concrete zero is skipped before tracing; a traced one is selected."""
+    if _concrete(c):
+        return 1.0 if c == 0 else x**c
+    return jnp.where(c == 0, 1.0, x**c)
+
+
+def _over(c, k):
+    """c/k rounded as Python rounds it. XLA turns a division by a constant into a multiplication
+    by its reciprocal (an ulp off for k = 3, 5, ...), so a traced c is divided by k behind an
+    optimization barrier: traced coefficients give the exponents concrete ones give."""
+    if _concrete(c):
+        return c / k
+    return c / lax.optimization_barrier(jnp.asarray(k, jnp.result_type(c)))
 
 
 class SoderlindController(diffrax.AbstractAdaptiveStepSizeController):
@@ -255,7 +275,7 @@ class SoderlindController(diffrax.AbstractAdaptiveStepSizeController):
         tols = {"rtol": self.rtol, "atol": self.atol}
         if all(_concrete(v) for v in tols.values()):
             for name, value in tols.items():
-                if not (np.isfinite(value) and value >= 0):
+                if value is None or not (np.isfinite(value) and value >= 0):
                     raise InvalidArgument(f"{name}={value!r} is invalid; it must be finite and ≥ 0")
             if self.rtol == 0 and self.atol == 0:
                 raise InvalidArgument("rtol=0 and atol=0 is invalid; at least one must be > 0")
@@ -299,7 +319,7 @@ class SoderlindController(diffrax.AbstractAdaptiveStepSizeController):
         h = t1 - t0
         err = scaled_error(self, y0, y1_candidate, y_error)
         rho = lax.stop_gradient(1 / jnp.asarray(err))
-        b1, b2, b3 = (c / k for c in self.kbeta)
+        b1, b2, b3 = (_over(c, k) for c in self.kbeta)
         a2, a3 = self.alpha
         x = self.safety * _pow(rho, b1) * _pow(rho1, b2) * _pow(rho2, b3)
         x = x * _pow(h / h1, -a2) * _pow(h1 / h2, -a3)
@@ -371,6 +391,49 @@ def make(name: str, rtol, atol, **overrides) -> SoderlindController:
             f"controller option {unknown[0]!r} is unknown; valid options: {sorted(_OPTIONS)}"
         )
     return SoderlindController(rtol=rtol, atol=atol, kbeta=p.kbeta, alpha=p.alpha, **overrides)
+
+
+def numbers_as_arrays(ctrl: SoderlindController) -> SoderlindController:
+    """`ctrl` with every number (tolerances, kβ, α, safety, factor bounds, accept_ratio, dtmin,
+    dtmax, error_order) as a 0-d float array: arguments, not constants, of a compiled solve.
+
+    `eqx.filter_jit` traces arrays and keeps everything else static, so controllers of one kind
+    share one compiled program whatever their numbers. The kind is what stays: the class, the
+    limiter, the norm, force_dtmin and which of accept_ratio, dtmin, dtmax, error_order are None.
+    No checks run again (`__check_init__` has seen the concrete numbers), and the controller
+    steps as before: a zero coefficient still drops its factor (`_pow`).
+
+    Args:
+        ctrl: a `SoderlindController` (e.g. from `make`).
+
+    Returns:
+        The same controller with its numbers as jax arrays of the default float dtype.
+
+    Examples:
+        >>> c = numbers_as_arrays(make("H321", rtol=1e-3, atol=1e-3, dtmax=0.5))
+        >>> [round(float(b), 6) for b in c.kbeta], float(c.dtmax), c.dtmin
+        ([0.333333, 0.055556, -0.277778], 0.5, None)
+        >>> traces = []
+        >>> @eqx.filter_jit
+        ... def first_factor(c):
+        ...     traces.append(c)                        # runs once per trace
+        ...     return c.safety * c.kbeta[0]
+        >>> [round(float(first_factor(numbers_as_arrays(make(p, 1e-6, 1e-6)))), 6)
+        ...  for p in ("I", "PI34", "H211b")]
+        [0.9, 0.63, 0.225]
+        >>> len(traces)                                 # three presets, one trace
+        1
+        >>> _ = first_factor(make("PI34", 1e-6, 1e-6))  # Python floats are static: a new trace
+        >>> len(traces)
+        2
+    """
+    dtype = jnp.result_type(float)
+
+    def to_array(x):
+        number = isinstance(x, int | float | np.number) and not isinstance(x, bool | np.bool_)
+        return jnp.asarray(x, dtype) if number else x
+
+    return jtu.tree_map(to_array, ctrl)
 
 
 class StepLogger(diffrax.AbstractAdaptiveStepSizeController):

@@ -27,6 +27,7 @@ import diffrax
 import numpy as np
 import pandas as pd
 
+from . import controller as _controller
 from . import solvers as _solvers
 from .errors import InvalidArgument
 from .prepare import prepare
@@ -139,6 +140,8 @@ def step_log(
     Each solve is `analysis.prepare.prepare(system, solver, controller=name, rtol=rtol,
     atol=atol, log_steps=size, **opts)` solved from the system's t0 to t1 with diffrax's
     initial step, so a step-dependent field is solved by `StepAware`, as in `analysis.sweep`.
+    The controller's numbers are arrays (`analysis.controller.numbers_as_arrays`), so the
+    presets share one compilation.
     For an accepted step e_n < 1 (diffrax's rule, the default of every preset).
 
     Args:
@@ -177,9 +180,9 @@ def step_log(
     saveat = diffrax.SaveAt(t1=True, controller_state=True)
     steps, solves = [], []
     for name in names:
-        p = prepare(
-            system, solver, controller=name, rtol=rtol, atol=atol, log_steps=int(size), **opts
-        )
+        # The preset's numbers as arrays: the presets share diffeqsolve's one compilation.
+        ctrl = _controller.numbers_as_arrays(_controller.make(name, rtol, atol, **opts))
+        p = prepare(system, solver, controller=ctrl, log_steps=int(size))
         sol = p.solve(saveat=saveat, max_steps=int(max_steps), throw=False)
         log = sol.controller_state[1]
         n = min(int(log["count"]), int(size))

@@ -2,12 +2,13 @@
 filter formula by hand, and the StepLogger against diffrax's step counts."""
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from analysis import InvalidArgument, StepAware, StepTerm, controller, systems
+from analysis import InvalidArgument, StepAware, StepTerm, batch, controller, systems
 
 NAMES = ("I", "PI42", "PI33", "PI34", "H211PI", "H312PID", "H211b", "H312b", "H0321", "H321")
 
@@ -189,3 +190,71 @@ def test_step_logger_records_every_attempt_and_agrees_with_diffrax_counts():
     t0, h, err = (np.asarray(log[k])[:n] for k in ("t0", "h", "error"))
     np.testing.assert_allclose(t0[accepted] + h[accepted], ts, rtol=1e-14)
     np.testing.assert_array_equal(err < 1, accepted)  # the documented rejection rule
+
+
+def test_with_traced_numbers_one_adapt_step_is_the_same_formula():
+    """numbers_as_arrays: under jit the coefficients are arguments, and the step is unchanged."""
+    kbeta, alpha, k = (1 / 3, 1 / 18, -5 / 18), (-5 / 6, -1 / 6), 5
+    ctrl = controller.numbers_as_arrays(
+        controller.SoderlindController(rtol=0.0, atol=1.0, kbeta=kbeta, alpha=alpha)
+    )
+    rho1, rho2, h1, h2, h, err = 2.0, 0.5, 0.1, 0.08, 0.12, 0.3
+    state = (jnp.array(rho1), jnp.array(rho2), jnp.array(h1), jnp.array(h2), False)
+
+    @eqx.filter_jit
+    def step(c, err):
+        args = (jnp.array(1.0), jnp.array(1.0 + h), jnp.array(1.0), jnp.array(1.0), None)
+        return c.adapt_step_size(*args, err, k, state)
+
+    keep, t0, t1, _, new, _ = step(ctrl, jnp.array(err))
+    x = 0.9 * (1 / err) ** (kbeta[0] / k) * rho1 ** (kbeta[1] / k) * rho2 ** (kbeta[2] / k)
+    x *= (h / h1) ** -alpha[0] * (h1 / h2) ** -alpha[1]
+    assert bool(keep) and float(t1 - t0) == pytest.approx(h * max(x, 1.0), rel=1e-12)
+    np.testing.assert_allclose([float(v) for v in new[:4]], [1 / err, rho1, h, h1], rtol=1e-12)
+
+
+def test_a_traced_zero_coefficient_drops_its_factor_even_at_zero_error():
+    """kβ = (0, 1/2, 0) is stable (P(q) = q³ - q² + q/2: roots 0, (1 ± i)/2). At e_n = 0,
+    ρ_n = ∞ and ρ_n^0 must be 1: x = 0.9·ρ_{n-1}^{(1/2)/5}, with ρ_{n-1} = 100: 0.9·100^0.1."""
+    ctrl = controller.numbers_as_arrays(
+        controller.SoderlindController(rtol=0.0, atol=1.0, kbeta=(0.0, 0.5, 0.0))
+    )
+    h = 0.1
+    state = (jnp.array(100.0), jnp.array(1.0), jnp.array(h), jnp.array(h), False)
+
+    @eqx.filter_jit
+    def step(c):
+        args = (jnp.array(0.0), jnp.array(h), jnp.array(1.0), jnp.array(1.0), None)
+        return c.adapt_step_size(*args, jnp.array(0.0), 5, state)
+
+    keep, t0, t1, _, new, _ = step(ctrl)
+    assert bool(keep)
+    assert float(t1 - t0) == pytest.approx(h * 0.9 * 100**0.1, rel=1e-12)  # 1.43·h, not NaN
+    assert float(new[0]) == 1.0  # an infinite ρ is not kept in the filter's memory
+
+
+def test_an_unstable_filter_is_refused_also_when_its_numbers_are_arrays():
+    # kβ = (2, 0, 0): P(q) = q³ + q² has a root at -1, on the unit circle.
+    with pytest.raises(InvalidArgument, match=r"unstable by construction.*\|q\| = 1"):
+        controller.SoderlindController(
+            rtol=1e-6, atol=1e-6, kbeta=tuple(jnp.asarray(b) for b in (2.0, 0.0, 0.0))
+        )
+
+
+def test_the_deadbeat_integral_controller_reaches_its_step_in_one_step_in_the_batch():
+    """Heun on y' = c·t: its embedded Euler estimate is h/2·(f(t + h) - f(t)) = (c/2)·h², an
+    exact power model r = φ·h^k with φ = c/2, k = 2. The I controller (kβ1 = 1) sets
+    h_{n+1} = h_n·0.9·(φ·h_n²)^{-1/2} = 0.9·φ^{-1/2} = h* whatever h_n: one step to h*, then
+    every step h* (all poles at 0). With c = 162, h* = 0.1; from dt0 = h*/4 the first ratio is
+    4 (inside the bounds [1, 10]). Solved in the compiled batch, numbers as arguments."""
+    ramp = systems.System(
+        name="ramp", vector_field=lambda t, y, args, h: 162.0 * t, y0=np.float64(0.0)
+    )
+    group = batch.Group(ramp, diffrax.Heun(), "I", log_steps=32)
+    out = batch.solve_chunk(group, ([0.025], [0.0], [1.0]), count=1)
+    n = int(out["log_count"][0])
+    h, accepted = out["log_h"][0][:n], out["log_accepted"][0][:n]
+    assert accepted.all() and n == 11  # 0.025, nine steps of h*, and 0.075 to reach t1 = 1
+    np.testing.assert_allclose(h[1:-1], 0.1, rtol=1e-13)
+    assert h[0] == 0.025 and h[-1] == pytest.approx(0.075, rel=1e-12)
+    assert float(out["y_final"][0]) == pytest.approx(81.0, rel=1e-13)  # exact for f linear in t

@@ -216,3 +216,66 @@ def test_the_batch_and_its_executors_do_not_import_the_sweep():
             if isinstance(node, ast.ImportFrom) and node.level == 1
         }
         assert not any("_sweep" in f for f in found), (name, found)
+
+
+def test_all_presets_share_one_compile_and_each_gives_its_own_solve(fresh_compile_cache):
+    """The presets differ only in numbers (kβ, α), which the compiled solve takes as arguments:
+    ten sweeps, one compilation, and each preset's rows are what its own solve gives (a
+    `prepare(..., controller=name)` diffeqsolve with the coefficients as Python constants)."""
+    import jax
+    import jax.numpy as jnp
+
+    from analysis import controller
+    from analysis.prepare import prepare
+
+    rtols = np.logspace(-3, -8, 4)
+    before = analysis.compile_count()
+    rows = {
+        name: analysis.sweep("lotka_volterra", "Bosh3", controller=name, rtol=rtols)
+        for name in controller.PRESETS
+    }
+    assert analysis.compile_count() - before == 1
+    assert [r.attrs["compilations"] for r in rows.values()] == [1] + [0] * 9
+    for name, df in rows.items():
+
+        @jax.jit
+        @jax.vmap
+        def own(rtol, name=name):
+            p = prepare("lotka_volterra", "Bosh3", controller=name, rtol=rtol)
+            sol = p.solve(max_steps=2**14)
+            return sol.ys[-1], sol.stats["num_steps"], sol.stats["num_rejected_steps"]
+
+        y, steps, rejected = own(jnp.asarray(rtols))
+        assert df["num_steps"].tolist() == np.asarray(steps).tolist(), name
+        assert df["num_rejected"].tolist() == np.asarray(rejected).tolist(), name
+        assert (df["num_rejected"] > 0).any(), name  # the rejection branch is exercised
+        got = df[["y_final_0", "y_final_1"]].to_numpy()
+        np.testing.assert_allclose(got, np.asarray(y), rtol=1e-12, atol=0, err_msg=name)
+
+
+def test_systems_equal_up_to_numbers_with_presets_of_one_kind_share_one_compile(
+    fresh_compile_cache,
+):
+    """Two van der Pol systems (mu = 1, 2) × two presets × a numeric option's value: one
+    compilation. A structural option (the limiter on) is another kind: one more."""
+    total = 0
+    for mu, dtmax in ((1.0, 0.5), (2.0, 0.25)):
+        for name in ("PI34", "H211b"):
+            df = analysis.sweep(
+                systems.get("van_der_pol", mu=mu),
+                "Heun",
+                controller=name,
+                rtol=[1e-3, 1e-5],
+                controller_options={"dtmax": dtmax},
+            )
+            assert (df["status"] == "ok").all()
+            total += df.attrs["compilations"]
+    assert total == 1
+    limited = analysis.sweep(
+        systems.get("van_der_pol", mu=1.0),
+        "Heun",
+        controller="PI34",
+        rtol=[1e-3, 1e-5],
+        controller_options={"dtmax": 0.5, "limiter": True},
+    )
+    assert limited.attrs["compilations"] == 1
