@@ -90,8 +90,8 @@ class Marched(eqx.Module):
 
 @dataclasses.dataclass(frozen=True)
 class Tableau:
-    """An explicit Runge–Kutta method as Python floats: stage s at t0 + c[s]·h from
-    y0 + Σ_j a[s][j]·k_j (a[0] empty), then y1 = y0 + Σ_i b[i]·k_i.
+    """An explicit Runge–Kutta method as Python floats: stage s at ``t0 + c[s]·h`` from
+    ``y0 + Σ_j a[s][j]·k_j`` (``a[0]`` empty), then ``y1 = y0 + Σ_i b[i]·k_i``.
 
     Attributes:
         a: the strictly lower rows, one tuple per stage.
