@@ -629,7 +629,18 @@ def _explain_cache(recs) -> list[str]:
 
 
 def _explain_toolkit(recs) -> list[str]:
-    return [
+    by = _by(recs)
+    L = []
+    figs = by.get("make figures, cold cache")
+    if figs and figs.get("extra", {}).get("studies_s"):
+        times = figs["extra"]["studies_s"]
+        parts = ", ".join(f"{k} {_f(v)} s" for k, v in sorted(times.items(), key=lambda kv: -kv[1]))
+        L.append(f"**Where `make figures` spends its time** (cold cache, per study): {parts}.\n")
+    test = by.get("make test, cold cache")
+    if test and test.get("extra", {}).get("slowest"):
+        parts = "; ".join(f"{_f(t)} s {name}" for t, name in test["extra"]["slowest"][:8])
+        L.append(f"**The slowest tests** (cold cache): {parts}.\n")
+    return L + [
         "Each run is the make target's command in a fresh clone of the benchmarked commit "
         "(sharing this checkout's virtual environment, so no package installation is timed): "
         "`python -m studies run all` with no stored results, and `pytest -n auto "

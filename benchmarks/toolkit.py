@@ -29,6 +29,7 @@ from ._measure import Record, compile_seconds, xla_compiles
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTEST = ["-m", "pytest", "-n", "auto", "--maxprocesses", "2", "--dist", "loadfile", "-q"]
+PYTEST_DURATIONS = ["--durations=12"]  # the make target prints 15; 12 is enough to say where
 TOOLKIT_TIMEOUT_S = 3600
 
 
@@ -107,7 +108,7 @@ def _toolkit(scale, what: str, warm: bool) -> Record:
         shutil.rmtree(clone / "results", ignore_errors=True)  # from scratch: nothing stored
         command = [sys.executable, "-m", "studies", "run", "all"]
     else:
-        command = [sys.executable, *PYTEST]
+        command = [sys.executable, *PYTEST, *PYTEST_DURATIONS]
     start = time.perf_counter()
     proc = subprocess.run(
         command, cwd=clone, env=env, capture_output=True, text=True, timeout=TOOLKIT_TIMEOUT_S
@@ -116,6 +117,9 @@ def _toolkit(scale, what: str, warm: bool) -> Record:
     if proc.returncode != 0:
         raise RuntimeError(f"make {what} failed: {(proc.stdout + proc.stderr)[-300:]}")
     summary = (proc.stdout.strip().splitlines() or [""])[-1]
+    extra = {"studies_s": _study_times(proc.stdout)} if what == "figures" else {}
+    if what == "test":
+        extra["slowest"] = _slowest_tests(proc.stdout)
     return Record(
         workload="toolkit",
         method=f"make {what}, {'warm' if warm else 'cold'} cache",
@@ -128,7 +132,31 @@ def _toolkit(scale, what: str, warm: bool) -> Record:
         compilations=0,
         xla_compilations=0,
         notes=summary.strip("= "),
+        extra=extra,
     )
+
+
+def _study_times(stdout: str) -> dict:
+    """{study: seconds} from the runner's "[NAME] done in X s" lines."""
+    out = {}
+    for line in stdout.splitlines():
+        if line.startswith("[") and "] done in " in line and line.endswith(" s"):
+            name, rest = line[1:].split("] done in ", 1)
+            out[name] = float(rest[:-2])
+    return out
+
+
+def _slowest_tests(stdout: str) -> list:
+    """[(seconds, "setup|call test id")] from pytest's --durations block."""
+    out = []
+    for line in stdout.splitlines():
+        parts = line.split(maxsplit=2)
+        if len(parts) == 3 and parts[0].endswith("s") and parts[1] in ("setup", "call"):
+            try:
+                out.append((float(parts[0][:-1]), f"{parts[1]} {parts[2]}"))
+            except ValueError:
+                continue
+    return out
 
 
 MEASUREMENTS = {
