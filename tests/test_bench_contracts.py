@@ -150,7 +150,9 @@ def test_report_gives_each_whole_toolkit_target_its_ratio_and_verdict():
     records = [
         _whole("cache", "study run, cold cache", 40.0, "convergence --force", cache_hits=0),
         _whole("cache", "study run, warm cache", 20.0, "convergence --force", cache_hits=12),
-        _whole("toolkit", "make figures, cold cache", 180.0),
+        _whole(
+            "toolkit", "make figures, cold cache", 180.0, studies_s={"demo": 3.0, "neural": 99.0}
+        ),
         _whole("toolkit", "make figures, warm cache", 100.0),
         _whole("toolkit", "make test, cold cache", 230.0),
     ]
@@ -163,3 +165,18 @@ def test_report_gives_each_whole_toolkit_target_its_ratio_and_verdict():
         in text
     )
     assert "Devices: cpu: cpu. No GPU was available" in text
+    assert "spends its time** (cold cache, per study): neural 99 s, demo 3 s." in text
+
+
+def test_toolkit_reads_the_runner_and_pytest_outputs():
+    from benchmarks import toolkit
+
+    runner = (
+        "[demo] computing: ...\n[demo] done in 2.9 s\n[neural] done in 110.9 s\nall done in 114 s"
+    )
+    assert toolkit._study_times(runner) == {"demo": 2.9, "neural": 110.9}
+    pytest_out = "55.56s setup    tests/a.py::t\n4.1s call tests/b.py::u[x y]\n1 failed, 2 passed"
+    assert toolkit._slowest_tests(pytest_out) == [
+        (55.56, "setup tests/a.py::t"),
+        (4.1, "call tests/b.py::u[x y]"),
+    ]
