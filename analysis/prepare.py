@@ -119,15 +119,15 @@ class Prepared(eqx.Module):
                 "dt0=None is invalid at constant steps; give the step dt0 > 0, or prepare with "
                 "a controller for adaptive steps"
             )
-        system = self.system
+        t0, t1, y0, args = self._problem(t0, t1, y0, args)
         return diffrax.diffeqsolve(
             self.term,
             self.solver,
-            system.t0 if t0 is None else t0,
-            system.t1 if t1 is None else t1,
+            t0,
+            t1,
             dt0,
-            system.y0 if y0 is None else y0,
-            system.args if args is None else args,
+            y0,
+            args,
             stepsize_controller=self.controller,
             saveat=diffrax.SaveAt(t1=True) if saveat is None else saveat,
             max_steps=max_steps,
@@ -170,16 +170,19 @@ class Prepared(eqx.Module):
                 "march is for constant steps; this solve was prepared with a controller "
                 f"({type(self.controller).__name__}): use solve"
             )
-        system = self.system
+        t0, t1, y0, args = self._problem(t0, t1, y0, args)
         return _fixed_steps.march(
-            self.term,
-            self.solver,
+            self.term, self.solver, t0, t1, dt0, y0, args, max_steps=max_steps
+        )
+
+    def _problem(self, t0, t1, y0, args) -> tuple:
+        """(t0, t1, y0, args), each given one or else the system's."""
+        system = self.system
+        return (
             system.t0 if t0 is None else t0,
             system.t1 if t1 is None else t1,
-            dt0,
             system.y0 if y0 is None else y0,
             system.args if args is None else args,
-            max_steps=max_steps,
         )
 
     def step(self, y, h, *, t0=None, args=None):
