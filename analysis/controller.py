@@ -13,7 +13,8 @@ diffrax's PIDController is the α = 0 case with β1 = pcoeff + icoeff + dcoeff,
 icoeff = kβ1 + kβ2 + kβ3.
 
 Under the asymptotic error model r_n = φ·h_n^k the filter acts on log h_n as a linear recursion
-with characteristic polynomial (`closed_loop_poles`)
+with characteristic polynomial (`closed_loop_poles`; with ``gain=γ`` the model r_n = φ·h_n^(γk),
+each kβ_i multiplied by γ: `analysis.control_loop`)
 
     P(q) = q³ + (kβ1 - 1 + α2)·q² + (kβ2 - α2 + α3)·q + (kβ3 - α3),
 
@@ -148,26 +149,42 @@ def preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def closed_loop_poles(p: Preset | str) -> np.ndarray:
-    """Roots of P(q) = q³ + (kβ1 - 1 + α2)q² + (kβ2 - α2 + α3)q + (kβ3 - α3) (module docstring).
+def closed_loop_poles(p: Preset | str, gain: float = 1.0) -> np.ndarray:
+    """Roots of P(q) = q³ + (γkβ1 - 1 + α2)q² + (γkβ2 - α2 + α3)q + (γkβ3 - α3), γ = `gain`.
 
-    They govern how log h responds under the asymptotic model r = φ·h^k; |q| < 1 is stable.
+    They govern how log h responds under the error model r = φ·h^(γ·k): the design assumes
+    γ = 1 (the asymptotic model r = φ·h^k, module docstring); a field whose error estimate
+    scales with another exponent k_a has γ = k_a/k (`analysis.control_loop`). |q| < 1 is stable;
+    γ = 0 (an error that ignores h) always has the root q = 1.
 
     Args:
         p: a `Preset` or a preset name.
+        gain: γ, the ratio of the actual error exponent to the controller's k (finite, ≥ 0).
 
     Returns:
         The three roots as a NumPy array (complex if any root is).
+
+    Raises:
+        InvalidArgument: gain is not a finite number ≥ 0.
 
     Examples:
         >>> round(float(np.max(np.abs(closed_loop_poles("PI34")))), 6)  # roots 0, 0.8, -0.5
         0.8
         >>> tuple(round(float(q), 6) for q in sorted(closed_loop_poles("H321").real))
         (0.333333, 0.5, 0.666667)
+        >>> sorted(round(float(q), 6) for q in closed_loop_poles("I", gain=3.0).real)  # 1 - γ
+        [-2.0, 0.0, 0.0]
     """
     p = preset(p) if isinstance(p, str) else p
+    try:
+        ok = np.ndim(gain) == 0 and np.isfinite(float(gain)) and float(gain) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or isinstance(gain, bool):
+        raise InvalidArgument(f"gain={gain!r} is invalid; it must be a finite number ≥ 0")
+    g = float(gain)
     (b1, b2, b3), (a2, a3) = p.kbeta, p.alpha
-    return np.roots([1.0, b1 - 1 + a2, b2 - a2 + a3, b3 - a3])
+    return np.roots([1.0, g * b1 - 1 + a2, g * b2 - a2 + a3, g * b3 - a3])
 
 
 def scaled_error(controller, y0, y1_candidate, y_error):
