@@ -35,6 +35,7 @@ from . import batch as _batch
 from . import chunk_store as _chunk_store
 from . import controller as _controller
 from . import distributed as _distributed
+from . import progress as _progress
 from . import reference as _reference
 from . import solvers as _solvers
 from . import step_log as _step_log
@@ -370,8 +371,10 @@ def _rows(group: _batch.Group, order, cols: dict, outs: list[dict]) -> pd.DataFr
     return rows.iloc[inverse].reset_index(drop=True)
 
 
-def _run_groups(groups: list, store, executor) -> tuple[list[pd.DataFrame], int]:
+def _run_groups(groups: list, store, executor, bar) -> tuple[list[pd.DataFrame], int]:
     """Solve every (group, grid) pair's chunks with `executor`, through `store`; (frames, compiles).
+
+    `bar` (an `analysis.progress.bar`) counts the solves of each chunk done, loaded or solved.
 
     Stored chunks are loaded (a group whose chunks are all stored never compiles); the others go
     to the executor together, and each is saved to the store as soon as it comes back, so an
@@ -394,6 +397,7 @@ def _run_groups(groups: list, store, executor) -> tuple[list[pd.DataFrame], int]
             else:
                 outs[g][c] = out
                 store.advance(1, count, cached=True)
+                bar.update(count)
     compilations = 0
     for i, out in executor.map([t[1:] for t in tasks]):
         (g, c, key) = tasks[i][0]
@@ -401,6 +405,7 @@ def _run_groups(groups: list, store, executor) -> tuple[list[pd.DataFrame], int]
         if store is not None:
             store.save(key, {k: v for k, v in out.items() if k != "compile_s"})
             store.advance(1, len(out["num_steps"]), cached=False)
+        bar.update(tasks[i][3])
         outs[g][c] = out
     frames = [
         _rows(group, *plan, o) for (group, _), plan, o in zip(groups, plans, outs, strict=True)
@@ -603,8 +608,12 @@ def sweep(
                 log_steps=int(log_steps),
             )
             groups.append((group, grid))
-    with runner as chunk_executor:
-        frames, compilations = _run_groups(groups, store, chunk_executor)
+    # a bar on a terminal (`analysis.progress`), unless the store reports progress itself (the
+    # study runner's bar)
+    quiet = store is not None and store.progress is not None
+    bar = _progress.bar(n_grid * len(groups), "sweep", "solve", quiet=quiet)
+    with runner as chunk_executor, bar as solves_done:
+        frames, compilations = _run_groups(groups, store, chunk_executor, solves_done)
     df = pd.concat(frames, ignore_index=True)
     df.attrs["compilations"] = compilations
     return df

@@ -1,6 +1,9 @@
 """Shared registries and small utilities for the tests."""
 
+import base64
+import io
 import os
+from html.parser import HTMLParser
 from pathlib import Path
 
 import diffrax
@@ -59,5 +62,81 @@ __all__ = [
     "fit_slope",
     "EvaluationLog",
     "fixed_solver",
+    "check_report_html",
     "diffrax",
 ]
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class _ReportParser(HTMLParser):
+    """Collects what `check_report_html` checks: tags, ids, links, images, table rows."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.ids, self.hrefs, self.srcs, self.images = [], [], [], [], []
+        self.tables = []  # body rows (<tr> in <tbody>) per <table>
+        self._open_tables = []
+        self._in_body = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if "id" in attrs:
+            self.ids.append(attrs["id"])
+        if "href" in attrs:
+            self.hrefs.append(attrs["href"] or "")
+        if "src" in attrs:
+            self.srcs.append(attrs["src"] or "")
+        if tag == "img":
+            self.images.append(attrs)
+        if tag == "table":
+            self._open_tables.append(0)
+        if tag == "tbody":
+            self._in_body = True
+        if tag == "tr" and self._open_tables and self._in_body:
+            self._open_tables[-1] += 1
+
+    def handle_endtag(self, tag):
+        if tag == "tbody":
+            self._in_body = False
+        if tag == "table" and self._open_tables:
+            self.tables.append(self._open_tables.pop())
+
+
+def check_report_html(html: str) -> _ReportParser:
+    """Check a self-contained HTML report (`analysis.report.render`) and return its parse.
+
+    Every <img> holds an alt text and a non-empty base64 PNG that decodes to a non-empty image,
+    every <table> has a body row, every in-page link (``#id``) names an id of the page, ids are
+    unique, there is no <script> tag and nothing is loaded or linked over http(s) (nor any
+    other src than a data: URL).
+    """
+    import matplotlib.image
+
+    page = _ReportParser()
+    page.feed(html)
+    page.close()
+    assert "script" not in page.tags, "a <script> tag in the report"
+    assert not any(t in page.tags for t in ("link", "iframe", "object", "embed")), page.tags
+    lowered = html.lower()
+    assert "@import" not in lowered and "url(http" not in lowered, "the style loads something"
+    assert len(page.ids) == len(set(page.ids)), f"repeated ids: {sorted(page.ids)}"
+    for src in page.srcs:
+        assert src.startswith("data:"), f"src={src[:80]!r} is not embedded"
+    for href in page.hrefs:
+        assert not href.lower().startswith(("http:", "https:", "//")), f"external link {href}"
+        if href.startswith("#"):
+            assert href[1:] in page.ids, f"link {href} names no id of the page"
+    for img in page.images:
+        assert img.get("alt"), f"an <img> without alt text: {str(img)[:80]}"
+        src = img.get("src") or ""
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix), f"<img> src is not a base64 PNG: {src[:40]!r}"
+        data = base64.b64decode(src[len(prefix) :], validate=True)
+        assert data.startswith(PNG_SIGNATURE), "<img> data is not a PNG"
+        pixels = matplotlib.image.imread(io.BytesIO(data), format="png")
+        assert pixels.ndim == 3 and pixels.shape[0] > 0 and pixels.shape[1] > 0
+    assert all(rows >= 1 for rows in page.tables), f"a <table> without rows: {page.tables}"
+    return page
