@@ -1,11 +1,13 @@
 """Discretization effects in step-dependent systems f(t, y, args, h), on jax and diffrax.
 
 Public entry points: `StepTerm`, `StepAware` (step-dependent solving), `systems` (the catalog),
-`solvers`, `controller`, `sweep` (compiled-once grids of solves as tidy DataFrames).
+`solvers`, `controller`, `sweep` (compiled-once grids of solves as tidy DataFrames), `diagnose`
+(every measurement on one model, a verdict and an HTML report).
 """
 
 from . import (
     chunk_store,
+    control_loop,
     controller,
     convergence,
     discrete,
@@ -13,7 +15,9 @@ from . import (
     invariants,
     models,
     neural,
+    progress,
     reference,
+    report,
     run_store,
     solvers,
     stability,
@@ -24,6 +28,7 @@ from . import (
 )
 from ._sweep import sweep
 from .batch import compile_count
+from .diagnosis import diagnose
 from .errors import InvalidArgument, PrecisionWarning
 from .stepdep import FrozenStepTerm, StepAware, StepTerm
 
@@ -33,6 +38,10 @@ __all__ = [
     "StepAware",
     "sweep",
     "compile_count",
+    "diagnose",
+    "control_loop",
+    "progress",
+    "report",
     "systems",
     "solvers",
     "controller",

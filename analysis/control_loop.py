@@ -76,7 +76,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-import scipy.stats
 
 from . import controller as _controller
 from . import solvers as _solvers
@@ -233,6 +232,8 @@ def _fit(log_h, log_e):
         return slope, np.nan, np.nan
     resid = y - y.mean() - slope * xc
     se = math.sqrt(float(resid @ resid) / (len(x) - 2) / float(xc @ xc))
+    import scipy.stats  # here: importing it costs a second at start-up
+
     half = float(scipy.stats.t.ppf(0.975, len(x) - 2)) * se
     return slope, slope - half, slope + half
 

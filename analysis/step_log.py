@@ -120,7 +120,7 @@ def step_metrics(h, accepted, count) -> dict[str, float]:
     """
     n = min(int(count), len(h))
     h, accepted = np.asarray(h[:n]), np.asarray(accepted[:n], bool)
-    steps = h[accepted][:-1]
+    steps = h[accepted & (h > 0)][:-1]  # h = 0: a step that underflowed, not a step size
     jumps = np.abs(np.diff(np.log(steps))) if len(steps) >= 2 else np.array([np.nan])
     return {
         "attempts_logged": n,

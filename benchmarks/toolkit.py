@@ -3,6 +3,9 @@
 6. cache: one study run with ``--force`` in a fresh process, first with an empty persistent
    compilation cache (cold), then in a second fresh process with the cache the first one
    filled (warm). FULL runs the convergence study, QUICK the demo's quick config.
+8. diagnose: `stepdep diagnose examples/diagnose_my_model.py:model --quick` (a 2-component
+   model) in a fresh process, with an empty compilation cache (cold) and with the cache the
+   cold run filled (warm). The target (#20) is ≤ 60 s on two cores.
 7. toolkit: the commands of `make figures` (every study from scratch: no stored results) and
    `make test` (pytest -n auto --maxprocesses 2 --dist loadfile), run in a fresh clone of this
    repository's HEAD that shares this checkout's virtual environment, each with an empty
@@ -40,7 +43,7 @@ def shared_folder(kind: str, parent: int | None = None) -> Path:
 
 def remove_shared_folders(parent: int) -> None:
     """Remove the folders the children of benchmark run `parent` made."""
-    for kind in ("cache", "out", "clone", "clone-cache"):
+    for kind in ("cache", "out", "clone", "clone-cache", "diagnose-cache"):
         shutil.rmtree(shared_folder(kind, parent), ignore_errors=True)
 
 
@@ -83,6 +86,33 @@ def study_run(scale, warm: bool) -> Record:
         xla_compilations=xla_compiles() - c0,
         notes=f"{study}{' --quick' if quick else ''} --force",
         extra={"cache_hits": len(hits), "cache_entries": entries},
+    )
+
+
+def diagnose_run(scale, warm: bool) -> Record:
+    """`stepdep diagnose examples/diagnose_my_model.py:model --quick` in this fresh process."""
+    from studies.__main__ import main
+
+    cache, out = shared_folder("diagnose-cache"), shared_folder("out") / "diagnose"
+    if not warm:
+        shutil.rmtree(cache, ignore_errors=True)
+    target = f"{ROOT / 'examples' / 'diagnose_my_model.py'}:model"
+    args = ["diagnose", target, "--quick", "--out", str(out), "--compile-cache", str(cache)]
+    c0, s0, start = xla_compiles(), compile_seconds(), time.perf_counter()
+    if main(args) != 0:
+        raise RuntimeError("stepdep diagnose failed")
+    return Record(
+        workload="diagnose",
+        method=f"diagnose --quick, {'warm' if warm else 'cold'} cache",
+        n_solves=0,
+        nfev=0,
+        end_to_end_s=time.perf_counter() - start,
+        compile_s=compile_seconds() - s0,
+        run_s=None,
+        run_repeats=[],
+        compilations=0,
+        xla_compilations=xla_compiles() - c0,
+        notes="examples/diagnose_my_model.py:model (2 components), --quick",
     )
 
 
@@ -162,6 +192,8 @@ def _slowest_tests(stdout: str) -> list:
 MEASUREMENTS = {
     ("cache", "study run, cold cache"): lambda scale: study_run(scale, warm=False),
     ("cache", "study run, warm cache"): lambda scale: study_run(scale, warm=True),
+    ("diagnose", "diagnose --quick, cold cache"): lambda scale: diagnose_run(scale, warm=False),
+    ("diagnose", "diagnose --quick, warm cache"): lambda scale: diagnose_run(scale, warm=True),
     ("toolkit", "make figures, cold cache"): lambda scale: _toolkit(scale, "figures", False),
     ("toolkit", "make figures, warm cache"): lambda scale: _toolkit(scale, "figures", True),
     ("toolkit", "make test, cold cache"): lambda scale: _toolkit(scale, "test", False),

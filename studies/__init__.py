@@ -4,13 +4,24 @@ A study module exposes `CONFIG` and `QUICK` (frozen dataclasses), `run(config)` 
 of named DataFrames (no file I/O), `plot(results)` returning a dict of named Figures, and
 `CAPTIONS` (figure name -> what it shows and what to look for); optionally `PAPER_TABLES` (names
 of returned tables, or name -> LaTeX caption) that the runner also writes as CSV and LaTeX next
-to the figures. The runner (`python -m studies`) does every bit of I/O.
+to the figures, and `pages(results)` (name -> a self-contained HTML page, written as NAME.html
+next to the figures and linked from the gallery). The runner (`python -m studies`) does every
+bit of I/O.
 """
 
 import importlib
 
 #: Registered studies, in the order `make figures` runs them.
-STUDIES = ("demo", "fsal", "stability", "controllers", "convergence", "discrete_maps", "neural")
+STUDIES = (
+    "demo",
+    "fsal",
+    "stability",
+    "controllers",
+    "convergence",
+    "discrete_maps",
+    "neural",
+    "diagnose",
+)
 
 
 def load(name: str):

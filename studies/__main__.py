@@ -1,4 +1,5 @@
-"""The study runner: `python -m studies list | run NAME... | all | show NAME` (or `stepdep ...`).
+"""The study runner: `python -m studies list | run NAME... | all | show NAME | diagnose MODULE:ATTR`
+(or `stepdep ...`; diagnose: `studies.diagnose_cli`).
 
 It does all the I/O for every study. `run` looks up the stored results (`analysis.run_store`):
 they are reused when config, package versions, x64 flag and library sources are unchanged and
@@ -51,7 +52,7 @@ import pandas as pd  # noqa: E402
 
 from analysis import chunk_store, compile_cache, distributed, run_store  # noqa: E402
 
-from . import STUDIES, describe, load  # noqa: E402
+from . import STUDIES, describe, diagnose_cli, load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNKS = "chunks"  # per-study folder of finished sweep chunks while a run is unfinished
@@ -292,6 +293,8 @@ def _run_locked(study, name, quick, folder, figures_dir, force, chunk_size, log)
         for fmt in ("pdf", "png"):
             run_store.atomic_write_bytes(out / f"{fig_name}.{fmt}", plotting.render(fig, fmt))
         plotting.close(fig)
+    for page, html in (study.pages(tables) if hasattr(study, "pages") else {}).items():
+        run_store.atomic_write_bytes(out / f"{page}.html", html.encode())
     for table, caption in paper_tables(study).items():
         if table not in tables:
             raise ValueError(
@@ -360,6 +363,10 @@ def write_gallery(
                     f"PDF: [{fig_name}.pdf]({name}/{fig_name}.pdf). Regenerate: `{command}`",
                     "",
                 ]
+        pages = sorted(p.name for p in (figures_dir / name).glob("*.html"))
+        if pages:
+            links = ", ".join(f"[{p[:-5]}]({name}/{p})" for p in pages)
+            lines += [f"Pages (self-contained HTML, open in a browser): {links}.", ""]
         tables = [t for t in paper_tables(study) if (figures_dir / name / f"{t}.csv").exists()]
         if tables:
             links = ", ".join(
@@ -484,7 +491,10 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=None, help="folder holding results/ and figures/ (default: .)"
     )
     sh.add_argument("--quick", action="store_true", help=f"default --out {QUICK_OUT}/ (quick runs)")
+    diagnose_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "diagnose":
+        return diagnose_cli.run(args, argv)
     if args.command == "list":
         for name in STUDIES:
             print(f"{name:16s} {describe(name)}")

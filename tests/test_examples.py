@@ -24,7 +24,15 @@ def test_example_runs_in_quick_mode(script, tmp_path):
         assert (tmp_path / "figures" / "demo" / "orders_for_paper.pdf").stat().st_size > 1000
     if script.stem == "byom":
         assert (tmp_path / "my_model_convergence.png").stat().st_size > 1000
+    if script.stem == "diagnose_my_model":
+        assert (tmp_path / "my_model_diagnosis" / "report.html").stat().st_size > 10_000
+        assert "h can be frozen as a parameter" in out.stdout  # y' damping 0.3 + 2h: a parameter
 
 
 def test_every_example_is_tested():
-    assert {p.stem for p in EXAMPLES} >= {"byom", "paper_figure", "explore_neural_field"}
+    assert {p.stem for p in EXAMPLES} >= {
+        "byom",
+        "paper_figure",
+        "explore_neural_field",
+        "diagnose_my_model",
+    }
