@@ -1,9 +1,10 @@
 """Constant steps without diffeqsolve's adaptive machinery: `march` from t0 to t1.
 
 A constant-step solve needs none of what `diffrax.diffeqsolve` carries for adaptive ones: no
-error estimate, no dense output, no accept/reject, no saving. `march` steps one
+error estimate, no dense output, no accept/reject, no interpolated saves. `march` steps one
 `lax.while_loop` (under vmap: one loop over the lanes, finished lanes masked) from t0 to t1 on
-exactly diffeqsolve's time grid and returns the final state, the result and the step count.
+exactly diffeqsolve's time grid and returns the final state, the result, the step count and,
+given save times ``ts`` on that grid, the states there.
 
 - Time grid: that of diffrax 0.7.2's `ConstantStepSize` (not dt0 accumulated): T_1 =
   min(t0 + dt0, t1), T_n = t0 + (t1 - t0)·(n/N) for n ≥ 2 with N = ⌈(t1 - t0)/dt0⁺⌉, dt0⁺ the
@@ -22,9 +23,17 @@ exactly diffeqsolve's time grid and returns the final state, the result and the 
 - Any other solver (implicit, `HalfSolver`, `StaleFSAL`, ...): its own ``init`` and ``step``
   in the same loop; a failed step (Newton divergence) ends the solve with the solver's result.
 
+- Saves: each time of ``ts`` must be a step's end T_n (to round-off); the state there is
+  saved, where diffeqsolve's ``SaveAt(ts=ts)`` evaluates its interpolant at T_n, equal to
+  round-off. A time off the grid is refused (InvalidArgument) when the times are concrete and
+  saved as NaN when traced: the loop carries no host-callback check, so a jitted march can be
+  stored in jax's persistent compilation cache.
+
 max_steps steps that do not reach t1 give `RESULTS.max_steps_reached`, as in diffeqsolve; all
-steps are accepted (num_accepted_steps = num_steps, num_rejected_steps = 0). Forward mode only
-(jit, vmap, jvp): a sweep never differentiates a solve.
+steps are accepted (num_accepted_steps = num_steps, num_rejected_steps = 0). The while loop has
+forward-mode derivatives (jit, vmap, jvp); ``reverse_mode=True`` takes exactly max_steps
+iterations in a `lax.scan`, the steps after t1 masked, so that `jax.grad` goes through it
+(training through a solve).
 
 Examples:
     >>> import diffrax, jax.numpy as jnp
@@ -36,6 +45,11 @@ Examples:
     ...             jnp.array(1.0), None, max_steps=3)
     >>> end.result == diffrax.RESULTS.max_steps_reached
     Array(True, dtype=bool)
+    >>> grad = jax.grad(lambda a: march(diffrax.ODETerm(lambda t, y, a: -a * y), diffrax.Euler(),
+    ...                 0.0, 1.0, 0.5, 1.0, a, ts=[0.5, 1.0], max_steps=2,
+    ...                 reverse_mode=True).ys[-1])
+    >>> float(grad(1.0))                                       # d/da (1 - a/2)² = -(1 - a/2)
+    -0.5
 """
 
 from __future__ import annotations
@@ -59,6 +73,8 @@ __all__ = ["march", "Marched", "Tableau", "tableau_of"]
 
 #: diffeqsolve rounds a step ending within this many ulp below t1 up to t1.
 _CLIP_ULPS = 100
+#: A save time within this many ulp (of max(|t0|, |t1|)) of a step's end is saved there.
+_SAVE_ULPS = 1024
 
 
 class Marched(eqx.Module):
@@ -69,6 +85,8 @@ class Marched(eqx.Module):
         result: the `diffrax.RESULTS` value (max_steps_reached, or an implicit solver's
             failure).
         num_steps: the steps taken (all accepted).
+        ys: the states at the save times ``ts`` (leading axis: the save times; inf where the
+            solve stopped first, NaN at a traced time off the grid), or None without ``ts``.
 
     Examples:
         >>> from analysis.prepare import prepare
@@ -80,6 +98,7 @@ class Marched(eqx.Module):
     y1: object
     result: diffrax.RESULTS
     num_steps: jax.Array
+    ys: object = None
 
     @property
     def stats(self) -> dict:
@@ -157,13 +176,16 @@ def march(
     args,
     *,
     max_steps: int | None = 4096,
+    ts=None,
+    reverse_mode: bool = False,
 ) -> Marched:
     """Solve from t0 to t1 at the constant step dt0: diffeqsolve's numbers without its loop.
 
     The result equals ``diffrax.diffeqsolve(term, solver, t0, t1, dt0, y0, args,
-    stepsize_controller=diffrax.ConstantStepSize(), max_steps=max_steps)`` at t1 to round-off,
-    with the same result and step counts. The loop carries only the step count, the state (and
-    an FSAL stage or an implicit solver's state): the step's times are `step_time` of the count.
+    stepsize_controller=diffrax.ConstantStepSize(), max_steps=max_steps)`` at t1 (and with
+    ``saveat=diffrax.SaveAt(ts=ts)`` at ts) to round-off, with the same result and step counts.
+    The loop carries only the step count, the state (an FSAL stage or an implicit solver's
+    state, the saves): the step's times are `_Grid.time` of the count.
 
     Args:
         term: the diffrax term (an `ODETerm` or a `StepTerm`).
@@ -174,14 +196,17 @@ def march(
         dt0: the step, with the sign of t1 - t0.
         y0: the initial state, an array or a PyTree of arrays.
         args: the field's args.
-        max_steps: the step limit (None: none).
+        max_steps: the step limit (None: none; an int with reverse_mode).
+        ts: save times, each a step's end (shape (K,); None: save nothing but y1).
+        reverse_mode: loop in a `lax.scan` of max_steps iterations, for `jax.grad`.
 
     Returns:
         A `Marched`.
 
     Raises:
-        InvalidArgument: concrete times that are not finite, or a dt0 that is zero or against
-            the direction (traced ones are not checked).
+        InvalidArgument: concrete times that are not finite, a dt0 that is zero or against
+            the direction, save times off the step grid (traced ones are not checked), or
+            reverse_mode without an int max_steps.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -189,6 +214,8 @@ def march(
         >>> end = march(term, diffrax.Heun(), 0.0, 1.0, 0.5, jnp.array(1.0), None)
         >>> float(end.y1), end.stats["num_rejected_steps"].item()   # (1 - 1/2 + 1/8)^2
         (0.390625, 0)
+        >>> march(term, diffrax.Heun(), 0.0, 1.0, 0.5, jnp.array(1.0), None, ts=[0.0, 0.5]).ys
+        Array([1.   , 0.625], dtype=float64)
     """
     _check_times(t0, t1, dt0)
     with jax.numpy_dtype_promotion("standard"):
@@ -203,9 +230,11 @@ def march(
     terms = WrapTerm(term, direction)
     grid = _Grid.of(t0, t1, dt0)
     step, state, fails = _stepper(term, solver, terms, t0, grid.time(1), y0, args)
+    saves = None if ts is None else _Saves.of(grid, jnp.asarray(ts, time_dtype) * direction, y0)
+    _check_saves(ts, saves)
 
     def running(carry):
-        _, tprev, _, _, result = carry
+        _, tprev, _, _, result, _ = carry
         going = tprev < t1
         return going & (result == diffrax.RESULTS.successful) if fails else going
 
@@ -215,18 +244,71 @@ def march(
         return running(carry) & (carry[0] < max_steps)
 
     def body(carry):
-        n, tprev, y, state, _ = carry
+        n, tprev, y, state, _, ys = carry
         tnext = grid.time(n + 1)
         y1, state, result = step(tprev, tnext, y, state)
-        return n + 1, tnext, y1, state, result if fails else None
+        ys = None if saves is None else saves.record(ys, n + 1, y1)
+        return n + 1, tnext, y1, state, result if fails else None, ys
 
     ok = diffrax.RESULTS.successful
-    carry = (jnp.asarray(0), t0, y0, state, ok if fails else None)
-    carry = lax.while_loop(cond, body, carry)
-    n, _, y1, _, result = carry
+    ys = None if saves is None else saves.record(saves.empty, 0, y0)
+    carry = (jnp.asarray(0), t0, y0, state, ok if fails else None, ys)
+    if reverse_mode:
+        if not isinstance(max_steps, int):
+            raise InvalidArgument(
+                f"max_steps={max_steps!r} is invalid with reverse_mode=True; give the number "
+                "of steps the scan takes (an int)"
+            )
+
+        def masked(carry, _):  # steps past t1 (or a failure) leave the carry as it is
+            going = cond(carry)
+            return jtu.tree_map(lambda a, b: jnp.where(going, a, b), body(carry), carry), None
+
+        carry, _ = lax.scan(masked, carry, None, length=max_steps)
+    else:
+        carry = lax.while_loop(cond, body, carry)
+    n, _, y1, _, result, ys = carry
     result = ok if result is None else result
     result = diffrax.RESULTS.where(running(carry), diffrax.RESULTS.max_steps_reached, result)
-    return Marched(y1=y1, result=result, num_steps=n)
+    ys = None if saves is None else saves.finish(ys)
+    return Marched(y1=y1, result=result, num_steps=n, ys=ys)
+
+
+class _Saves(eqx.Module):
+    """Save times on the step grid, as step numbers: ys[i] is the state after step k[i].
+
+    k[i] is the n whose T_n (`_Grid.time`) is ts[i] within `_SAVE_ULPS` ulp of max(|t0|, |t1|);
+    a save time near no T_n is off the grid, and its entry is NaN.
+    """
+
+    steps: jax.Array  # k, shape (K,)
+    on_grid: jax.Array  # shape (K,)
+    empty: object  # the buffer before any save: inf, as diffeqsolve fills unsaved entries
+
+    @classmethod
+    def of(cls, grid: _Grid, ts, y0) -> _Saves:
+        span = grid.t1 - grid.t0
+        tol = _SAVE_ULPS * jnp.finfo(ts.dtype).eps * jnp.maximum(abs(grid.t0), abs(grid.t1))
+        near = lambda k: abs(grid.time(k) - ts) <= tol  # noqa: E731
+        frac = (ts - grid.t0) / jnp.where(span == 0, 1, span)
+        k = jnp.clip(jnp.round(frac * grid.count), 0, grid.count).astype(grid.count.dtype)
+        k = jnp.where(near(k) | ~near(1), k, 1)  # T_1 = t0 + dt0 is off the even spacing
+        full = lambda y: jnp.full((ts.shape[0], *jnp.shape(y)), jnp.inf, jnp.result_type(y))  # noqa: E731
+        return cls(k, near(k), jtu.tree_map(full, y0))
+
+    def record(self, ys, n, y):
+        """ys with the state y after step n written where k = n."""
+        return jtu.tree_map(lambda buf, x: jnp.where(self._rows(self.steps == n, x), x, buf), ys, y)
+
+    def finish(self, ys):
+        """ys with NaN for save times off the grid."""
+        return jtu.tree_map(
+            lambda buf: jnp.where(self._rows(self.on_grid, buf[0]), buf, jnp.nan), ys
+        )
+
+    @staticmethod
+    def _rows(mask, like):
+        return mask.reshape(mask.shape + (1,) * jnp.ndim(like))
 
 
 class _Grid(eqx.Module):
@@ -245,9 +327,11 @@ class _Grid(eqx.Module):
 
     @classmethod
     def of(cls, t0, t1, dt0) -> _Grid:
-        after = jnp.where(dt0 == 0, jnp.finfo(dt0.dtype).tiny, jnp.nextafter(dt0, jnp.inf))
-        count = jnp.astype(jnp.ceil((t1 - t0) / after), jnp.int32)
-        floor = _ulps_below(t1, _CLIP_ULPS)
+        # N and the clip's floor are not differentiated (nextafter and bitcasts have no rule).
+        t0_, t1_, dt0_ = (lax.stop_gradient(x) for x in (t0, t1, dt0))
+        after = jnp.where(dt0_ == 0, jnp.finfo(dt0.dtype).tiny, jnp.nextafter(dt0_, jnp.inf))
+        count = jnp.astype(jnp.ceil((t1_ - t0_) / after), jnp.int32)
+        floor = _ulps_below(t1_, _CLIP_ULPS)
         return cls(t0, t1, dt0, count, floor)
 
     def time(self, k):
@@ -279,6 +363,19 @@ def _check_times(t0, t1, dt0) -> None:
         raise InvalidArgument(
             f"t0={t0!r}, t1={t1!r}, dt0={dt0!r} are invalid; give finite times and a step "
             "dt0 ≠ 0 with the sign of t1 - t0"
+        )
+
+
+def _check_saves(ts, saves: _Saves | None) -> None:
+    if saves is None or isinstance(saves.on_grid, jax.core.Tracer):
+        return
+    times = jnp.ravel(jnp.asarray(ts))
+    off = [float(t) for t, on in zip(times, saves.on_grid, strict=True) if not on]
+    if off:
+        raise InvalidArgument(
+            f"ts has times off the step grid ({off[:3]}{'...' if len(off) > 3 else ''}); "
+            "march saves at the ends of its steps only: give dt0 = (save spacing)/m for an "
+            "integer m, or save with diffeqsolve, which interpolates"
         )
 
 

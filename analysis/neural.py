@@ -118,11 +118,12 @@ def _run(model, solver: str, control: str, max_steps: int, steps, y0s, ts):
     """Every (step, initial value) pair: ys (S, N, K, d), codes (S, N), num_steps (S, N).
 
     Compiled once per (model structure, solver, control, max_steps, array shapes): models of
-    the same structure share it, whatever their trained values.
+    the same structure share it, whatever their trained values. Nothing here is
+    differentiated, so the solves take their forward-mode loops (`solve`'s ``forward``).
     """
 
     def one(step, y0):
-        return solve(model, solver, control, step, y0, ts, max_steps)
+        return solve(model, solver, control, step, y0, ts, max_steps, forward=True)
 
     return jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(steps, y0s)
 

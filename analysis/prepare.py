@@ -144,12 +144,15 @@ class Prepared(eqx.Module):
         t0=None,
         t1=None,
         max_steps: int | None = DEFAULT_MAX_STEPS,
+        ts=None,
+        reverse_mode: bool = False,
     ) -> _fixed_steps.Marched:
         """Solve from t0 to t1 at the constant step dt0 without diffeqsolve's adaptive machinery.
 
         `analysis.fixed_steps.march` with the prepared parts: the final state of `solve` to
         round-off, with the same result and step counts, in a plain loop (explicit Runge–Kutta
-        stages unrolled, no error estimate, no dense output). Forward mode only.
+        stages unrolled, no error estimate, no dense output), and with ``ts`` its states at
+        save times on the step grid. Forward mode, or reverse mode with ``reverse_mode``.
 
         Args:
             dt0: the step.
@@ -157,13 +160,16 @@ class Prepared(eqx.Module):
             args: the field's args (None: the system's).
             t0: the start time (None: the system's).
             t1: the end time (None: the system's).
-            max_steps: the step limit (None: none).
+            max_steps: the step limit (None: none; an int with reverse_mode).
+            ts: save times, each the end of a step (None: none).
+            reverse_mode: a `lax.scan` of max_steps iterations, for `jax.grad`.
 
         Returns:
-            An `analysis.fixed_steps.Marched` (y1, result, num_steps, stats).
+            An `analysis.fixed_steps.Marched` (y1, result, num_steps, stats, ys).
 
         Raises:
-            InvalidArgument: adaptive steps (prepared with a controller), or a bad dt0.
+            InvalidArgument: adaptive steps (prepared with a controller), a bad dt0, or
+                concrete save times off the step grid.
         """
         if not self.fixed:
             raise InvalidArgument(
@@ -172,7 +178,16 @@ class Prepared(eqx.Module):
             )
         t0, t1, y0, args = self._problem(t0, t1, y0, args)
         return _fixed_steps.march(
-            self.term, self.solver, t0, t1, dt0, y0, args, max_steps=max_steps
+            self.term,
+            self.solver,
+            t0,
+            t1,
+            dt0,
+            y0,
+            args,
+            max_steps=max_steps,
+            ts=ts,
+            reverse_mode=reverse_mode,
         )
 
     def _problem(self, t0, t1, y0, args) -> tuple:

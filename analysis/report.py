@@ -40,6 +40,7 @@ import itertools
 import math
 import numbers
 import re
+import traceback
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -62,7 +63,6 @@ FULL_TABLE_NOTE = "the full table is in the parquet files"
 
 _KEY = re.compile(r"[a-z0-9_-]+")
 _RESERVED_IDS = ("verdict", "contents", "provenance", "reproduce")
-_STATUS_LABEL = {"ok": "ok", "warning": "warning", "failed": "failed"}
 _MISSING = "—"
 
 _CSS = """
@@ -124,11 +124,10 @@ def _esc(text) -> str:
     return _html.escape(str(text), quote=True)
 
 
-def _paragraphs(text: str, css_class: str | None = None) -> str:
+def _paragraphs(text: str) -> str:
     """Plain text as escaped paragraphs (a blank line starts a new one)."""
     paras = [p.strip() for p in re.split(r"\n\s*\n", str(text).strip()) if p.strip()]
-    attr = f' class="{css_class}"' if css_class else ""
-    return "\n".join(f"<p{attr}>{_esc(p)}</p>" for p in paras)
+    return "\n".join(f"<p>{_esc(p)}</p>" for p in paras)
 
 
 def _pairs(value, what: str, n: int) -> tuple:
@@ -190,6 +189,8 @@ class Section:
         for name in ("title", "summary", "how_to_read", "error"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidArgument(f"{name} must be a str, not {type(getattr(self, name))}")
+        if self.status == "failed" and not (self.summary.strip() or self.error.strip()):
+            raise InvalidArgument("a failed section must say what failed (summary or error)")
         figures = _pairs(self.figures, "figures", 2)
         for caption, fig in figures:
             if not hasattr(fig, "savefig"):
@@ -217,8 +218,6 @@ class Section:
             >>> sec.status, sec.summary
             ('failed', 'This part raised ValueError: max_steps reached at h=0.1')
         """
-        import traceback
-
         error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         return cls(
             key,
@@ -361,7 +360,7 @@ def _definitions(mapping: Mapping) -> str:
 
 
 def _status_badge(status: str) -> str:
-    return f'<span class="status status-{status}">{_STATUS_LABEL[status]}</span>'
+    return f'<span class="status status-{status}">{status}</span>'
 
 
 def _section(sec: Section, max_rows: int, note: str) -> str:

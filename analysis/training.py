@@ -250,8 +250,12 @@ def solve(model, solver: str, control: str, step, y0, ts, max_steps: int, *, for
 
     The field is solved as step-dependent (StepAware hands it h in every stage); `step` is h
     (control "fixed") or rtol = atol of a PID controller ("adaptive"), and may be traced.
-    Reverse-mode differentiable (recursive checkpointing), or forward-mode with `forward=True`
-    (diffrax.ForwardMode: cheaper for one scalar input such as h). Never raises.
+    Fixed steps are marched (`analysis.fixed_steps.march`, diffeqsolve's numbers to round-off,
+    saved at the step ends ts): a `lax.scan` of max_steps steps, reverse-mode differentiable,
+    or with `forward=True` a while loop (forward mode; cheaper for one scalar input such as h,
+    and when nothing is differentiated). Adaptive steps go through diffeqsolve: recursive
+    checkpointing, or diffrax.ForwardMode with `forward=True`. Never raises; a traced save
+    time off the step grid gives NaN there.
 
     Args:
         model: a callable (t, y, h) -> dy/dt, e.g. an equinox Module.
@@ -260,8 +264,8 @@ def solve(model, solver: str, control: str, step, y0, ts, max_steps: int, *, for
         step: h or rtol.
         y0: the initial state.
         ts: the save times (ts[0] is the start).
-        max_steps: the step budget (`steps_to`).
-        forward: differentiate in forward mode.
+        max_steps: the step budget (`steps_to`; fixed steps: the scan's length).
+        forward: differentiate in forward mode (or not at all).
 
     Returns:
         (ys at ts, diffrax result code, number of steps).
@@ -282,14 +286,12 @@ def solve(model, solver: str, control: str, step, y0, ts, max_steps: int, *, for
         h_dependent=True,
     )
     if control == "fixed":
-        prepared, dt0 = prepare(system, solver), step
-    else:
-        prepared, dt0 = (
-            prepare(system, solver, controller=diffrax.PIDController(rtol=step, atol=step)),
-            None,
+        end = prepare(system, solver).march(
+            step, ts=ts, max_steps=max_steps, reverse_mode=not forward
         )
+        return end.ys, result_code(end.result), end.num_steps
+    prepared = prepare(system, solver, controller=diffrax.PIDController(rtol=step, atol=step))
     sol = prepared.solve(
-        dt0,
         saveat=diffrax.SaveAt(ts=ts),
         max_steps=max_steps,
         adjoint=diffrax.ForwardMode() if forward else None,

@@ -13,6 +13,7 @@ from jax import lax
 
 from analysis import InvalidArgument, StepAware, solvers
 from analysis._diffrax_private import result_code
+from analysis.distributed import _primitives
 from analysis.fixed_steps import _Grid, march, tableau_of
 from analysis.prepare import prepare
 from analysis.systems import System
@@ -207,3 +208,169 @@ def test_a_step_that_cannot_reach_t1_is_refused(dt0):
 def test_march_needs_constant_steps():
     with pytest.raises(InvalidArgument, match="constant steps"):
         prepare("linear", "Tsit5", controller="PI34", rtol=1e-6).march(0.1)
+
+
+# ------------------------------------------------------------------------ saves at ts
+
+
+def _parametric():
+    """y' = -a·y + h·b·t·y²: an h-dependent field of its own with trainable args (a, b)."""
+    return System(
+        name="parametric_h",
+        vector_field=lambda t, y, args, h: -args[0] * y + h * args[1] * t * y**2,
+        y0=jnp.asarray([1.0, 0.5]),
+        args=jnp.asarray([1.0, 0.5]),
+        t1=2.0,
+    )
+
+
+def _saved_both(prepared, fractions, saves_at, max_steps):
+    """ys of diffeqsolve with SaveAt(ts) and of march with ts, the step dt0 = fraction·span and
+    the save times t0 + k·dt0 for k in `saves_at`, vmapped over the fractions."""
+    t0, t1 = prepared.system.t0, prepared.system.t1
+
+    @eqx.filter_jit
+    def run(fractions):
+        def one(fraction):
+            dt0 = fraction * (t1 - t0)
+            ts = t0 + dt0 * jnp.asarray(saves_at, dtype=float)
+            sol = prepared.solve(dt0, saveat=diffrax.SaveAt(ts=ts), max_steps=max_steps)
+            end = prepared.march(dt0, ts=ts, max_steps=max_steps)
+            return sol.ys, end.ys, result_code(sol.result), result_code(end.result)
+
+        return jax.vmap(one)(fractions)
+
+    return run(jnp.asarray(fractions))
+
+
+def _finite_relative_difference(a, b):
+    """Max relative difference of two PyTrees whose non-finite entries (unsaved: inf) agree."""
+    a, b = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)]) for t in (a, b))
+    np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b))
+    np.testing.assert_array_equal(a[~np.isfinite(a)], b[~np.isfinite(b)])
+    return _relative_difference(a[np.isfinite(a)], b[np.isfinite(b)])
+
+
+@pytest.mark.parametrize(
+    "solver, system",
+    [(s, f) for f in ("linear10", "riccati") for s in solvers.EXPLICIT_RK]
+    + [(s, f) for f in ("perturbed", "oscillator") for s in ("Heun", "Tsit5")]
+    + [(s, "riccati") for s in ("ImplicitEuler", "Kvaerno5")],
+)
+def test_saves_on_the_step_grid_are_diffeqsolves_saveat_ts(solver, system):
+    system = {"riccati": _riccati(), "oscillator": _oscillator()}.get(system, system)
+    prepared = prepare(system, solver)
+    # dt0 = span/10 saved at steps 0, 1, 4, 10; dt0 = span/40 at steps 0, 1, 4, 10, 40 with
+    # max_steps = 20 (the last save never reached: inf in both).
+    saves_at = [0, 1, 4, 10]
+    ys_sol, ys_end, code_sol, code_end = _saved_both(prepared, [0.1, 0.025], saves_at, 20)
+    np.testing.assert_array_equal(code_sol, code_end)
+    assert list(np.asarray(code_end) != 0) == [False, True]
+    assert _finite_relative_difference(ys_sol, ys_end) <= 1e-13
+
+
+def test_a_save_time_off_the_grid_is_refused_or_nan():
+    term, ts = diffrax.ODETerm(lambda t, y, args: -y), jnp.asarray([0.0, 0.4, 1.0])
+    with pytest.raises(InvalidArgument, match="off the step grid"):
+        march(term, diffrax.Euler(), 0.0, 1.0, 0.25, 1.0, None, ts=ts)
+    traced = jax.jit(lambda ts: march(term, diffrax.Euler(), 0.0, 1.0, 0.25, 1.0, None, ts=ts))
+    ys = np.asarray(traced(ts).ys)
+    assert ys[0] == 1.0 and np.isnan(ys[1]) and ys[2] == 0.75**4
+    # diffrax's first step is dt0 itself, the others (t1 - t0)/N: T = 0.8, 1 at dt0 = 0.8.
+    end = march(term, diffrax.Euler(), 0.0, 1.0, 0.8, 1.0, None, ts=[0.0, 0.8, 1.0])
+    np.testing.assert_allclose(end.ys, [1.0, 0.2, 0.2 * 0.8])
+
+
+def _loss(ys):
+    return sum(jnp.sum(jnp.where(jnp.isfinite(y), y, 0.0) ** 2) for y in jax.tree.leaves(ys))
+
+
+@pytest.mark.parametrize(
+    "solver, system",
+    [(s, "parametric") for s in ("Euler", "Heun", "Tsit5", "ImplicitEuler")]
+    + [("Tsit5", "linear10"), ("Dopri5", "oscillator")],
+)
+def test_reverse_mode_gradients_are_diffeqsolves(solver, system):
+    """jax.grad with respect to y0 and args through march's scan (max_steps past the last
+    step: the masked steps pass the gradient through unchanged) and through diffeqsolve."""
+    system = {"parametric": _parametric(), "oscillator": _oscillator()}.get(system, system)
+    prepared = prepare(system, solver)
+    system = prepared.system
+    t0, t1 = system.t0, system.t1
+    dt0, ts = (t1 - t0) / 8, t0 + (t1 - t0) * jnp.asarray([0.0, 0.25, 0.5, 1.0])
+
+    def by_diffeqsolve(y0, args):
+        sol = prepared.solve(dt0, y0=y0, args=args, saveat=diffrax.SaveAt(ts=ts), max_steps=8)
+        return _loss(sol.ys)
+
+    def by_march(y0, args):
+        end = prepared.march(dt0, y0=y0, args=args, ts=ts, max_steps=11, reverse_mode=True)
+        return _loss(end.ys)
+
+    args = system.args if system.args is not None else jnp.zeros(())
+    grads = [
+        jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(system.y0, args)
+        for f in (by_diffeqsolve, by_march)
+    ]
+    assert _relative_difference(grads[0][0], grads[1][0]) <= 1e-13
+    assert _relative_difference(grads[0][1][0], grads[1][1][0]) <= 1e-12  # d/dy0
+    if system.args is not None:
+        assert _relative_difference(grads[0][1][1], grads[1][1][1]) <= 1e-12  # d/dargs
+
+
+@pytest.mark.parametrize("solver", ["Euler", "Tsit5"])
+def test_forward_mode_derivative_in_the_step_is_diffeqsolves(solver):
+    """d/dh of the states at t0 + m·k·h after m·k steps of size h (the save times move with
+    h, as in neural.step_sensitivity), by jvp through the while loop and through diffeqsolve."""
+    prepared = prepare(_parametric(), solver)
+
+    def states(h, use_march):
+        ts = h * 3 * jnp.arange(4.0)  # m = 3 steps per save
+        if use_march:
+            return prepared.march(h, t0=ts[0], t1=ts[-1], ts=ts, max_steps=9).ys
+        sol = prepared.solve(
+            h,
+            t0=ts[0],
+            t1=ts[-1],
+            saveat=diffrax.SaveAt(ts=ts),
+            max_steps=9,
+            adjoint=diffrax.ForwardMode(),
+        )
+        return sol.ys
+
+    for h in (0.1, 1 / 6):
+        (y_sol, dy_sol), (y_end, dy_end) = (
+            jax.jit(lambda h, u=u: jax.jvp(lambda x: states(x, u), (h,), (1.0,)))(h)
+            for u in (False, True)
+        )
+        assert _relative_difference(y_sol, y_end) <= 1e-13
+        assert _relative_difference(dy_sol, dy_end) <= 1e-12
+
+
+def test_a_jitted_march_with_traced_saves_calls_no_host():
+    """No host callback (diffeqsolve checks traced SaveAt(ts) with one): jax's persistent
+    compilation cache can store the program."""
+    prepared = prepare(_riccati(), "Tsit5")
+
+    def primitives(f, *xs):
+        return set(_primitives(jax.make_jaxpr(f)(*xs).jaxpr))
+
+    ts = jnp.asarray([0.0, 1.0, 2.0])
+    for reverse_mode in (False, True):
+        marched = primitives(
+            lambda dt0, ts, r=reverse_mode: (
+                prepared.march(dt0, ts=ts, max_steps=20, reverse_mode=r).ys
+            ),
+            0.1,
+            ts,
+        )
+        assert not any("callback" in name for name in marched)
+    solved = primitives(
+        lambda dt0, ts: prepared.solve(dt0, saveat=diffrax.SaveAt(ts=ts)).ys, 0.1, ts
+    )
+    assert any("callback" in name for name in solved)
+
+
+def test_reverse_mode_needs_a_step_count():
+    with pytest.raises(InvalidArgument, match="max_steps"):
+        prepare("linear", "Euler").march(0.1, max_steps=None, reverse_mode=True)

@@ -155,6 +155,7 @@ def test_provenance_and_command(page):
         (dict(tables=[("c", [[1, 2]])]), "not a pandas DataFrame"),
         (dict(tables=["c"]), "must be a 2-tuple"),
         (dict(summary=None), "summary must be a str"),
+        (dict(status="failed", summary=" "), "must say what failed"),
     ],
 )
 def test_bad_sections_are_refused(kwargs, message):
