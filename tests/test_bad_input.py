@@ -95,6 +95,13 @@ CASES = [
         lambda: analysis.sweep("linear", "Tsit5", dt0=[0.1, 0.05], rtol=[1e-3, 1e-6]),
     ),
     (
+        "diagnose with a solver without an error estimate",
+        lambda: analysis.diagnose("perturbed", solver="Euler"),
+    ),
+    ("diagnose of a bare field without y0", lambda: analysis.diagnose(lambda t, y, a, h: -y)),
+    ("diagnose at a step longer than the span", lambda: analysis.diagnose("perturbed", h=5.0)),
+    ("a negative loop gain", lambda: controller.closed_loop_poles("PI34", gain=-1.0)),
+    (
         "a field that uses h under a solver that is not StepAware",
         lambda: diffrax.diffeqsolve(
             StepTerm(lambda t, y, a, h: -y + h * y), diffrax.Tsit5(), 0.0, 1.0, 0.1, 1.0
