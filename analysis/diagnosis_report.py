@@ -74,10 +74,11 @@ HOW_TO_READ = {
         "0, 1, 2 correction terms: each term should raise the slope by one."
     ),
     "formulations": (
-        "y(T) of the model as run at h0 (the behaviour it was built with) against three ways "
+        "The model as run at h0 (the behaviour it was built with) against three ways "
         "to write it: the h → 0 limit ODE, the ODE with h frozen at h0, and the discrete-time "
-        "map itself. gap is the max-norm difference relative to |y(T)|; nfev the field "
-        "evaluations each costs (adaptive solves at rtol near 1e-6)."
+        "map itself. gap is the largest max-norm distance from the model's run at t0 + n·h0, "
+        "relative to the run's largest |y| (gap_at_T: at T only); nfev the field evaluations "
+        "each costs (adaptive solves at rtol near 1e-6)."
     ),
 }
 
