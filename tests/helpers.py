@@ -3,11 +3,14 @@
 import base64
 import io
 import os
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import diffrax
 import jax
+import pytest
 
 from analysis import solvers, systems
 from analysis.convergence import log_slope
@@ -63,6 +66,8 @@ __all__ = [
     "EvaluationLog",
     "fixed_solver",
     "check_report_html",
+    "browser_ink",
+    "NEEDS_BROWSER",
     "diffrax",
 ]
 
@@ -140,3 +145,38 @@ def check_report_html(html: str) -> _ReportParser:
         assert pixels.ndim == 3 and pixels.shape[0] > 0 and pixels.shape[1] > 0
     assert all(rows >= 1 for rows in page.tables), f"a <table> without rows: {page.tables}"
     return page
+
+
+#: Skips a test when no browser engine is installed (CI machines may lack one).
+NEEDS_BROWSER = pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="chromium is not installed (apt-get install chromium), so no browser draws the page",
+)
+
+
+def browser_ink(path, folder, *, height: int) -> float:
+    """Draw the page at `path` in headless chromium (1200 px wide, `height` tall) and return
+    the fraction of the screenshot that is not (near) white."""
+    shot = Path(folder) / "shot.png"
+    out = subprocess.run(
+        [
+            shutil.which("chromium"),
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            f"--user-data-dir={Path(folder) / 'profile'}",
+            f"--screenshot={shot}",
+            f"--window-size=1200,{height}",
+            Path(path).resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=folder,
+    )
+    assert shot.exists(), out.stderr[-2000:]
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (height, 1200)
+    return float((pixels[..., :3] < 0.9).any(axis=-1).mean())

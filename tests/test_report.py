@@ -5,15 +5,12 @@ tables with rows, contents links that resolve, no script, nothing fetched over t
 real browser (chromium, headless) draws it when one is installed."""
 
 import re
-import shutil
-import subprocess
 
-import matplotlib.image
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import check_report_html
+from helpers import NEEDS_BROWSER, browser_ink, check_report_html
 
 from analysis import report
 from analysis.errors import InvalidArgument
@@ -183,31 +180,8 @@ def test_write_is_atomic_and_returns_the_path(tmp_path, page):
     assert [p.name for p in path.parent.iterdir()] == ["report.html"]  # no temporary left
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None,
-    reason="chromium is not installed (apt-get install chromium), so no browser draws the page",
-)
+@NEEDS_BROWSER
 def test_a_browser_draws_the_page(tmp_path, page):
     path = report.write(tmp_path / "report.html", page)
-    shot = tmp_path / "shot.png"
-    out = subprocess.run(
-        [
-            shutil.which("chromium"),
-            "--headless",
-            "--disable-gpu",
-            "--no-sandbox",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1200,2000",
-            path.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    assert shot.exists(), out.stderr[-2000:]
-    pixels = matplotlib.image.imread(shot)
-    assert pixels.shape[:2] == (2000, 1200)
-    ink = (pixels[..., :3] < 0.9).any(axis=-1)  # pixels that are not (near) white
-    assert 0.01 < ink.mean() < 0.6, f"{ink.mean():.3f} of the screenshot is drawn"
+    ink = browser_ink(path, tmp_path, height=2000)
+    assert 0.01 < ink < 0.6, f"{ink:.3f} of the screenshot is drawn"
