@@ -1,7 +1,7 @@
 """Diagnose a step-dependent model of your own: one call, one HTML report, a verdict.
 
-Run: python examples/diagnose_my_model.py [--quick]
- or: stepdep diagnose examples/diagnose_my_model.py:model --quick
+Run: python examples/diagnose_my_model.py [--quick]   (--quick: two sections, a smoke test)
+ or: stepdep diagnose examples/diagnose_my_model.py:model --quick   (every section, quick sizes)
 """
 
 import sys
@@ -11,7 +11,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 
-from analysis import diagnose
+from analysis import diagnose, diagnosis
 from analysis.systems import System
 
 
@@ -23,6 +23,8 @@ def my_field(t, y, args, h):
 model = System(name="my_model", vector_field=my_field, y0=jnp.array([1.0, 0.0]), t1=5.0)
 
 if __name__ == "__main__":
-    d = diagnose(model, h=0.1, quick="--quick" in sys.argv)  # trained at h = 0.1
+    quick = "--quick" in sys.argv
+    sections = ("convergence", "formulations") if quick else diagnosis.SECTIONS
+    d = diagnose(model, h=0.1, quick=quick, sections=sections)  # trained at h = 0.1
     print(d.verdict[["question", "answer"]].to_string(index=False))
     print("report:", d.save("my_model_diagnosis"))  # report.html + every table as parquet

@@ -3,9 +3,10 @@
 `analysis.diagnose` (the `stepdep diagnose` command) on each step-dependent family of the
 catalog — a modified integrator (logistic + h/2·f'f), a perturbed field (-y + h·sin y) and a
 lifted map ((Φ(y) - y)/h of the logistic map, h_train = 1) — in its quick form (three presets,
-three tolerances, five steps). Each diagnosis is stored as tables named FAMILY__TABLE and drawn
-as one self-contained HTML page, figures/diagnose/FAMILY.html, linked from the gallery; the
-figure here is the one-line summary: each family's verdict on h as an input.
+three tolerances, five steps; QUICK: one family, three sections). Each diagnosis is stored as
+tables named FAMILY__TABLE and drawn as one self-contained HTML page,
+figures/diagnose/FAMILY.html, linked from the gallery; the figure here is the one-line summary:
+each family's verdict on h as an input.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import systems
-from analysis.diagnosis import Diagnosis, diagnose
+from analysis.diagnosis import SECTIONS, Diagnosis, diagnose
 from analysis.plotting import paper_style
 
 SEP = "__"  # FAMILY__TABLE
@@ -32,10 +33,15 @@ class Config:
         ("lifted_map", "lifted_map", (), "Tsit5"),
     )
     quick: bool = True
+    sections: tuple = SECTIONS
 
 
 CONFIG = Config()
-QUICK = Config(families=(("perturbed", "perturbed", (), "Tsit5"),))
+# the smoke test: one family, the sections that need no controller solves
+QUICK = Config(
+    families=(("perturbed", "perturbed", (), "Tsit5"),),
+    sections=("convergence", "discrete", "formulations"),
+)
 PAPER_TABLES = ()
 
 CAPTIONS = {
@@ -53,7 +59,8 @@ def run(config: Config = CONFIG) -> dict[str, pd.DataFrame]:
     """Every family's diagnosis, its tables named FAMILY__TABLE."""
     tables = {}
     for slug, name, params, solver in config.families:
-        d = diagnose(systems.get(name, **dict(params)), solver=solver, quick=config.quick)
+        system = systems.get(name, **dict(params))
+        d = diagnose(system, solver=solver, quick=config.quick, sections=config.sections)
         tables |= {f"{slug}{SEP}{t}": df for t, df in d.tables().items()}
     return tables
 
