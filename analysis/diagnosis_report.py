@@ -20,7 +20,6 @@ from . import report as _report
 from .control_loop import LoopAnalysis
 from .convergence import ConvergenceResult
 from .discrete import ModifiedDefects
-from .plotting.control_loop import plot_loop
 from .tolerance import Spread
 
 __all__ = ["render", "sections", "HOW_TO_READ", "TITLES"]
@@ -152,7 +151,7 @@ def _loop(d):
     cols += ["predicted", "measured", "agrees", "rejection_rate", "roughness", "autocorrelation"]
     cols += ["successful", "retry_k", "retries"]
     presets = d.loop[[c for c in cols if c in d.loop]]
-    figures = [("Closed-loop poles and step sequences", plot_loop(loop))]
+    figures = [("Closed-loop poles and step sequences", plotting.plot_loop(loop))]
     tables = [("Presets: predicted against measured", presets), ("Exponent probes", d.exponents)]
     return text, figures, tables
 

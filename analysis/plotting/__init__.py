@@ -23,6 +23,7 @@ from ._style import (
     slope_triangle,
     solver_style,
 )
+from .control_loop import plot_loop
 from .controllers import (
     controller_heatmaps,
     output_vs_tolerance,
@@ -71,6 +72,7 @@ __all__ = [
     "controller_heatmaps",
     "work_precision",
     "step_histories",
+    "plot_loop",
     "spread_vs_tolerance",
     "output_vs_tolerance",
     "stability_regions",
