@@ -129,7 +129,7 @@ class Diagnosis(Result):
         settings: one row: system, solver, h0, h0_source, quick, presets, rtols, t0, t1, dim.
         convergence: the fixed-step rows (h, error, status, solver, formulation).
         orders: the fitted orders per (formulation, solver): order, ci_low, ci_high,
-            nominal_order, fit_status, reason.
+            nominal_order, status, reason.
         controllers: the adaptive rows (system, formulation, controller, rtol, status,
             num_steps, nfev, y_final_*, rejection_rate, roughness_mean, ...).
         spread: max - min of y(T) over presets per (formulation, rtol).
@@ -270,8 +270,7 @@ def _typical_step(run: _Run) -> tuple[float, str]:
         return float(system.frozen_h), "the system's frozen_h (its training step)"
     if "h_train" in system.params:
         return float(system.params["h_train"]), "params['h_train']"
-    rows = run.adaptive(system, _COST_PRESET)
-    row = rows.iloc[int(np.argmin(np.abs(np.log(rows["rtol"]) - math.log(_H0_RTOL))))]
+    row = _nearest_rtol(run.adaptive(system, _COST_PRESET), _H0_RTOL)
     if row["status"] != "ok" or not row["num_accepted"]:
         raise InvalidArgument(
             f"no typical step: the adaptive solve of {system.name!r} at rtol={row['rtol']:g} "
@@ -280,6 +279,16 @@ def _typical_step(run: _Run) -> tuple[float, str]:
     h0 = (system.t1 - system.t0) / int(row["num_accepted"])
     name = _solvers.name_of(run.solver)
     return float(h0), f"mean accepted step of {name}/{_COST_PRESET} at rtol={row['rtol']:g}"
+
+
+def _nearest_rtol(rows: pd.DataFrame, rtol: float) -> pd.Series:
+    """The row of `rows` whose rtol is nearest `rtol` on a log scale."""
+    return rows.iloc[int(np.argmin(np.abs(np.log(rows["rtol"].to_numpy()) - math.log(rtol))))]
+
+
+def _grid_steps(system, h0) -> int:
+    """Steps of h0 that fit the span (at least one): the grid t0 + n·h0 maps are compared on."""
+    return max(1, round((system.t1 - system.t0) / h0))
 
 
 @dataclasses.dataclass
@@ -307,24 +316,24 @@ class _Run:
     def cost(self, label: str) -> tuple[float, str]:
         """(nfev, how): the adaptive solve of formulation `label` at the preset and rtol
         nearest PI34, 1e-6 (from the controllers section; NaN if it did not run)."""
-        ctrl = self.tables.get("controllers")
-        if ctrl is None or not len(ctrl):
+        ctrl = self.tables["controllers"]
+        if not len(ctrl):
             return np.nan, "not costed (the controllers section did not run)"
         names = set(ctrl["controller"])
         preset = _COST_PRESET if _COST_PRESET in names else ctrl["controller"].iloc[0]
-        pick = ctrl[(ctrl["formulation"] == label) & (ctrl["controller"] == preset)]
-        pick = pick.iloc[(np.log(pick["rtol"]) - math.log(_COST_RTOL)).abs().argsort()[:1]]
-        rtol = float(pick["rtol"].iloc[0])
-        how = f"adaptive {_solvers.name_of(self.solver)}, {preset}, rtol={rtol:g}"
-        if pick["status"].iloc[0] != "ok":
-            return np.nan, how + f": {pick['status'].iloc[0]}"
-        return float(pick["nfev"].iloc[0]), how
+        pick = _nearest_rtol(
+            ctrl[(ctrl["formulation"] == label) & (ctrl["controller"] == preset)], _COST_RTOL
+        )
+        how = f"adaptive {_solvers.name_of(self.solver)}, {preset}, rtol={pick['rtol']:g}"
+        if pick["status"] != "ok":
+            return np.nan, how + f": {pick['status']}"
+        return float(pick["nfev"]), how
 
     def fixed_at_h0(self) -> pd.DataFrame:
         """The model at constant step h0 with its solver: a convergence row when there is one."""
-        conv = self.tables.get("convergence")
+        conv = self.tables["convergence"]
         name = _solvers.name_of(self.solver)
-        if conv is not None and len(conv):
+        if len(conv):
             rows = conv[
                 conv["formulation"].str.startswith("model")
                 & (conv["solver"] == name)
@@ -336,13 +345,12 @@ class _Run:
 
 
 def _formulations(system, h0) -> dict[str, _systems.System]:
-    """The model and its continuous stand-ins, by label (a duplicate of another is left out)."""
+    """The model and its continuous stand-ins, by label: the h → 0 limit ODE (if the system has
+    a limit; a lifted map's "limit" is frozen at h_train) and the ODE frozen at h0."""
     out = {"model": system}
-    limit = system.limit()
-    frozen = system.freeze(h0)
     if system.has_limit:
-        out["h → 0 limit ODE"] = limit
-    out[f"ODE frozen at h0 = {h0:.4g}"] = frozen
+        out["h → 0 limit ODE"] = system.limit()
+    out[f"ODE frozen at h0 = {h0:.4g}"] = system.freeze(h0)
     return out
 
 
@@ -392,8 +400,7 @@ def _box(system, h0) -> np.ndarray:
 
     The trajectory is taken on the grid t0 + n·h0 at the tolerance `discrete.compare` uses, so
     the discrete section's comparison reuses this compiled solve."""
-    n = max(1, round((system.t1 - system.t0) / h0))
-    ts = system.t0 + h0 * np.arange(n + 1)
+    ts = system.t0 + h0 * np.arange(_grid_steps(system, h0) + 1)
     ys, _ = _reference.limit_solution(system.with_(t1=float(ts[-1])), ts, rtol=_COMPARE_RTOL)
     ys = np.asarray(ys).reshape(len(ts), -1)
     ys = ys[np.all(np.isfinite(ys), axis=1)]
@@ -447,7 +454,7 @@ def _stability_section(run: _Run):
 
 def _discrete_section(run: _Run):
     system, solver, h0, cfg = run.system, run.solver, run.h0, run.cfg
-    horizon = h0 * max(1, round((system.t1 - system.t0) / h0))
+    horizon = h0 * _grid_steps(system, h0)
     phi = _discrete.to_map(system, solver, h0)
     gap = _discrete.compare(system, phi, h0, horizon, rtol=_COMPARE_RTOL)
     out = {"map_gap": gap, "defects": pd.DataFrame()}
@@ -464,29 +471,30 @@ def _formulations_section(run: _Run):
     to the largest |y| of the model's run; y(T) of each; and what each costs."""
     system, solver, h0 = run.system, run.solver, run.h0
     phi = _discrete.to_map(system, solver, h0)
-    horizon = h0 * max(1, round((system.t1 - system.t0) / h0))
+    horizon = h0 * _grid_steps(system, h0)
     model = run.fixed_at_h0()
-    records, scale = [], None
-    for label, s in _formulations(system, h0).items():
-        gap = _discrete.compare(s, phi, h0, horizon, rtol=_COMPARE_RTOL)
-        n = len([c for c in gap.columns if c.startswith("y_map_")])
-        ymap = gap[[f"y_map_{i}" for i in range(n)]].to_numpy(float)
-        if scale is None:  # the state's size over the model's run (not at T: it may decay)
-            scale = max(float(np.nanmax(np.abs(ymap))) if np.isfinite(ymap).any() else 0, 1e-300)
-        if label == "model":
-            final = ymap[-1]
-            record = {
-                "formulation": f"model at h0 (fixed steps, {_solvers.name_of(solver)})",
-                "how": "the model as built: the discrete-time map Φ_h0 iterated",
-                "gap": 0.0,
-                "gap_at_T": 0.0,
-                "nfev": int(model["nfev"].iloc[0]),
-                "status": model["status"].iloc[0],
-            }
-        else:
-            final = gap[[f"y_ode_{i}" for i in range(n)]].to_numpy(float)[-1]
-            nfev, how = run.cost(label)
-            record = {
+    stand_ins = [(k, s) for k, s in _formulations(system, h0).items() if k != "model"]
+    gaps = [_discrete.compare(s, phi, h0, horizon, rtol=_COMPARE_RTOL) for _, s in stand_ins]
+    n = len([c for c in gaps[0].columns if c.startswith("y_map_")])
+    ymap = gaps[0][[f"y_map_{i}" for i in range(n)]].to_numpy(float)  # the model's run
+    # the state's size over the model's run (not at T: it may decay)
+    scale = max(float(np.nanmax(np.abs(ymap))) if np.isfinite(ymap).any() else 0.0, 1e-300)
+    records = [
+        {
+            "formulation": f"model at h0 (fixed steps, {_solvers.name_of(solver)})",
+            "how": "the model as built: the discrete-time map Φ_h0 iterated",
+            "gap": 0.0,
+            "gap_at_T": 0.0,
+            "nfev": int(model["nfev"].iloc[0]),
+            "status": model["status"].iloc[0],
+        }
+        | {f"y_final_{i}": float(ymap[-1, i]) for i in range(n)}
+    ]
+    for (label, _), gap in zip(stand_ins, gaps, strict=True):
+        final = gap[[f"y_ode_{i}" for i in range(n)]].to_numpy(float)[-1]
+        nfev, how = run.cost(label)
+        records.append(
+            {
                 "formulation": label,
                 "how": how,
                 "gap": float(gap["error"].max()) / scale,
@@ -494,7 +502,8 @@ def _formulations_section(run: _Run):
                 "nfev": nfev,
                 "status": "ok" if (gap["status"] == "ok").all() else str(gap["status"].iloc[-1]),
             }
-        records.append(record | {f"y_final_{i}": float(final[i]) for i in range(n)})
+            | {f"y_final_{i}": float(final[i]) for i in range(n)}
+        )
     return {"formulations": pd.DataFrame(records)}
 
 
@@ -511,7 +520,7 @@ _RUNNERS: dict[str, Callable] = {
 # ------------------------------------------------------------------------------------ verdict
 
 
-def _verdict(system, solver, h0, t: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def _verdict(system, h0, t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     rows = []
 
     def say(question, answer, evidence, threshold=""):
@@ -522,9 +531,9 @@ def _verdict(system, solver, h0, t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     orders = t["orders"]
     if len(orders):
         main = orders[orders["formulation"].str.startswith("model")]
-        parts = [f"{r.solver}: {_order_text(r)}" for r in main.itertuples() if hasattr(r, "solver")]
+        parts = [f"{r.solver}: {_order_text(r)}" for r in main.itertuples()]
         target = "its h → 0 limit" if system.has_limit else "its field frozen at h_train"
-        ok = main[main["status"] == "ok"] if "status" in main else main.iloc[:0]
+        ok = main[main["status"] == "ok"]
         answer = (
             f"Towards {target} at observed order {_fmt(ok['order'].min())}–"
             f"{_fmt(ok['order'].max())}"
@@ -560,11 +569,13 @@ def _verdict(system, solver, h0, t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     forms = t["formulations"]
     if len(forms):
         stand_ins = forms.iloc[1:]
-        frozen = stand_ins[stand_ins["formulation"].str.startswith("ODE frozen")]
-        gap_frozen = float(frozen["gap"].iloc[0]) if len(frozen) else np.nan
+        frozen = stand_ins[stand_ins["formulation"].str.startswith("ODE frozen")].iloc[0]
+        gap_frozen = float(frozen["gap"])
         reproduce = THRESHOLDS["reproduces"]
         if not system.h_dependent:
             answer = "h is no input here: the field does not read h"
+        elif frozen["status"] != "ok":  # a gap over a run that stopped being finite says nothing
+            answer = f"Undecided: the comparison with the frozen-h0 ODE ended {frozen['status']!r}"
         elif gap_frozen <= reproduce:
             answer = f"h can be frozen as a parameter at h0 = {h0:.4g}"
         else:
@@ -670,9 +681,8 @@ def _controller_verdict(ctrl, spread) -> tuple[str, str, str, str]:
 
 
 def _order_text(r) -> str:
-    status = getattr(r, "status", "ok")
-    if status != "ok":
-        return str(status)
+    if r.status != "ok":
+        return str(r.status)
     return f"{_fmt(r.order)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
 
 
@@ -782,5 +792,5 @@ def diagnose(
         ]
     )
     tables["sections"] = pd.DataFrame(status, columns=["section", "status", "message", "seconds"])
-    tables["verdict"] = _verdict(system, solver_obj, h0, tables)
+    tables["verdict"] = _verdict(system, h0, tables)
     return Diagnosis(**_storable(tables))

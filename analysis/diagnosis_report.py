@@ -82,18 +82,6 @@ HOW_TO_READ = {
 }
 
 
-def _fails(d, name) -> str:
-    row = d.sections[d.sections["section"] == name]
-    return "" if not len(row) or row["status"].iloc[0] == "ok" else str(row["message"].iloc[0])
-
-
-def _status(d, name) -> str:
-    row = d.sections[d.sections["section"] == name]
-    if not len(row):
-        return "skipped"
-    return "ok" if row["status"].iloc[0] == "ok" else "failed"
-
-
 def _convergence(d):
     figs, text = [], []
     for label, rows in d.convergence.groupby("formulation", sort=False):
@@ -225,31 +213,18 @@ def sections(d) -> list:
         [('formulations', 'ok', 1)]
     """
     out = []
-    for name in d.sections["section"]:
-        status = _status(d, name)
-        if status == "failed":
-            summary, figs, tables = f"This section failed: {_fails(d, name)}", [], []
-        else:
-            try:
-                summary, figs, tables = _BUILDERS[name](d)
-            except Exception as e:  # a figure that cannot be drawn must not hide the numbers
-                summary, figs, tables = (
-                    f"Drawing this section failed: {type(e).__name__}: {e}",
-                    [],
-                    [],
-                )
-                status = "failed"
-        out.append(
-            _report.Section(
-                key=name,
-                title=TITLES[name],
-                summary=summary,
-                how_to_read=HOW_TO_READ[name],
-                figures=tuple(figs),
-                tables=tuple(tables),
-                status="ok" if status == "ok" else "failed",
-            )
-        )
+    for row in d.sections.itertuples():
+        name, text = row.section, HOW_TO_READ[row.section]
+        if row.status != "ok":  # failed while measuring: its message is all there is
+            summary = f"This section failed: {row.message}"
+            out.append(_report.Section(name, TITLES[name], summary, text, status="failed"))
+            continue
+        try:
+            summary, figs, tables = _BUILDERS[name](d)
+        except Exception as e:  # a figure that cannot be drawn must not hide the numbers
+            out.append(_report.Section.failed(name, TITLES[name], e, how_to_read=text))
+            continue
+        out.append(_report.Section(name, TITLES[name], summary, text, tuple(figs), tuple(tables)))
     return out
 
 

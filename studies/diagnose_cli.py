@@ -69,15 +69,23 @@ def load_target(target: str):
     return getattr(module, attr)
 
 
+def _numbers(flag: str, text: str) -> list[float]:
+    """`text` as comma-separated numbers; ValueError naming `flag` otherwise."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{flag}={text!r} is not a comma-separated list of numbers") from None
+
+
 def run(args, argv: list[str] | None = None) -> int:
     """Run the diagnosis and write it; the exit status (2: bad input)."""
-    from analysis import compile_cache, diagnosis, run_store
+    from analysis import compile_cache, diagnosis
     from analysis.errors import InvalidArgument
 
     try:
         compile_cache.enable(args.compile_cache)  # before the first compilation
         model = load_target(args.target)
-        y0 = None if args.y0 is None else [float(v) for v in args.y0.split(",")]
+        y0 = None if args.y0 is None else _numbers("--y0", args.y0)
         if y0 is not None and len(y0) == 1:
             y0 = y0[0]
         result = diagnosis.diagnose(
@@ -88,9 +96,9 @@ def run(args, argv: list[str] | None = None) -> int:
         return 2
     name = result.system_name
     out = args.out or DEFAULT_OUT / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model")
-    command = "stepdep " + shlex.join(["diagnose", *(argv or sys.argv[2:])])
-    prov = run_store.provenance("diagnose", result.settings.iloc[0].to_dict())
-    report = result.save(out, command=command, provenance=prov)
+    # argv (or the command line) starts with "diagnose" itself
+    command = "stepdep " + shlex.join(sys.argv[1:] if argv is None else argv)
+    report = result.save(out, command=command)
     for r in result.verdict.itertuples():
         print(f"- {r.question}\n  {r.answer}\n  ({r.evidence})")
     failed = result.sections[result.sections["status"] != "ok"]

@@ -135,7 +135,8 @@ def test_the_command_writes_a_report_that_parses_and_tables_with_provenance(hype
         assert key in page.ids
     assert len(page.images) >= 7  # 2 convergence, 2 controllers, loop, orbit, 2 discrete
     assert min(page.tables) >= 1 and len(page.tables) >= 10
-    assert "stepdep diagnose" in html and "--solver Heun" in html
+    assert "stepdep diagnose " in html and "--solver Heun" in html
+    assert "diagnose diagnose" not in html  # the command as typed, once
     assert prov["study"] == "diagnose" and "versions" in prov
     assert "Heun hypersolver" in html
 
@@ -252,6 +253,20 @@ def test_bad_input_is_refused_before_anything_runs():
         diagnose(M.hypersolver_field)
     assert runner.main(["diagnose", "no_such_module_here:model"]) == 2
     assert runner.main(["diagnose", f"{HERE / 'own_models.py'}:nothing"]) == 2
+    bad_y0 = ["diagnose", f"{HERE / 'own_models.py'}:hypersolver_field", "--y0", "1,x"]
+    assert runner.main([*bad_y0, "--t1", "1"]) == 2
+
+
+def test_a_run_that_blows_up_at_h0_decides_nothing():
+    """Heun at h0 = 0.1 on y' = -(50 + h)·y: |R(-5.01)| ≈ 8.5 per step, infinite within 400
+    steps; the finite start of the run must not count as the frozen ODE reproducing it."""
+    d = diagnose(
+        lambda t, y, a, h: -(50.0 + h) * y, y0=1.0, t1=40.0, h=0.1, solver="Heun",
+        sections=("formulations",), progress=False,
+    )  # fmt: skip
+    assert (d.formulations["status"].iloc[1:] == "nonfinite").all()
+    assert _answer(d, "Does h act").startswith("Undecided")
+    assert _answer(d, "Which formulation").startswith("Only the discrete-time map")
 
 
 def test_a_bare_field_with_y0_and_t1_and_a_progress_bar(monkeypatch):
