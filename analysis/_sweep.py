@@ -329,46 +329,51 @@ def _chunks(group: _batch.Group, grid: pd.DataFrame):
 
 
 def _rows(group: _batch.Group, order, cols: dict, outs: list[dict]) -> pd.DataFrame:
-    """The group's rows, in grid order, from its chunks' outputs (in chunk order)."""
+    """The group's rows, in grid order, from its chunks' outputs (in chunk order).
+
+    The columns are built as arrays in chunk order, put back in grid order, and made into one
+    DataFrame at once (a column at a time would copy the table for each).
+    """
     system = group.system
     n = len(order)
-    out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0] if np.ndim(outs[0][k])}
-    walls = np.concatenate([np.full(len(o["num_steps"]), o["wall_s"]) for o in outs])
+    inverse = np.empty(n, dtype=int)
+    inverse[order] = np.arange(n)
+    out = {k: np.concatenate([o[k] for o in outs])[inverse] for k in outs[0] if np.ndim(outs[0][k])}
+    walls = np.concatenate([np.full(len(o["num_steps"]), o["wall_s"]) for o in outs])[inverse]
     y_final = out["y_final"].reshape(n, -1)
-    rows = pd.DataFrame(cols)
-    rows["status"] = [_batch.status_of(c, y) for c, y in zip(out["result"], y_final, strict=True)]
-    for k in ("num_steps", "num_accepted", "num_rejected"):
-        rows[k] = out[k].astype(np.int64)
-    rows["nfev"] = _solvers.nfev(
-        group.solver, rows["num_steps"].to_numpy(), step_dependent=system.h_dependent
-    )
+    status = np.array([_batch.status_of(c, y) for c, y in zip(out["result"], y_final, strict=True)])
+    steps = {k: out[k].astype(np.int64) for k in ("num_steps", "num_accepted", "num_rejected")}
     with warnings.catch_warnings():  # the sweep has warned already
         warnings.simplefilter("ignore", PrecisionWarning)
         ref = _reference.final_state(system)
     if ref.y is None:
-        rows["error"] = np.nan
+        error = np.full(n, np.nan)
     else:
         err = np.max(np.abs(y_final - ref.y.reshape(1, -1)), axis=1)
-        rows["error"] = np.where(rows["status"] == "ok", err, np.nan)
-    rows["error_source"] = f"{ref.source} ({ref.reason})" if ref.reason else ref.source
-    rows["wall_s"] = walls
-    for i in range(y_final.shape[1]):
-        rows[f"y_final_{i}"] = y_final[:, i]
+        error = np.where(status == "ok", err, np.nan)
+    columns = {
+        "system": system.name,
+        "solver": _solvers.name_of(group.solver),
+        "controller": group.controller,
+        **{c: v[inverse] for c, v in cols.items()},
+        "t1": float(system.t1),
+        "status": status,
+        **steps,
+        "nfev": _solvers.nfev(group.solver, steps["num_steps"], step_dependent=system.h_dependent),
+        "error": error,
+        "error_source": f"{ref.source} ({ref.reason})" if ref.reason else ref.source,
+        "wall_s": walls,
+        **{f"y_final_{i}": y_final[:, i] for i in range(y_final.shape[1])},
+    }
     if group.save_ts:
-        rows["ys"] = list(out["ys"])
+        columns["ys"] = list(out["ys"])
     if group.log_steps:
         logs = zip(out["log_h"], out["log_accepted"], out["log_count"], strict=True)
         metrics = pd.DataFrame([_step_log.step_metrics(*log) for log in logs])
-        for k in metrics:
-            rows[k] = metrics[k].to_numpy()
-    rows.insert(0, "system", system.name)
-    rows.insert(1, "solver", _solvers.name_of(group.solver))
-    rows.insert(2, "controller", group.controller)
-    rows.insert(7, "t1", float(system.t1))
+        columns |= {k: metrics[k].to_numpy() for k in metrics}
+    rows = pd.DataFrame(columns, index=pd.RangeIndex(n))
     rows.attrs["compile_s"] = max(float(o.get("compile_s", 0.0)) for o in outs)
-    inverse = np.empty(n, dtype=int)
-    inverse[order] = np.arange(n)
-    return rows.iloc[inverse].reset_index(drop=True)
+    return rows
 
 
 def _run_groups(groups: list, store, executor, bar) -> tuple[list[pd.DataFrame], int]:
@@ -425,32 +430,42 @@ def _available_bytes() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def chunk_bytes(system, solver, chunk_size: int, n_save: int = 0, log_steps: int = 0) -> int:
+def chunk_bytes(
+    system, solver, chunk_size: int, n_save: int = 0, log_steps: int = 0, dense_steps: int = 0
+) -> int:
     """Estimated working memory of one vmapped chunk, in bytes (float64).
 
     Per solve: the state and its error estimate, one vector per Runge–Kutta stage, a dense-output
     copy of the stages, saved states and logged steps, plus ~1 KiB of solver and controller
-    state: 8·n·(2·stages + 4 + n_save) + 32·log_steps + 1024. XLA's own accounting of compiled
-    sweeps (see the README's "bigger than one machine" section) stays below this bound.
+    state: 8·n·(2·stages + 4 + n_save) + 32·log_steps + 1024; and where the whole interpolant is
+    kept (constant steps with save times: `analysis.batch`), 8·n·(stages + 2) per step for
+    `dense_steps` steps. XLA's own accounting of compiled sweeps (see the README's "bigger than
+    one machine" section) stays below this bound.
     """
     n = int(np.asarray(system.y0).size)
     stages = _solvers.info(solver).stages
-    per_solve = 8 * n * (2 * stages + 4 + n_save) + 32 * log_steps + 1024
-    return chunk_size * per_solve
+    per_solve = 8 * n * (2 * stages + 4 + n_save + (stages + 2) * dense_steps)
+    return chunk_size * (per_solve + 32 * log_steps + 1024)
 
 
-def _check_chunk_memory(system_objs, solver_objs, size, n_save, log_steps) -> None:
+def _check_chunk_memory(system_objs, solver_objs, size, n_save, log_steps, dense_steps=0) -> None:
     """Refuse, before compiling, a chunk whose estimated memory exceeds half the free memory."""
     budget = _available_bytes() // 2
     for system in system_objs:
         for solver in solver_objs:
-            need = chunk_bytes(system, solver, size, n_save, log_steps)
+            need = chunk_bytes(system, solver, size, n_save, log_steps, dense_steps)
             if need > budget:
                 fits = max(1, size * budget // need)
                 raise InvalidArgument(
                     f"chunk_size={size} needs about {need / 2**30:.1f} GiB per chunk for system "
                     f"{system.name!r} with {_solvers.name_of(solver)} (estimate), more than half "
                     f"the {2 * budget / 2**30:.1f} GiB available; use chunk_size={fits} or less"
+                    + (
+                        f" (the save times keep the interpolant of all max_steps={dense_steps} "
+                        "steps: a smaller max_steps also helps)"
+                        if dense_steps
+                        else ""
+                    )
                 )
 
 
@@ -587,6 +602,8 @@ def sweep(
             steps = min(2 ** math.ceil(math.log2(needed)), MAX_STEPS_LIMIT)
         else:
             steps = DEFAULT_ADAPTIVE_MAX_STEPS
+        if fixed and _batch.saves_inside(system, save_ts):  # the interpolant is kept whole
+            _check_chunk_memory([system], solver_objs, size, len(save_ts), 0, dense_steps=steps)
         planned.append((system, grid, steps))
     if store is not None:
         per_group = math.ceil(n_grid / size)

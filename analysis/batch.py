@@ -276,9 +276,18 @@ def _solve_one(group: Group, dt0, rtol, atol, y0, args, span, ctrl) -> dict:
             dt0, y0=y0, args=args, t0=span[0], t1=span[1], max_steps=group.max_steps
         )
         return _outputs(end.y1 if _is_array(end.y1) else _ravel(end.y1), end.result, end.stats)
-    # SaveAt(ts) reads the solver's dense output (its interpolant) at each extra save time.
+    # Save times are read from the solver's dense output (its interpolant). At constant steps
+    # the whole interpolant is kept (max_steps steps, `_sweep.chunk_bytes`) and evaluated after
+    # the solve: SaveAt(ts) would check the (traced) times at run time through a host callback,
+    # and jax does not store a program with a host callback in its persistent cache.
+    dense = prepared.fixed and bool(group.save_ts)
     save_ts = jnp.asarray(group.save_ts) if group.save_ts else None
-    saveat = diffrax.SaveAt(t1=True, ts=save_ts, controller_state=group.log_steps > 0)
+    saveat = diffrax.SaveAt(
+        t1=True,
+        ts=None if dense else save_ts,
+        dense=dense,
+        controller_state=group.log_steps > 0,
+    )
     sol = prepared.solve(
         dt0 if group.has_dt0 else None,
         y0=y0,
@@ -289,10 +298,11 @@ def _solve_one(group: Group, dt0, rtol, atol, y0, args, span, ctrl) -> dict:
         max_steps=group.max_steps,
     )
     ys = flat_states(sol.ys)
+    saved = flat_states(jax.vmap(sol.evaluate)(save_ts)) if dense else ys[:-1]
     return (
         _outputs(ys[-1], sol.result, sol.stats)
         | _step_log.logged_steps(sol)
-        | ({"ys": ys[:-1]} if group.save_ts else {})
+        | ({"ys": saved} if group.save_ts else {})
     )
 
 
@@ -315,6 +325,7 @@ def _solve_batch(group: Group, dt0, rtol, atol, y0, args, span, ctrl) -> dict:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def _traced_form(group: Group) -> tuple[Group, jax.Array, _controller.SoderlindController | None]:
     """The group as it is compiled, the span [t0, t1] as numbers, and the controller.
 
@@ -329,6 +340,9 @@ def _traced_form(group: Group) -> tuple[Group, jax.Array, _controller.SoderlindC
     A group saving at t1 alone is compiled without save times: its final state is that save
     (`_with_end_saved`), exactly where diffrax ends the solve, with no interpolation, no
     run-time check of the save times, and at constant steps through the marched path.
+
+    Kept for the last groups (a group is hashable), so that the chunks of a sweep do not each
+    rebuild and re-check the blanked system.
     """
     system, span = group.system.traced_form()
     save_ts = () if _saves_at_the_end_only(group) else group.save_ts
@@ -341,8 +355,14 @@ def _traced_form(group: Group) -> tuple[Group, jax.Array, _controller.SoderlindC
     return traced, span, _controller.numbers_as_arrays(ctrl)
 
 
+def saves_inside(system, save_ts: tuple) -> bool:
+    """Whether a group of `system` saving at `save_ts` saves anywhere but at t1 alone (there
+    the final state is the save: `_with_end_saved`)."""
+    return bool(save_ts) and tuple(save_ts) != (float(system.t1),)
+
+
 def _saves_at_the_end_only(group: Group) -> bool:
-    return group.save_ts == (float(group.system.t1),)
+    return bool(group.save_ts) and not saves_inside(group.system, group.save_ts)
 
 
 def _with_end_saved(group: Group, out: dict) -> dict:

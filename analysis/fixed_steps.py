@@ -69,7 +69,7 @@ from ._diffrax_private import WrapTerm
 from .errors import InvalidArgument
 from .stepdep import StepAware, StepTerm, bind_step, uses_h
 
-__all__ = ["march", "Marched", "Tableau", "tableau_of"]
+__all__ = ["march", "Marched", "Tableau", "tableau_of", "check_times"]
 
 #: diffeqsolve rounds a step ending within this many ulp below t1 up to t1.
 _CLIP_ULPS = 100
@@ -217,7 +217,7 @@ def march(
         >>> march(term, diffrax.Heun(), 0.0, 1.0, 0.5, jnp.array(1.0), None, ts=[0.0, 0.5]).ys
         Array([1.   , 0.625], dtype=float64)
     """
-    _check_times(t0, t1, dt0)
+    check_times(t0, t1, dt0)
     with jax.numpy_dtype_promotion("standard"):
         time_dtype = jnp.result_type(t0, t1, dt0)
         if not jnp.issubdtype(time_dtype, jnp.floating):
@@ -355,7 +355,9 @@ def _ulps_below(t, ulps: int):
     return lax.bitcast_convert_type(jnp.where(start > 0, bits - steps, bits + steps), t.dtype)
 
 
-def _check_times(t0, t1, dt0) -> None:
+def check_times(t0, t1, dt0) -> None:
+    """Refuse concrete times that are not finite, or a dt0 that is zero or against the
+    direction t1 - t0 (traced ones are not checked: that would need a host callback)."""
     if any(isinstance(x, jax.core.Tracer) for x in (t0, t1, dt0)):
         return
     t0, t1, dt0 = float(t0), float(t1), float(dt0)

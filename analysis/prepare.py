@@ -120,15 +120,19 @@ class Prepared(eqx.Module):
                 "a controller for adaptive steps"
             )
         t0, t1, y0, args = self._problem(t0, t1, y0, args)
+        controller = self.controller
+        if dt0 is not None:
+            _fixed_steps.check_times(t0, t1, dt0)
+            controller = _with_first_step(controller, dt0)
         return diffrax.diffeqsolve(
             self.term,
             self.solver,
             t0,
             t1,
-            dt0,
+            None,
             y0,
             args,
-            stepsize_controller=self.controller,
+            stepsize_controller=controller,
             saveat=diffrax.SaveAt(t1=True) if saveat is None else saveat,
             max_steps=max_steps,
             adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
@@ -231,6 +235,62 @@ def _lax_stages(solver):
     if isinstance(solver, diffrax.AbstractRungeKutta):
         return dataclasses.replace(solver, scan_kind="lax")
     return solver
+
+
+class _FirstStepInside(diffrax.AbstractStepSizeController):
+    """A step-size controller holding the first step dt0 (the step, at constant steps), so that
+    diffeqsolve is called with dt0=None and hands the controller's own dt0 to ``init``: the same
+    solve, step for step. Given a dt0, diffeqsolve checks (t1 - t0)·dt0 ≥ 0 at run time through
+    a host callback when either is traced, and jax does not store a program with a host callback
+    in its persistent compilation cache; `Prepared.solve` checks concrete times on the host."""
+
+    controller: eqx.AbstractVar[diffrax.AbstractStepSizeController]
+    dt0: eqx.AbstractVar[object]
+
+    def wrap(self, direction):
+        return dataclasses.replace(
+            self, controller=self.controller.wrap(direction), dt0=self.dt0 * direction
+        )
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        dt0 = jnp.asarray(self.dt0, jnp.result_type(t0))
+        return self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        return self.controller.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, state
+        )
+
+
+class _ConstantFirstStep(_FirstStepInside):
+    controller: diffrax.AbstractStepSizeController
+    dt0: object
+
+
+class _AdaptiveFirstStep(_FirstStepInside, diffrax.AbstractAdaptiveStepSizeController):
+    """The adaptive form: its rtol, atol and norm (the wrapped controller's) are what
+    diffeqsolve gives an implicit solver's Newton iteration, as for the controller alone."""
+
+    controller: diffrax.AbstractAdaptiveStepSizeController
+    dt0: object
+
+    @property
+    def rtol(self):
+        return self.controller.rtol
+
+    @property
+    def atol(self):
+        return self.controller.atol
+
+    @property
+    def norm(self):
+        return self.controller.norm
+
+
+def _with_first_step(controller, dt0) -> _FirstStepInside:
+    if isinstance(controller, diffrax.AbstractAdaptiveStepSizeController):
+        return _AdaptiveFirstStep(controller, dt0)
+    return _ConstantFirstStep(controller, dt0)
 
 
 def prepare(

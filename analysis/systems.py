@@ -176,8 +176,7 @@ class System(eqx.Module):
             )
 
     def __eq__(self, other) -> bool:
-        same = eqx.tree_equal(self, other)
-        return same if isinstance(same, jax.core.Tracer) else bool(same)
+        return _tree_equal(self, other)
 
     def __hash__(self) -> int:
         leaves, treedef = jax.tree_util.tree_flatten(self)
@@ -322,6 +321,29 @@ def _describe(tree) -> str:
         return f"of shape {tree.shape}"
     shapes = jax.tree_util.tree_map(lambda leaf: getattr(leaf, "shape", leaf), tree)
     return f"with leaf shapes {shapes}"
+
+
+def _tree_equal(a, b):
+    """`eqx.tree_equal` (same structure, equal leaves; arrays of equal shape, dtype and values),
+    compared on the host with numpy where no leaf is traced: jax's eager comparison would
+    compile a small kernel per leaf shape."""
+    leaves_a, tree_a = jax.tree_util.tree_flatten(a)
+    leaves_b, tree_b = jax.tree_util.tree_flatten(b)
+    if tree_a != tree_b:
+        return False
+    if any(isinstance(x, jax.core.Tracer) for x in leaves_a + leaves_b):
+        return eqx.tree_equal(a, b)
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        if eqx.is_array(x) != eqx.is_array(y):
+            return False
+        if not eqx.is_array(x):
+            if not bool(x == y):
+                return False
+            continue
+        x, y = np.asarray(x), np.asarray(y)
+        if x.shape != y.shape or x.dtype != y.dtype or not np.array_equal(x, y):
+            return False
+    return True
 
 
 def _as_state(name: str, y0):

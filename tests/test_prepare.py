@@ -116,3 +116,87 @@ def test_constant_steps_need_dt0():
 
 def test_presets_are_the_controller_modules():
     assert set(controller.PRESETS) >= {"I", "PI34", "H211b"}
+
+
+def _host_callbacks(f, *xs) -> bool:
+    """Whether the compiled program of f calls the host (jax then keeps it out of its
+    persistent compilation cache)."""
+    return "callback" in jax.jit(f).lower(*xs).as_text()
+
+
+@pytest.mark.parametrize(
+    "solver, kwargs",
+    [
+        ("Tsit5", {}),
+        ("Kvaerno3", {}),
+        ("Tsit5", dict(controller="PI34", rtol=1e-6)),
+        ("Kvaerno5", dict(controller="H211b", rtol=1e-6, log_steps=8)),
+    ],
+)
+def test_a_jitted_solve_with_a_traced_step_and_span_calls_no_host(solver, kwargs):
+    prepared = prepare("van_der_pol", solver, **kwargs)
+    assert not _host_callbacks(lambda dt0, t1: prepared.solve(dt0, t1=t1).ys, 0.1, 2.0)
+
+    # diffeqsolve given the traced step checks it against t1 - t0 through a host callback
+    def direct(dt0, t1):
+        system = prepared.system
+        return diffrax.diffeqsolve(
+            prepared.term,
+            prepared.solver,
+            0.0,
+            t1,
+            dt0,
+            system.y0,
+            system.args,
+            stepsize_controller=prepared.controller,
+            throw=False,
+        ).ys
+
+    assert _host_callbacks(direct, 0.1, 2.0)
+
+
+@pytest.mark.parametrize(
+    "system, solver, kwargs, t0, t1, dt0",
+    [
+        ("van_der_pol", "Heun", {}, 0.0, 3.0, 0.1),
+        ("van_der_pol", "Kvaerno3", {}, 0.0, 3.0, 0.07),
+        ("van_der_pol", "Tsit5", dict(controller="PI34", rtol=1e-7), 0.0, 3.0, 0.01),
+        ("prothero_robinson", "Kvaerno5", dict(controller="PI34", rtol=1e-6), 0.0, 2.0, 1e-3),
+        ("van_der_pol", "Tsit5", dict(controller="I", rtol=1e-6), 3.0, 0.0, -0.01),
+    ],
+)
+def test_the_step_handed_to_the_controller_gives_diffeqsolves_solve(
+    system, solver, kwargs, t0, t1, dt0
+):
+    """The same steps, states and counts as diffeqsolve given dt0 (an implicit solver's Newton
+    tolerances still come from an adaptive controller), forwards and in reverse time."""
+    prepared = prepare(system, solver, **kwargs)
+    saveat = diffrax.SaveAt(t1=True, steps=True)
+    ours = prepared.solve(dt0, t0=t0, t1=t1, saveat=saveat)
+    theirs = diffrax.diffeqsolve(
+        prepared.term,
+        prepared.solver,
+        t0,
+        t1,
+        dt0,
+        prepared.system.y0,
+        prepared.system.args,
+        stepsize_controller=prepared.controller,
+        saveat=saveat,
+        max_steps=4096,
+        throw=False,
+    )
+    assert ours.result == theirs.result == diffrax.RESULTS.successful
+    assert {k: int(v) for k, v in ours.stats.items()} == {
+        k: int(v) for k, v in theirs.stats.items()
+    }
+    np.testing.assert_array_equal(ours.ts, theirs.ts)
+    np.testing.assert_array_equal(ours.ys, theirs.ys)
+
+
+@pytest.mark.parametrize("dt0", [-0.1, 0.0, float("nan")])
+def test_a_concrete_step_against_the_direction_is_refused(dt0):
+    with pytest.raises(InvalidArgument, match="dt0="):
+        prepare("linear", "Euler").solve(dt0)
+    with pytest.raises(InvalidArgument, match="dt0="):
+        prepare("linear", "Tsit5", controller="PI34", rtol=1e-6).solve(dt0)

@@ -279,3 +279,15 @@ def test_systems_equal_up_to_numbers_with_presets_of_one_kind_share_one_compile(
         controller_options={"dtmax": 0.5, "limiter": True},
     )
     assert limited.attrs["compilations"] == 1
+
+
+def test_saves_between_steps_are_the_methods_interpolant():
+    """Euler's dense output is the straight line between step ends: with h = 1/4 on y' = -y,
+    y(0.3) reads (1 - h) + (0.3 - 0.25)/h·((1 - h)² - (1 - h)), and y(0.5) = (1 - h)²."""
+    df = analysis.sweep("linear", "Euler", dt0=[0.25, 0.125], save_ts=[0.3, 0.5])
+    for _, row in df.iterrows():
+        h = row["h"]
+        k = int(0.3 // h)  # the step holding t = 0.3
+        left, right = (1 - h) ** k, (1 - h) ** (k + 1)
+        inside = left + (0.3 - k * h) / h * (right - left)
+        np.testing.assert_allclose(row["ys"], [inside, (1 - h) ** round(0.5 / h)], rtol=1e-14)
