@@ -28,7 +28,8 @@ Norms (each absolute, or relative: divided by the same norm of the target):
 - ``"max"``: max_k ‖y(t_k) − y*(t_k)‖_∞ over save times t_k (default 10 evenly spaced; they fall
   on step ends when the step counts are multiples of 10);
 - ``"l2"``: (1/(t1 − t0) ∫ ‖y(t) − y*(t)‖₂² dt)^{1/2} by the trapezoid rule on a dense grid, where
-  y(t) is the solver's dense output (diffrax's interpolant, evaluated by SaveAt(ts) in the solve).
+  y(t) is the solver's dense output (diffrax's interpolant, kept whole and evaluated after the
+  solve).
 
 Examples:
     >>> from analysis import convergence
