@@ -29,6 +29,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.tree_util as jtu
 import numpy as np
 
 from .batch import flat_state, flat_states, state_shape
@@ -209,7 +210,7 @@ def final_state(system: System) -> Reference:
         return _CACHE[system]
     warn_if_float32("a reference solution")
     if system.exact is not None:
-        ref = Reference(flat_state(system.exact(system.t1)), "exact", 0.0)
+        ref = Reference(flat_state(_exact_at(system, system.t1)), "exact", 0.0)
     else:
         ref = _reference_solve(system)
     _CACHE[system] = ref
@@ -268,7 +269,7 @@ def trajectory(system: System, ts, *, exact: bool = True) -> Trajectory:
     key = (tuple(ts.tolist()), exact and system.exact is not None)
     if key not in cache:
         if key[1]:
-            ys = np.asarray(flat_states(jax.vmap(system.exact)(jnp.asarray(ts))))
+            ys = np.asarray(flat_states(_exact_at_times(system.exact, jnp.asarray(ts))))
             cache[key] = Trajectory(ys, np.zeros(len(ts)), "exact")
         else:
             name, rtol, _, _ = settings(system)
@@ -281,6 +282,27 @@ def trajectory(system: System, ts, *, exact: bool = True) -> Trajectory:
             else:
                 cache[key] = Trajectory(fine, est, f"reference ({setting})")
     return cache[key]
+
+
+@eqx.filter_jit
+def _exact_at_times(exact, ts):
+    """The exact solution at the times ts, one compiled program per exact solution's structure
+    (its arrays are arguments): evaluated op by op, jax would compile a kernel per operation
+    (0.5 s for linear10's matrix exponential), and a program is kept by the persistent cache."""
+    return jax.vmap(exact)(ts)
+
+
+def _exact_at(system: System, t):
+    """system.exact(t), compiled (`_exact_at_times`); an exact solution written for concrete
+    numbers (numpy on a float t) is called as it is."""
+    try:
+        return jtu.tree_map(lambda y: y[0], _exact_at_times(system.exact, jnp.asarray([t])))
+    except (
+        jax.errors.ConcretizationTypeError,
+        jax.errors.TracerArrayConversionError,
+        jax.errors.TracerIntegerConversionError,
+    ):
+        return system.exact(t)
 
 
 def _reference_solve(system: System) -> Reference:

@@ -113,3 +113,16 @@ def test_a_failed_reference_solve_gives_nan_errors_with_a_reason_in_measure_too(
     fit = result.fits
     assert np.isnan(fit["order"].iloc[0]) and fit["status"].iloc[0] != "ok"
     assert "reference solve failed" in fit["reason"].iloc[0]
+
+
+def test_an_exact_solution_in_numpy_or_jax_is_the_reference_exactly():
+    """The exact solution is evaluated compiled where it traces, and as it is where it is
+    written for concrete numbers (numpy on a float t)."""
+    from analysis.systems import System
+
+    field = lambda t, y, args, h: -y  # noqa: E731
+    in_numpy = System(name="np_exact", vector_field=field, y0=1.0, exact=lambda t: np.exp(-t))
+    in_jax = System(name="jax_exact", vector_field=field, y0=1.0, exact=lambda t: jnp.exp(-t))
+    for system in (in_numpy, in_jax):
+        ref = reference.final_state(system)
+        assert ref.source == "exact" and abs(float(ref.y) - np.exp(-1.0)) <= 2.3e-16 * 0.37
