@@ -254,6 +254,11 @@ class Group(eqx.Module):
     save_ts: tuple = eqx.field(static=True, default=())
     log_steps: int = eqx.field(static=True, default=0)
 
+    def __eq__(self, other) -> bool:  # compared on the host: no eager XLA kernels
+        return _systems.tree_equal(self, other)
+
+    __hash__ = eqx.Module.__hash__  # the fields' hashes (the System's: its structure)
+
 
 def _solve_one(group: Group, dt0, rtol, atol, y0, args, span, ctrl) -> dict:
     """One solve of the group at (dt0, rtol, atol): prepared by `prepare`, solved once.

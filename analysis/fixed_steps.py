@@ -357,7 +357,19 @@ def _ulps_below(t, ulps: int):
 
 def check_times(t0, t1, dt0) -> None:
     """Refuse concrete times that are not finite, or a dt0 that is zero or against the
-    direction t1 - t0 (traced ones are not checked: that would need a host callback)."""
+    direction t1 - t0 (traced ones are not checked: that would need a host callback).
+
+    Raises:
+        InvalidArgument: naming the three values.
+
+    Examples:
+        >>> check_times(0.0, 1.0, 0.1)                  # fine: returns None
+        >>> try:
+        ...     check_times(0.0, 1.0, -0.1)
+        ... except InvalidArgument as e:
+        ...     print(str(e).split(";")[0])
+        t0=0.0, t1=1.0, dt0=-0.1 are invalid
+    """
     if any(isinstance(x, jax.core.Tracer) for x in (t0, t1, dt0)):
         return
     t0, t1, dt0 = float(t0), float(t1), float(dt0)

@@ -43,7 +43,7 @@ import numpy as np
 from .errors import InvalidArgument, require_positive
 from .stepdep import StepTerm, uses_h
 
-__all__ = ["System", "get", "names", "register", "shipped_map"]
+__all__ = ["System", "get", "names", "register", "shipped_map", "tree_equal"]
 
 
 class System(eqx.Module):
@@ -176,7 +176,7 @@ class System(eqx.Module):
             )
 
     def __eq__(self, other) -> bool:
-        return _tree_equal(self, other)
+        return tree_equal(self, other)
 
     def __hash__(self) -> int:
         leaves, treedef = jax.tree_util.tree_flatten(self)
@@ -323,10 +323,17 @@ def _describe(tree) -> str:
     return f"with leaf shapes {shapes}"
 
 
-def _tree_equal(a, b):
+def tree_equal(a, b):
     """`eqx.tree_equal` (same structure, equal leaves; arrays of equal shape, dtype and values),
     compared on the host with numpy where no leaf is traced: jax's eager comparison would
-    compile a small kernel per leaf shape."""
+    compile a small XLA kernel per leaf shape. The equality of a `System` and of a sweep's
+    group (`analysis.batch.Group`), which caches compare on every lookup.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> tree_equal({"a": jnp.ones(2)}, {"a": jnp.ones(2)}), tree_equal(1.0, jnp.ones(1))
+        (True, False)
+    """
     leaves_a, tree_a = jax.tree_util.tree_flatten(a)
     leaves_b, tree_b = jax.tree_util.tree_flatten(b)
     if tree_a != tree_b:
