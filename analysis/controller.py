@@ -453,7 +453,27 @@ def numbers_as_arrays(ctrl: SoderlindController) -> SoderlindController:
     return jtu.tree_map(to_array, ctrl)
 
 
-class StepLogger(diffrax.AbstractAdaptiveStepSizeController):
+class AdaptiveWrapper(diffrax.AbstractAdaptiveStepSizeController):
+    """An adaptive controller around another (`controller`) that keeps its tolerances: the
+    wrapped controller's rtol, atol and norm, which diffeqsolve also hands to an implicit
+    solver's Newton iteration."""
+
+    controller: eqx.AbstractVar[diffrax.AbstractAdaptiveStepSizeController]
+
+    @property
+    def rtol(self):
+        return self.controller.rtol
+
+    @property
+    def atol(self):
+        return self.controller.atol
+
+    @property
+    def norm(self):
+        return self.controller.norm
+
+
+class StepLogger(AdaptiveWrapper):
     """Wraps an adaptive controller and records every attempted step in its state.
 
     The log is a dict of fixed-size buffers (`size` entries): t0, h, error (the scaled error
@@ -468,18 +488,6 @@ class StepLogger(diffrax.AbstractAdaptiveStepSizeController):
 
     controller: diffrax.AbstractAdaptiveStepSizeController
     size: int = eqx.field(static=True)
-
-    @property
-    def rtol(self):
-        return self.controller.rtol
-
-    @property
-    def atol(self):
-        return self.controller.atol
-
-    @property
-    def norm(self):
-        return self.controller.norm
 
     def wrap(self, direction):
         return StepLogger(self.controller.wrap(direction), self.size)

@@ -267,24 +267,11 @@ class _ConstantFirstStep(_FirstStepInside):
     dt0: object
 
 
-class _AdaptiveFirstStep(_FirstStepInside, diffrax.AbstractAdaptiveStepSizeController):
-    """The adaptive form: its rtol, atol and norm (the wrapped controller's) are what
-    diffeqsolve gives an implicit solver's Newton iteration, as for the controller alone."""
+class _AdaptiveFirstStep(_FirstStepInside, _controller.AdaptiveWrapper):
+    """The adaptive form, with the wrapped controller's tolerances (as for it alone)."""
 
     controller: diffrax.AbstractAdaptiveStepSizeController
     dt0: object
-
-    @property
-    def rtol(self):
-        return self.controller.rtol
-
-    @property
-    def atol(self):
-        return self.controller.atol
-
-    @property
-    def norm(self):
-        return self.controller.norm
 
 
 def _with_first_step(controller, dt0) -> _FirstStepInside:
