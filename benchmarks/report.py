@@ -648,8 +648,13 @@ def _explain_cache(recs) -> list[str]:
         f"lowering and compiling against {_f(cold['compile_s'])} s; "
         f"{_f(warm['extra']['cache_hits'])} programs came from the cache folder. The cache "
         "skips XLA only: jax still traces every program in Python (a vmapped diffrax solve's "
-        "trace is most of its compile time), and programs holding a host callback (diffrax's "
-        "run-time checks of a traced dt0 or of save times, `eqx.error_if`) are never written.\n"
+        "trace is most of its compile time), and programs holding a host callback are never "
+        "written. diffrax checks a dt0 it is given and traced save times through one; the "
+        "toolkit's one `diffeqsolve` call hands dt0 to the step-size controller and reads a "
+        "constant-step solve's save times from its kept interpolant, so that only adaptive "
+        "solves with save times (reference trajectories) and fields with `eqx.error_if` keep "
+        "one. The XLA programs not loaded from the cache are small eager kernels (under the "
+        "cache's 0.1 s threshold) and those.\n"
     ]
 
 

@@ -145,7 +145,9 @@ def _toolkit(scale, what: str, warm: bool) -> Record:
     )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"make {what} failed: {(proc.stdout + proc.stderr)[-300:]}")
+        failed = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+        said = "; ".join(failed) if failed else (proc.stdout + proc.stderr)[-300:]
+        raise RuntimeError(f"make {what} failed: {said}")
     summary = (proc.stdout.strip().splitlines() or [""])[-1]
     extra = {"studies_s": _study_times(proc.stdout)} if what == "figures" else {}
     if what == "test":
