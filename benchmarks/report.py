@@ -653,8 +653,9 @@ def _explain_cache(recs) -> list[str]:
         "toolkit's one `diffeqsolve` call hands dt0 to the step-size controller and reads a "
         "constant-step solve's save times from its kept interpolant, so that only adaptive "
         "solves with save times (reference trajectories) and fields with `eqx.error_if` keep "
-        "one. The XLA programs not loaded from the cache are small eager kernels (under the "
-        "cache's 0.1 s threshold) and those.\n"
+        f"one. The other {_f(warm['xla_compilations'] - warm['extra']['cache_hits'])} XLA "
+        "programs of the warm run were compiled again: small kernels under the cache's 0.1 s "
+        "threshold, and any program holding a host callback.\n"
     ]
 
 
