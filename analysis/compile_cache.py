@@ -30,10 +30,19 @@ import os
 from pathlib import Path
 
 import jax
+import jax.monitoring
 
 from .errors import InvalidArgument
 
-__all__ = ["enable", "folder", "ENV", "MAX_BYTES", "MIN_COMPILE_S"]
+__all__ = [
+    "enable",
+    "folder",
+    "seconds_compiling",
+    "xla_compilations",
+    "ENV",
+    "MAX_BYTES",
+    "MIN_COMPILE_S",
+]
 
 #: Environment variable naming the cache folder, or turning the cache off.
 ENV = "STEPDEP_COMPILE_CACHE"
@@ -42,6 +51,52 @@ MAX_BYTES = 2 * 1024**3
 #: Programs compiling faster than this (seconds) are not written to the cache.
 MIN_COMPILE_S = 0.1
 _OFF = {"", "0", "off", "false", "no"}
+#: jax's monitoring events whose durations add up to the time spent compiling.
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_SPENT = {"seconds": 0.0, "xla": 0}
+
+
+def _count(event: str, duration: float, **_) -> None:
+    if event in _COMPILE_EVENTS:
+        _SPENT["seconds"] += duration
+    if event == _COMPILE_EVENTS[-1]:
+        _SPENT["xla"] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count)
+
+
+def seconds_compiling() -> float:
+    """Seconds this process has spent so far tracing, lowering and compiling jax programs
+    (from jax's own monitoring events; a program loaded from the cache counts its tracing and
+    lowering, not an XLA compile). The study runner reports it per study.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> before = seconds_compiling()
+        >>> _ = jax.jit(lambda x: jnp.sin(x) * 2)(1.0)
+        >>> seconds_compiling() > before
+        True
+    """
+    return _SPENT["seconds"]
+
+
+def xla_compilations() -> int:
+    """XLA compilations in this process so far, small eager kernels and cache loads included
+    (jax reports a program loaded from the persistent cache as a compilation too).
+
+    Examples:
+        >>> import jax
+        >>> before = xla_compilations()
+        >>> _ = jax.jit(lambda x: x + 41)(1)
+        >>> xla_compilations() - before
+        1
+    """
+    return _SPENT["xla"]
 
 
 def folder(path: str | os.PathLike | None = None) -> Path | None:

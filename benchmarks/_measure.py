@@ -17,34 +17,18 @@ import time
 from collections.abc import Callable
 
 import jax
-import jax.monitoring
 
-_COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
-)
-_LOG = {"compiles": 0, "compile_s": 0.0}
-
-
-def _listener(event: str, duration: float, **_):
-    if event in _COMPILE_EVENTS:
-        _LOG["compile_s"] += duration
-    if event == _COMPILE_EVENTS[-1]:
-        _LOG["compiles"] += 1
-
-
-jax.monitoring.register_event_duration_secs_listener(_listener)
+from analysis import compile_cache
 
 
 def xla_compiles() -> int:
     """XLA compilations in this process so far (eager op kernels included)."""
-    return _LOG["compiles"]
+    return compile_cache.xla_compilations()
 
 
 def compile_seconds() -> float:
     """Seconds spent tracing, lowering and compiling in this process so far."""
-    return _LOG["compile_s"]
+    return compile_cache.seconds_compiling()
 
 
 def peak_rss_mb() -> float:

@@ -664,9 +664,31 @@ def _explain_toolkit(recs) -> list[str]:
     L = []
     figs = by.get("make figures, cold cache")
     if figs and figs.get("extra", {}).get("studies_s"):
-        times = figs["extra"]["studies_s"]
-        parts = ", ".join(f"{k} {_f(v)} s" for k, v in sorted(times.items(), key=lambda kv: -kv[1]))
-        L.append(f"**Where `make figures` spends its time** (cold cache, per study): {parts}.\n")
+        times, compiling = figs["extra"]["studies_s"], figs["extra"].get("studies_compile_s", {})
+        parts = ", ".join(
+            f"{k} {_f(v)} s" + (f" ({_f(compiling[k])} s compiling)" if k in compiling else "")
+            for k, v in sorted(times.items(), key=lambda kv: -kv[1])
+        )
+        share = ""
+        if compiling:
+            total = sum(times[k] for k in compiling)
+            share = (
+                f" Tracing, lowering and compiling take {_f(sum(compiling.values()))} s of "
+                f"these {_f(total)} s ({sum(compiling.values()) / total:.0%}); the rest runs "
+                "the solves (timed repeats included), the fits and the drawing."
+            )
+        L.append(
+            f"**Where `make figures` spends its time** (cold cache, per study): {parts}.{share}\n"
+        )
+        warm = by.get("make figures, warm cache")
+        warm_compiling = (warm or {}).get("extra", {}).get("studies_compile_s")
+        if warm_compiling:
+            L.append(
+                f"With a warm cache the studies spend {_f(sum(warm_compiling.values()))} s "
+                "tracing, lowering and compiling (loading programs from the cache instead of "
+                f"compiling them with XLA) of {_f(sum(warm['extra']['studies_s'].values()))} s: "
+                "what the cache cannot skip is jax's tracing of each program in Python.\n"
+            )
     test = by.get("make test, cold cache")
     if test and test.get("extra", {}).get("slowest"):
         parts = "; ".join(f"{_f(t)} s {name}" for t, name in test["extra"]["slowest"][:8])

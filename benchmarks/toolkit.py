@@ -19,6 +19,7 @@ child finds what the cold child wrote; the parent (`benchmarks.__main__`) remove
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,7 +150,10 @@ def _toolkit(scale, what: str, warm: bool) -> Record:
         said = "; ".join(failed) if failed else (proc.stdout + proc.stderr)[-300:]
         raise RuntimeError(f"make {what} failed: {said}")
     summary = (proc.stdout.strip().splitlines() or [""])[-1]
-    extra = {"studies_s": _study_times(proc.stdout)} if what == "figures" else {}
+    extra = {}
+    if what == "figures":
+        extra["studies_s"] = _study_times(proc.stdout)
+        extra["studies_compile_s"] = _study_times(proc.stdout, "compile")
     if what == "test":
         extra["slowest"] = _slowest_tests(proc.stdout)
     return Record(
@@ -168,13 +172,21 @@ def _toolkit(scale, what: str, warm: bool) -> Record:
     )
 
 
-def _study_times(stdout: str) -> dict:
-    """{study: seconds} from the runner's "[NAME] done in X s" lines."""
+#: The runner's line for a finished study (the compile part since it reports one).
+_DONE = re.compile(
+    r"^\[(?P<name>[^\]]+)\] done in (?P<wall>[0-9.]+) s"
+    r"(?: \((?P<compile>[0-9.]+) s of it tracing and compiling\))?$"
+)
+
+
+def _study_times(stdout: str, part: str = "wall") -> dict:
+    """{study: seconds} from the runner's "[NAME] done in X s (Y s of it tracing and
+    compiling)" lines: X for part="wall", Y for part="compile" (where the line has it)."""
     out = {}
     for line in stdout.splitlines():
-        if line.startswith("[") and "] done in " in line and line.endswith(" s"):
-            name, rest = line[1:].split("] done in ", 1)
-            out[name] = float(rest[:-2])
+        done = _DONE.match(line)
+        if done and done[part] is not None:
+            out[done["name"]] = float(done[part])
     return out
 
 

@@ -529,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter()
     for name in names:
         try:
+            compiling = compile_cache.seconds_compiling()
             outcome = run_study(
                 name,
                 quick=args.quick,
@@ -537,7 +538,12 @@ def main(argv: list[str] | None = None) -> int:
                 results_dir=results_dir,
                 figures_dir=figures_dir,
             )
-            print(f"[{name}] done in {outcome['seconds']:.1f} s", flush=True)
+            compiling = compile_cache.seconds_compiling() - compiling
+            print(
+                f"[{name}] done in {outcome['seconds']:.1f} s "
+                f"({compiling:.1f} s of it tracing and compiling)",
+                flush=True,
+            )
             files = sum(p.is_file() for p in (figures_dir / name).glob("*"))
             print(
                 f"[{name}] figures: {shown / 'figures' / name}/ ({files} file"

@@ -172,9 +172,11 @@ def test_toolkit_reads_the_runner_and_pytest_outputs():
     from benchmarks import toolkit
 
     runner = (
-        "[demo] computing: ...\n[demo] done in 2.9 s\n[neural] done in 110.9 s\nall done in 114 s"
+        "[demo] computing: ...\n[demo] done in 2.9 s (1.5 s of it tracing and compiling)\n"
+        "[neural] done in 110.9 s\nall done in 114 s"
     )
     assert toolkit._study_times(runner) == {"demo": 2.9, "neural": 110.9}
+    assert toolkit._study_times(runner, "compile") == {"demo": 1.5}
     pytest_out = "55.56s setup    tests/a.py::t\n4.1s call tests/b.py::u[x y]\n1 failed, 2 passed"
     assert toolkit._slowest_tests(pytest_out) == [
         (55.56, "setup tests/a.py::t"),
