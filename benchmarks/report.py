@@ -131,7 +131,12 @@ def render(records: list[dict], machine: dict, command: str, quick: bool = False
     L += [
         f"Reproduce with `{command}` (writes this file and `RESULTS.json` with the raw records). "
         f"Run {machine['date_utc']} UTC at commit `{machine['commit']}`, "
-        f"{_f(machine.get('total_wall_s'))} s in all.",
+        f"{_f(machine.get('total_wall_s'))} s in all."
+        + (
+            f" The other workloads' records are kept from the run of {machine['merged']}."
+            if machine.get("merged")
+            else ""
+        ),
         "",
         f"- Machine: {machine['nproc']} CPU cores ({machine['cpu']}), "
         f"{machine['memory_gib']} GiB memory, {machine['platform']}, Python {machine['python']}.",
