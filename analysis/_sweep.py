@@ -455,14 +455,19 @@ def _check_chunk_memory(system_objs, solver_objs, size, n_save, log_steps, dense
         for solver in solver_objs:
             need = chunk_bytes(system, solver, size, n_save, log_steps, dense_steps)
             if need > budget:
-                fits = max(1, size * budget // need)
+                fits = size * budget // need
+                advice = (
+                    f"use chunk_size={fits} or less"
+                    if fits >= 1
+                    else "even one solve per chunk does not fit"
+                )
                 raise InvalidArgument(
                     f"chunk_size={size} needs about {need / 2**30:.1f} GiB per chunk for system "
                     f"{system.name!r} with {_solvers.name_of(solver)} (estimate), more than half "
-                    f"the {2 * budget / 2**30:.1f} GiB available; use chunk_size={fits} or less"
+                    f"the {2 * budget / 2**30:.1f} GiB available; {advice}"
                     + (
                         f" (the save times keep the interpolant of all max_steps={dense_steps} "
-                        "steps: a smaller max_steps also helps)"
+                        "steps: a smaller max_steps, or larger steps, needs less)"
                         if dense_steps
                         else ""
                     )

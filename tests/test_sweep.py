@@ -291,3 +291,15 @@ def test_saves_between_steps_are_the_methods_interpolant():
         left, right = (1 - h) ** k, (1 - h) ** (k + 1)
         inside = left + (0.3 - k * h) / h * (right - left)
         np.testing.assert_allclose(row["ys"], [inside, (1 - h) ** round(0.5 / h)], rtol=1e-14)
+
+
+def test_saves_between_constant_steps_that_cannot_fit_are_refused_naming_max_steps():
+    """The kept interpolant (max_steps steps of stages) is counted before anything compiles:
+    2000 components × 2**21 steps of Tsit5 need ~280 GiB even one solve at a time."""
+    import jax.numpy as jnp
+
+    big = System(name="big", vector_field=lambda t, y, args, h: -y, y0=jnp.ones(2000), t1=2.0)
+    with pytest.raises(
+        analysis.InvalidArgument, match="even one solve per chunk does not fit.*max_steps"
+    ):
+        analysis.sweep(big, "Tsit5", dt0=[1e-6], save_ts=[0.5, 1.5])
